@@ -1,0 +1,82 @@
+/* dispatch.c — CPU feature detection and the choice of kernel table (BLIS's "reference first, then
+ * overwrite"). The choice is made once (pthread_once) and never changes during a process. */
+#include "CNTK.h"
+#include "vec_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+static int g_has_avx2 = 0, g_has_fma = 0;
+
+static void detect_cpu(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    int ymm_enabled = 0;
+    if (osxsave) {
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        ymm_enabled = (lo & 0x6) == 0x6; /* XMM and YMM state saved by the OS */
+    }
+    int avx2 = 0;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) avx2 = (b >> 5) & 1;
+    g_has_fma = fma && avx && ymm_enabled;
+    g_has_avx2 = avx2 && avx && ymm_enabled;
+}
+#else
+static int g_has_avx2 = 0, g_has_fma = 0;
+static void detect_cpu(void) {}
+#endif
+
+static const ntk_vec_table *g_active = &ntk_vec_table_scalar_impl;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void choose_table(void) {
+    detect_cpu();
+    g_active = &ntk_vec_table_scalar_impl;
+    const char *env = getenv("NTK_SIMD");
+    const int forced_scalar = env != NULL && strcmp(env, "scalar") == 0;
+#if defined(__x86_64__)
+    if (!forced_scalar && g_has_avx2 && g_has_fma) g_active = &ntk_vec_table_avx2_impl;
+#else
+    (void)forced_scalar;
+#endif
+}
+
+static inline const ntk_vec_table *active(void) {
+    pthread_once(&g_once, choose_table);
+    return g_active;
+}
+
+const ntk_vec_table *ntk_vec_table_scalar(void) { return &ntk_vec_table_scalar_impl; }
+const ntk_vec_table *ntk_vec_table_avx2(void) {
+    pthread_once(&g_once, choose_table);
+#if defined(__x86_64__)
+    if (g_has_avx2 && g_has_fma) return &ntk_vec_table_avx2_impl;
+#endif
+    return NULL;
+}
+const ntk_vec_table *ntk_vec_table_active(void) { return active(); }
+const char *ntk_simd_name(void) { return active()->name; }
+int ntk_cpu_has_avx2(void) { pthread_once(&g_once, choose_table); return g_has_avx2; }
+int ntk_cpu_has_fma(void) { pthread_once(&g_once, choose_table); return g_has_fma; }
+
+/* ---- dispatched entry points ---- */
+#define FORWARD(SFX, T)                                                                                   \
+    double ntk_vec_dot_##SFX(const T *x, const T *y, size_t n) { return active()->SFX.dot(x, y, n); }    \
+    double ntk_vec_sum_##SFX(const T *x, size_t n) { return active()->SFX.sum(x, n); }                   \
+    double ntk_vec_sumsq_##SFX(const T *x, size_t n) { return active()->SFX.sumsq(x, n); }               \
+    void ntk_vec_axpy_##SFX(T *y, T a, const T *x, size_t n) { active()->SFX.axpy(y, a, x, n); }         \
+    void ntk_vec_scale_##SFX(T *y, T a, size_t n) { active()->SFX.scale(y, a, n); }                      \
+    void ntk_vec_affine_##SFX(T *y, T a, T b, size_t n) { active()->SFX.affine(y, a, b, n); }            \
+    void ntk_vec_hadamard_acc_##SFX(T *y, const T *a, const T *b, size_t n) {                            \
+        active()->SFX.hadamard_acc(y, a, b, n);                                                           \
+    }                                                                                                     \
+    void ntk_vec_map_##SFX(T *y, const T *x, size_t n, ntk_map_op op) { active()->SFX.map(y, x, n, op); }
+
+FORWARD(f64, double)
+FORWARD(f32, float)

@@ -1,0 +1,17 @@
+/* vec_internal.h — shared between the scalar and SIMD kernel files; not part of the public API. */
+#ifndef CNTK_VEC_INTERNAL_H
+#define CNTK_VEC_INTERNAL_H
+#include "CNTK.h"
+
+/* The scalar definition of each element-wise map. The SIMD tail loops use the same expression. */
+#define NTK_MAP_SCALAR(T, op, v)                                                  \
+    ((op) == NTK_MAP_RELU   ? ((v) > (T)0 ? (v) : (T)0)                           \
+     : (op) == NTK_MAP_STEP ? ((v) > (T)0 ? (T)1 : (T)0)                          \
+     : (op) == NTK_MAP_ABS  ? ((v) < (T)0 ? -(v) : (v))                           \
+                            : (v) * (v))
+
+extern const ntk_vec_table ntk_vec_table_scalar_impl;
+#if defined(__x86_64__)
+extern const ntk_vec_table ntk_vec_table_avx2_impl;
+#endif
+#endif

@@ -1,0 +1,73 @@
+internal import CNTK
+
+/// Element types the C core implements: `Float` (float32) and `Double` (float64).
+///
+/// Each requirement forwards to one dispatched C primitive (`ntk_vec_*_f32` / `_f64`), which runs the
+/// AVX2+FMA kernel when the CPU has it and the scalar reference otherwise (or when `NTK_SIMD=scalar`).
+/// Reductions accumulate in double whatever the element type.
+public protocol NTKFloat: BinaryFloatingPoint, Sendable {
+    /// Name used in artifacts and numpy (`float32`, `float64`).
+    static var dtypeName: String { get }
+    static func dot(_ x: UnsafePointer<Self>, _ y: UnsafePointer<Self>, _ n: Int) -> Double
+    static func sum(_ x: UnsafePointer<Self>, _ n: Int) -> Double
+    static func sumsq(_ x: UnsafePointer<Self>, _ n: Int) -> Double
+    /// y ← y + a·x
+    static func axpy(_ y: UnsafeMutablePointer<Self>, _ a: Self, _ x: UnsafePointer<Self>, _ n: Int)
+    /// y ← a·y
+    static func scale(_ y: UnsafeMutablePointer<Self>, _ a: Self, _ n: Int)
+    /// y ← a·y + b
+    static func affine(_ y: UnsafeMutablePointer<Self>, _ a: Self, _ b: Self, _ n: Int)
+    /// y ← y + a ⊙ b
+    static func hadamardAcc(_ y: UnsafeMutablePointer<Self>, _ a: UnsafePointer<Self>, _ b: UnsafePointer<Self>, _ n: Int)
+    /// y ← φ(x); y may alias x.
+    static func map(_ y: UnsafeMutablePointer<Self>, _ x: UnsafePointer<Self>, _ n: Int, _ op: ElementMap)
+    /// Converts from float64 (rounding to nearest for float32).
+    static func convert(_ y: UnsafeMutablePointer<Self>, from x: UnsafePointer<Double>, _ n: Int)
+}
+
+/// The element-wise maps of `ntk_vec_map_*`.
+public enum ElementMap: CaseIterable, Sendable {
+    case relu, step, abs, square
+    var c: ntk_map_op {
+        switch self {
+        case .relu: NTK_MAP_RELU
+        case .step: NTK_MAP_STEP
+        case .abs: NTK_MAP_ABS
+        case .square: NTK_MAP_SQUARE
+        }
+    }
+}
+
+extension Double: NTKFloat {
+    public static var dtypeName: String { "float64" }
+    public static func dot(_ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ n: Int) -> Double { ntk_vec_dot_f64(x, y, n) }
+    public static func sum(_ x: UnsafePointer<Double>, _ n: Int) -> Double { ntk_vec_sum_f64(x, n) }
+    public static func sumsq(_ x: UnsafePointer<Double>, _ n: Int) -> Double { ntk_vec_sumsq_f64(x, n) }
+    public static func axpy(_ y: UnsafeMutablePointer<Double>, _ a: Double, _ x: UnsafePointer<Double>, _ n: Int) { ntk_vec_axpy_f64(y, a, x, n) }
+    public static func scale(_ y: UnsafeMutablePointer<Double>, _ a: Double, _ n: Int) { ntk_vec_scale_f64(y, a, n) }
+    public static func affine(_ y: UnsafeMutablePointer<Double>, _ a: Double, _ b: Double, _ n: Int) { ntk_vec_affine_f64(y, a, b, n) }
+    public static func hadamardAcc(_ y: UnsafeMutablePointer<Double>, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) { ntk_vec_hadamard_acc_f64(y, a, b, n) }
+    public static func map(_ y: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, _ n: Int, _ op: ElementMap) { ntk_vec_map_f64(y, x, n, op.c) }
+    public static func convert(_ y: UnsafeMutablePointer<Double>, from x: UnsafePointer<Double>, _ n: Int) { y.update(from: x, count: n) }
+}
+
+extension Float: NTKFloat {
+    public static var dtypeName: String { "float32" }
+    public static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Double { ntk_vec_dot_f32(x, y, n) }
+    public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Double { ntk_vec_sum_f32(x, n) }
+    public static func sumsq(_ x: UnsafePointer<Float>, _ n: Int) -> Double { ntk_vec_sumsq_f32(x, n) }
+    public static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) { ntk_vec_axpy_f32(y, a, x, n) }
+    public static func scale(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ n: Int) { ntk_vec_scale_f32(y, a, n) }
+    public static func affine(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ b: Float, _ n: Int) { ntk_vec_affine_f32(y, a, b, n) }
+    public static func hadamardAcc(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) { ntk_vec_hadamard_acc_f32(y, a, b, n) }
+    public static func map(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, _ op: ElementMap) { ntk_vec_map_f32(y, x, n, op.c) }
+    public static func convert(_ y: UnsafeMutablePointer<Float>, from x: UnsafePointer<Double>, _ n: Int) { ntk_convert_f64_f32(y, x, n) }
+}
+
+/// Converts bytes to float64 with a scale: y_i = scale·x_i (pixels 0…255 → [0, 1] with scale 1/255).
+public func convertBytes(_ x: [UInt8], scale: Double) -> [Double] {
+    [Double](unsafeUninitializedCapacity: x.count) { y, count in
+        x.withUnsafeBufferPointer { ntk_convert_u8_f64(y.baseAddress, $0.baseAddress, scale, x.count) }
+        count = x.count
+    }
+}

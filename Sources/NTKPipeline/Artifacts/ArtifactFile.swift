@@ -1,0 +1,132 @@
+import NTK
+
+/// What an artifact holds; every stage output declares one, and a stage checks the kinds of its inputs.
+public enum ArtifactKind: String, CaseIterable, Sendable {
+    case dataset, params, trained, kernels, predictions
+}
+
+/// An artifact on disk: a `.npz` (zip of `.npy` members) that `numpy.load` opens, plus one member
+/// `metadata.json` describing it:
+///
+/// ```json
+/// {"format": "ntk-artifact", "format_version": 1, "kind": "dataset", "producer": "ntk 0.1.0",
+///  "simd": "avx2+fma", "stage": "load", "params": {...}, "seed": 0, "inputs": {"data/mnist": "<sha256>"},
+///  "tensors": [{"name": "x_train", "dtype": "float32", "shape": [4000, 784]}, ...], ...}
+/// ```
+///
+/// In numpy: `z = np.load(path); z["x_train"]; json.loads(z["metadata.json"])`.
+///
+/// This is the only untyped layer: typed artifacts (`DatasetArtifact`, …) convert to and from it, and
+/// `ntk dump` prints it. Writes are atomic; reads verify every CRC, every header byte (see `Zip`), the
+/// kind, and that the tensors match the shapes and dtypes the metadata lists.
+public struct ArtifactFile {
+    public static let format = "ntk-artifact"
+    public static let formatVersion = 1
+    public static let metadataMember = "metadata.json"
+
+    public var kind: ArtifactKind
+    /// Everything else recorded about the artifact (stage, params, seed, inputs, …).
+    public var metadata: [String: JSONValue]
+    public var tensors: [Tensor]
+
+    public init(kind: ArtifactKind, metadata: [String: JSONValue], tensors: [Tensor]) {
+        self.kind = kind
+        self.metadata = metadata
+        self.tensors = tensors
+    }
+
+    public func tensor(_ name: String) -> Tensor? { tensors.first { $0.name == name } }
+
+    /// The metadata as written: the caller's fields plus format, kind, producer, SIMD path and tensor table.
+    public var fullMetadata: JSONValue {
+        var m = metadata
+        m["format"] = .string(Self.format)
+        m["format_version"] = .int(Self.formatVersion)
+        m["kind"] = .string(kind.rawValue)
+        m["producer"] = .string("ntk \(ntkVersion)")
+        m["simd"] = .string(Platform.simdPath)
+        m["tensors"] = .array(tensors.map {
+            .object(["name": .string($0.name), "dtype": .string($0.dtype.rawValue), "shape": .array($0.shape.map { .int($0) })])
+        })
+        return .object(m)
+    }
+
+    /// Writes the artifact atomically. `level`: 0 stores members uncompressed (fastest), 1…9 deflates.
+    public func write(to path: String, level: Int = 1) throws {
+        try Files.writeAtomically(path) { write in
+            var zip = Zip.Writer()
+            try zip.add(name: Self.metadataMember, data: Array(fullMetadata.pretty.utf8), level: level, to: write)
+            for t in tensors {
+                try zip.add(name: t.name + ".npy", data: NPY.header(dtype: t.dtype, shape: t.shape) + t.bytes, level: level, to: write)
+            }
+            try zip.finish(to: write)
+        }
+    }
+
+    /// Reads and verifies an artifact written by ntk.
+    public static func read(_ path: String) throws -> ArtifactFile {
+        let f = try Files.read(path)
+        do { return try parse(f) } catch let e as NTKError { throw e.located(path) }
+    }
+
+    static func parse(_ f: [UInt8]) throws -> ArtifactFile {
+        let entries: [Zip.Entry]
+        do { entries = try Zip.entries(f, strict: true) } catch let e as NTKError {
+            throw NTKError("not a valid ntk artifact: \(e.problem)", hint: "the file is truncated or corrupt; rerun the stage that writes it (ntk run --force STAGE)")
+        }
+        guard let me = entries.first, me.name == metadataMember else {
+            throw NTKError("not an ntk artifact (no \(metadataMember) member)")
+        }
+        let meta: JSONValue
+        do { meta = try JSONValue.parse(String(decoding: try Zip.extract(f, me), as: UTF8.self)) } catch let e as NTKError {
+            throw NTKError("\(metadataMember): \(e.problem)")
+        }
+        guard case .object(var m) = meta, m["format"] == .string(format) else {
+            throw NTKError("not an ntk artifact (metadata has no \"format\": \"\(format)\")")
+        }
+        guard m["format_version"] == .int(formatVersion) else {
+            throw NTKError("artifact format version \(m["format_version"]?.canonical ?? "?") is not supported (this ntk reads version \(formatVersion))",
+                           hint: "rerun the stage with this version of ntk")
+        }
+        guard case .string(let k)? = m["kind"], let kind = ArtifactKind(rawValue: k) else {
+            throw NTKError("unknown artifact kind \(m["kind"]?.canonical ?? "(none)")")
+        }
+        guard case .array(let table)? = m["tensors"], table.count == entries.count - 1 else {
+            throw NTKError("metadata tensor table does not match the \(entries.count - 1) array members")
+        }
+        var tensors: [Tensor] = []
+        for (e, spec) in zip(entries.dropFirst(), table) {
+            guard e.name.hasSuffix(".npy") else { throw NTKError("unexpected member '\(e.name)'") }
+            let t = try NPY.parse(try Zip.extract(f, e), name: String(e.name.dropLast(4)))
+            let expected: JSONValue = .object(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .array(t.shape.map { .int($0) })])
+            guard spec == expected else {
+                throw NTKError("tensor '\(t.name)': its array (\(t.dtype.rawValue) \(t.shape)) disagrees with the metadata (\(spec.canonical))")
+            }
+            tensors.append(t)
+        }
+        for key in ["format", "format_version", "kind", "tensors"] { m[key] = nil }
+        return ArtifactFile(kind: kind, metadata: m, tensors: tensors)
+    }
+}
+
+/// Arrays from a user's `.npz` or `.npy` file (written by numpy or anything else): lenient about headers,
+/// strict about CRCs, dtypes and shapes. A `.npy` file gives one array named after the file.
+public enum UserArrays {
+    public static func read(_ path: String) throws -> [String: Tensor] {
+        let f = try Files.read(path)
+        do {
+            if f.starts(with: NPY.magic) {
+                let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                return [name: try NPY.parse(f, name: name)]
+            }
+            var out: [String: Tensor] = [:]
+            for e in try Zip.entries(f, strict: false) where e.name.hasSuffix(".npy") {
+                let name = String(e.name.dropLast(4))
+                out[name] = try NPY.parse(try Zip.extract(f, e), name: name)
+            }
+            return out
+        } catch let e as NTKError { throw e.located(path) }
+    }
+}
+
+import Foundation

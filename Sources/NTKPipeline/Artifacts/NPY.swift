@@ -1,0 +1,58 @@
+/// The numpy `.npy` format, version 1.0 (and 2.0/3.0 when reading):
+/// magic "\x93NUMPY", major, minor, header length (u16 LE; u32 in v2+), then a Python-literal dict
+/// `{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }` padded with spaces to a multiple of 64
+/// bytes and ended by "\n", then the raw data in C order.
+public enum NPY {
+    static let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
+
+    /// The header bytes for a tensor (what precedes its raw data in a `.npy` member).
+    public static func header(dtype: DType, shape: [Int]) -> [UInt8] {
+        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+        var dict = "{'descr': '\(dtype.npyDescr)', 'fortran_order': False, 'shape': (\(dims)), }"
+        let total = magic.count + 2 + 2 + dict.utf8.count + 1
+        dict += String(repeating: " ", count: (64 - total % 64) % 64) + "\n"
+        let n = dict.utf8.count
+        precondition(n < 65536)
+        return magic + [1, 0, UInt8(n & 0xff), UInt8(n >> 8)] + Array(dict.utf8)
+    }
+
+    /// Parses a `.npy` file's bytes into a tensor. Checks the magic, the dtype (little-endian numeric only),
+    /// C order, and that the data length equals the product of the shape times the element size.
+    public static func parse(_ b: [UInt8], name: String) throws -> Tensor {
+        guard b.count >= 10, Array(b[0..<6]) == magic else { throw NTKError("not a .npy array (bad magic)", key: name) }
+        let major = b[6]
+        let (hlen, start): (Int, Int) =
+            major == 1 ? (Int(b[8]) | Int(b[9]) << 8, 10)
+            : (b.count >= 12 ? (Int(b[8]) | Int(b[9]) << 8 | Int(b[10]) << 16 | Int(b[11]) << 24, 12) : (-1, 0))
+        guard hlen >= 0, start + hlen <= b.count else { throw NTKError(".npy header is truncated", key: name) }
+        let dict = String(decoding: b[start..<start + hlen], as: UTF8.self)
+        guard let descr = field(dict, "descr"), let dtype = DType(npyDescr: descr) else {
+            throw NTKError("unsupported dtype \(field(dict, "descr") ?? "?") (supported: float32, float64, int32, int64, uint8, little-endian)", key: name)
+        }
+        if field(dict, "fortran_order") == "True" { throw NTKError("Fortran-ordered arrays are not supported; save with C order", key: name) }
+        guard let shapeText = field(dict, "shape") else { throw NTKError(".npy header has no shape", key: name) }
+        let shape = shapeText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .compactMap { Int($0) }
+        let expected = shape.reduce(1, *) * dtype.size
+        let dataStart = start + hlen
+        guard b.count - dataStart == expected else {
+            throw NTKError("data is \(b.count - dataStart) bytes but shape \(shape) of \(dtype.rawValue) needs \(expected)", key: name)
+        }
+        return Tensor(name: name, dtype: dtype, shape: shape, bytes: Array(b[dataStart...]))
+    }
+
+    /// Extracts the value of `'key': value` from the header dict (string, bool or tuple).
+    private static func field(_ dict: String, _ key: String) -> String? {
+        guard let r = dict.range(of: "'\(key)':") else { return nil }
+        let rest = dict[r.upperBound...].drop(while: { $0 == " " })
+        if rest.first == "'" {
+            return String(rest.dropFirst().prefix(while: { $0 != "'" }))
+        }
+        if rest.first == "(" {
+            return String(rest.dropFirst().prefix(while: { $0 != ")" }))
+        }
+        return String(rest.prefix(while: { $0 != "," && $0 != "}" })).trimmingCharacters(in: .whitespaces)
+    }
+}
+
+import Foundation

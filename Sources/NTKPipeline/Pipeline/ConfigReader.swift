@@ -1,0 +1,85 @@
+/// Typed, checked access to one mapping of params (e.g. `params.data`): every read names its key, every
+/// wrong type is an error naming the key, its line in pipeline.yaml and what was expected, and `finish()`
+/// rejects keys nobody read (a typo like `n_trian` is an error, not a silently ignored value).
+public struct ConfigReader {
+    let values: [String: JSONValue]
+    /// Dotted path of this mapping, e.g. "params.data".
+    let path: String
+    /// Where a dotted key was written ("pipeline.yaml:12"), if known.
+    let locate: (String) -> String?
+    private var used: Set<String> = []
+
+    public init(_ value: JSONValue?, path: String, locate: @escaping (String) -> String? = { _ in nil }) throws {
+        self.path = path
+        self.locate = locate
+        switch value {
+        case nil, .null?: values = [:]
+        case .object(let o)?: values = o
+        case let v?: throw NTKError("expected a mapping, found \(v.typeName)", at: locate(path), key: path)
+        }
+    }
+
+    func fail(_ key: String, _ problem: String, hint: String? = nil) -> NTKError {
+        let full = path + "." + key
+        return NTKError(problem, at: locate(full) ?? locate(path), key: full, hint: hint)
+    }
+
+    mutating func raw(_ key: String) -> JSONValue? {
+        used.insert(key)
+        if case .null? = values[key] { return nil }
+        return values[key]
+    }
+
+    public mutating func int(_ key: String, default d: Int? = nil, min lo: Int? = nil) throws -> Int? {
+        guard let v = raw(key) else { return d }
+        guard case .int(let i) = v else { throw fail(key, "expected an integer, found \(v.typeName) \(v.canonical)") }
+        if let lo, i < lo { throw fail(key, "must be ≥ \(lo), found \(i)") }
+        return i
+    }
+
+    public mutating func double(_ key: String, default d: Double) throws -> Double {
+        switch raw(key) {
+        case nil: return d
+        case .int(let i)?: return Double(i)
+        case .double(let x)?: return x
+        case let v?: throw fail(key, "expected a number, found \(v.typeName) \(v.canonical)")
+        }
+    }
+
+    public mutating func bool(_ key: String, default d: Bool) throws -> Bool {
+        guard let v = raw(key) else { return d }
+        guard case .bool(let b) = v else { throw fail(key, "expected true or false, found \(v.typeName) \(v.canonical)") }
+        return b
+    }
+
+    public mutating func string(_ key: String, default d: String? = nil) throws -> String? {
+        guard let v = raw(key) else { return d }
+        guard case .string(let s) = v else { throw fail(key, "expected a string, found \(v.typeName) \(v.canonical)") }
+        return s
+    }
+
+    public mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default d: E) throws -> E where E.RawValue == String {
+        guard let s = try string(key) else { return d }
+        guard let e = E(rawValue: s) else {
+            throw fail(key, "unknown value \"\(s)\" (one of: \(E.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return e
+    }
+
+    public mutating func intList(_ key: String) throws -> [Int]? {
+        guard let v = raw(key) else { return nil }
+        guard case .array(let a) = v else { throw fail(key, "expected a list of integers, found \(v.typeName) \(v.canonical)") }
+        return try a.map {
+            guard case .int(let i) = $0 else { throw fail(key, "expected a list of integers, found an element \($0.canonical)") }
+            return i
+        }
+    }
+
+    /// Rejects keys that were present but never read.
+    public func finish() throws {
+        let unknown = values.keys.filter { !used.contains($0) }.sorted()
+        if let k = unknown.first {
+            throw fail(k, "unknown key (known keys here: \(used.sorted().joined(separator: ", ")))")
+        }
+    }
+}
