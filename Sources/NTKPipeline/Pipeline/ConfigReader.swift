@@ -3,7 +3,7 @@
 /// rejects keys nobody read (a typo like `n_trian` is an error, not a silently ignored value).
 public struct ConfigReader {
     let values: [String: JSONValue]
-    /// Dotted path of this mapping, e.g. "params.data".
+    /// Dotted path of this mapping, e.g. "params.data" ("" for the document root).
     let path: String
     /// Where a dotted key was written ("pipeline.yaml:12"), if known.
     let locate: (String) -> String?
@@ -20,7 +20,7 @@ public struct ConfigReader {
     }
 
     func fail(_ key: String, _ problem: String, hint: String? = nil) -> NTKError {
-        let full = path + "." + key
+        let full = path.isEmpty ? key : path + "." + key
         return NTKError(problem, at: locate(full) ?? locate(path), key: full, hint: hint)
     }
 

@@ -33,6 +33,13 @@ public enum JSONValue: Equatable, Sendable {
         return .object(o)
     }
 
+    var isScalar: Bool {
+        switch self {
+        case .array, .object: false
+        default: true
+        }
+    }
+
     public var typeName: String {
         switch self {
         case .null: "null"
@@ -75,6 +82,10 @@ public enum JSONValue: Equatable, Sendable {
         case .string(let s): JSONValue.escape(s, into: &out)
         case .array(let a):
             if a.isEmpty { out += "[]"; return }
+            if indent != nil, a.allSatisfy(\.isScalar) {  // short lists of numbers stay on one line
+                out += "[" + a.map(\.canonical).joined(separator: ", ") + "]"
+                return
+            }
             out += "["
             for (i, v) in a.enumerated() {
                 if i > 0 { out += "," }

@@ -1,0 +1,252 @@
+import Foundation
+import NTK
+
+/// Runs a pipeline the DVC way: a stage reruns only when its kind or algorithm version, a param it
+/// declares, the content of a dep, or the content of an out differs from its lock entry (or `--force`).
+/// Downstream stages rerun because their deps' hashes change — no separate propagation.
+///
+/// Running one stage: compute (reading only declared deps and params) → write every out atomically →
+/// hash the outs → write the lock entry last. A crash at any point leaves the old outs or complete new
+/// ones, and a lock entry that describes what is really on disk or is stale (so the stage reruns).
+public final class Runner {
+    public let spec: PipelineSpec
+    /// Directory the pipeline's relative paths start from.
+    public let root: String
+    public let lockPath: String
+    let reporter: Reporter
+    let hasher: ContentHasher
+    private var kinds: [String: any StageKind] = [:]
+    private var producer: [String: String] = [:]  // normalised out path → stage name
+
+    public struct StageStatus: Equatable {
+        public var stage: String
+        /// Why it would rerun; empty when up to date.
+        public var reasons: [String]
+        public var upToDate: Bool { reasons.isEmpty }
+    }
+
+    /// Loads and validates everything up front, so a bad key in the last stage fails before the first runs.
+    public init(pipeline path: String, overrides: [String] = [], reporter: Reporter = SilentReporter()) throws {
+        spec = try PipelineSpec.load(path, overrides: overrides)
+        root = (path as NSString).deletingLastPathComponent
+        lockPath = Lock.path(forPipeline: path)
+        self.reporter = reporter
+        hasher = ContentHasher(cachePath: (root.isEmpty ? "." : root) + "/.ntk/hashes.json")
+        for s in spec.stages {
+            guard let kind = stageKind(named: s.kind) else {
+                throw NTKError("unknown stage kind '\(s.kind)' (known: \(stageKinds.map { $0.name }.joined(separator: ", ")))",
+                               at: spec.locate("stages.\(s.name)"), key: "stages.\(s.name).kind")
+            }
+            let params = StageParams(stage: s.name, values: spec.params, declared: s.params, locate: spec.locate)
+            let k = try kind.init(params: params)
+            let declared = Set(s.deps.map(normalise))
+            for r in k.requiredDeps where !declared.contains(normalise(r)) {
+                throw NTKError("reads '\(r)' (named by its params) but does not list it in deps, so a change to it would not rerun the stage",
+                               at: spec.locate("stages.\(s.name).deps"), key: "stages.\(s.name).deps")
+            }
+            guard s.outs.count == kind.outputs.count else {
+                throw NTKError("kind '\(kind.name)' writes \(kind.outputs.count) out(s) (\(kind.outputs.map(\.rawValue).joined(separator: ", "))), but \(s.outs.count) are listed",
+                               at: spec.locate("stages.\(s.name).outs"), key: "stages.\(s.name).outs")
+            }
+            kinds[s.name] = k
+            for o in s.outs {
+                let n = normalise(o)
+                if let other = producer[n] { throw NTKError("out '\(o)' is written by both stage \(other) and stage \(s.name)", key: "stages.\(s.name).outs") }
+                producer[n] = s.name
+            }
+        }
+        _ = try order(targets: [])  // rejects cycles
+    }
+
+    func resolve(_ p: String) -> String { p.hasPrefix("/") || root.isEmpty ? p : root + "/" + p }
+    func normalise(_ p: String) -> String { (resolve(p) as NSString).standardizingPath }
+
+    /// Stages upstream of (and including) the targets, in dependency order; all stages if no targets.
+    public func order(targets: [String]) throws -> [PipelineSpec.Stage] {
+        for t in targets where spec.stage(t) == nil {
+            throw NTKError("no stage named '\(t)' (stages: \(spec.stages.map(\.name).joined(separator: ", ")))", at: spec.file)
+        }
+        var result: [PipelineSpec.Stage] = []
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        func visit(_ s: PipelineSpec.Stage) throws {
+            if state[s.name] == 2 { return }
+            if state[s.name] == 1 { throw NTKError("stages form a cycle through '\(s.name)'", at: spec.file) }
+            state[s.name] = 1
+            for d in s.deps { if let up = producer[normalise(d)], let u = spec.stage(up) { try visit(u) } }
+            state[s.name] = 2
+            result.append(s)
+        }
+        for s in spec.stages where targets.isEmpty || targets.contains(s.name) { try visit(s) }
+        return result
+    }
+
+    /// Why each stage would rerun (empty reasons: up to date). Hashes files; runs nothing.
+    public func status(targets: [String] = []) throws -> [StageStatus] {
+        let lock = try Lock.read(lockPath)
+        var stale: Set<String> = []
+        var out: [StageStatus] = []
+        for s in try order(targets: targets) {
+            var reasons = try self.reasons(s, lock: lock)
+            for d in s.deps { if let up = producer[normalise(d)], stale.contains(up) { reasons.append("upstream stage \(up) will rerun") } }
+            if !reasons.isEmpty { stale.insert(s.name) }
+            out.append(StageStatus(stage: s.name, reasons: reasons))
+        }
+        hasher.save()
+        return out
+    }
+
+    /// What differs between the stage as declared now and its lock entry.
+    func reasons(_ s: PipelineSpec.Stage, lock: Lock) throws -> [String] {
+        guard let e = lock.stages[s.name] else { return ["never run"] }
+        let kind = type(of: kinds[s.name]!)
+        var r: [String] = []
+        if e.kind != s.kind { r.append("kind changed (\(e.kind) → \(s.kind))") }
+        if e.algorithmVersion != kind.algorithmVersion { r.append("algorithm version changed (\(e.algorithmVersion) → \(kind.algorithmVersion))") }
+        let now = StageParams(stage: s.name, values: spec.params, declared: s.params).locked
+        r += Self.paramDiff(old: e.params, new: now, prefix: "")
+        let lockedDeps = Dictionary(e.deps.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        if Set(lockedDeps.keys) != Set(s.deps) { r.append("deps list changed") }
+        for d in s.deps {
+            guard let h = try hasher.hash(resolve(d)) else {
+                r.append(producer[normalise(d)] != nil ? "dep \(d) missing (stage \(producer[normalise(d)]!) makes it)" : "dep \(d) missing")
+                continue
+            }
+            if let l = lockedDeps[d], l.sha256 != h.sha256 { r.append("dep \(d) changed") }
+        }
+        let lockedOuts = Dictionary(e.outs.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        if Set(lockedOuts.keys) != Set(s.outs) { r.append("outs list changed") }
+        for o in s.outs {
+            guard let h = try hasher.hash(resolve(o)) else { r.append("out \(o) missing"); continue }
+            if let l = lockedOuts[o], l.sha256 != h.sha256 { r.append("out \(o) changed") }
+        }
+        return r
+    }
+
+    static func paramDiff(old: JSONValue, new: JSONValue, prefix: String) -> [String] {
+        if case .object(let a) = old, case .object(let b) = new {
+            return Set(a.keys).union(b.keys).sorted().flatMap { k in
+                let p = prefix.isEmpty ? k : prefix + "." + k
+                switch (a[k], b[k]) {
+                case (nil, _?): return ["param \(p) added"]
+                case (_?, nil): return ["param \(p) removed"]
+                case (let x?, let y?): return paramDiff(old: x, new: y, prefix: p)
+                default: return []
+                }
+            }
+        }
+        return old == new ? [] : ["param \(prefix) changed (\(old.canonical) → \(new.canonical))"]
+    }
+
+    public struct Outcome: Equatable {
+        public var stage: String
+        public var ran: Bool
+        public var reasons: [String]
+        public var seconds: Double
+    }
+
+    /// Runs what is stale among the targets (all stages if none) and what they need, in order.
+    public func run(targets: [String] = [], force: Bool = false) throws -> [Outcome] {
+        let guardFile = try RunGuard(directory: (root.isEmpty ? "." : root) + "/.ntk")
+        defer { guardFile.release() }
+        var lock = try Lock.read(lockPath)
+        var outcomes: [Outcome] = []
+        defer { hasher.save() }
+        for s in try order(targets: targets) {
+            var reasons = try self.reasons(s, lock: lock)
+            if force && (targets.isEmpty || targets.contains(s.name)) { reasons.insert("forced", at: 0) }
+            if reasons.isEmpty {
+                reporter.log("\(s.name): up to date")
+                outcomes.append(Outcome(stage: s.name, ran: false, reasons: [], seconds: 0))
+                continue
+            }
+            reporter.log("\(s.name): running (\(reasons.joined(separator: "; ")))")
+            let started = Date()
+            lock.stages[s.name] = try execute(s)
+            try lock.write(lockPath)  // last: the entry describes outs that are already in place
+            let secs = Date().timeIntervalSince(started)
+            reporter.log(String(format: "%@: done in %.2f s", s.name, secs))
+            outcomes.append(Outcome(stage: s.name, ran: true, reasons: reasons, seconds: secs))
+        }
+        return outcomes
+    }
+
+    /// Runs one stage and writes its outs; returns its new lock entry.
+    func execute(_ s: PipelineSpec.Stage) throws -> Lock.StageEntry {
+        let kind = kinds[s.name]!
+        var deps: [Lock.FileEntry] = []
+        for d in s.deps {
+            guard let h = try hasher.hash(resolve(d)) else {
+                throw NTKError("dep '\(d)' does not exist" + (producer[normalise(d)] == nil ? " and no stage makes it" : ""),
+                               at: spec.locate("stages.\(s.name).deps"), key: "stages.\(s.name).deps")
+            }
+            deps.append(Lock.FileEntry(path: d, sha256: h.sha256, size: h.size))
+        }
+        let params = StageParams(stage: s.name, values: spec.params, declared: s.params, locate: spec.locate)
+        let ctx = StageContext(stage: s.name, params: params,
+                               deps: zip(s.deps, deps).map { ($0.0, resolve($0.0), $0.1.sha256) }, reporter: reporter)
+        let files: [ArtifactFile]
+        do { files = try kind.run(ctx) } catch let e as NTKError {
+            var e = e
+            e.problem = "stage \(s.name): " + e.problem
+            throw e
+        }
+        precondition(files.count == s.outs.count)
+        for (o, f) in zip(s.outs, files) {
+            guard f.kind == type(of: kind).outputs[s.outs.firstIndex(of: o)!] else { fatalError("stage \(s.name) returned a \(f.kind) artifact") }
+            try f.write(to: resolve(o))
+        }
+        let outs = try s.outs.map { o -> Lock.FileEntry in
+            guard let h = try hasher.hash(resolve(o)) else { throw NTKError("out vanished after writing", at: resolve(o)) }
+            return Lock.FileEntry(path: o, sha256: h.sha256, size: h.size)
+        }
+        return Lock.StageEntry(kind: s.kind, algorithmVersion: type(of: kind).algorithmVersion, params: params.locked, deps: deps, outs: outs)
+    }
+}
+
+/// An exclusive lock (flock) on `<dir>/run.lock` held while a pipeline runs, so two `ntk run` processes
+/// never write the same artifacts or lock file. Released automatically if the process dies.
+final class RunGuard {
+    private var fd: Int32
+    init(directory: String) throws {
+        try Files.makeDirectory(directory)
+        let path = directory + "/run.lock"
+        fd = open(path, O_RDWR | O_CREAT, 0o644)
+        guard fd >= 0 else { throw NTKError("cannot open", at: path) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw NTKError("another ntk run is using this pipeline", at: path, hint: "wait for it to finish")
+        }
+    }
+    func release() {
+        if fd >= 0 { flock(fd, LOCK_UN); close(fd); fd = -1 }
+    }
+}
+
+extension Runner {
+    /// Runs one stage kind outside any pipeline (`ntk exec`): explicit input paths, params from a file's
+    /// `params:` block plus overrides (defaults for anything missing), explicit output paths. No lock.
+    public static func exec(kind name: String, paramsFile: String?, overrides: [String], inputs: [String], outs: [String],
+                            reporter: Reporter = SilentReporter()) throws {
+        guard let kind = stageKind(named: name) else {
+            throw NTKError("unknown stage kind '\(name)' (known: \(stageKinds.map { $0.name }.joined(separator: ", ")))")
+        }
+        var values = JSONValue.object([:])
+        if let paramsFile { values = try PipelineSpec.load(paramsFile).params }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw NTKError("--set expects key=value, got '\(o)'") }
+            values = values.setting(path: o[..<eq].split(separator: ".").map(String.init), to: YAMLDocument.scalar(String(o[o.index(after: eq)...])))
+        }
+        let params = StageParams(stage: name, values: values, declared: [], anyKey: true)
+        let k = try kind.init(params: params)
+        guard outs.count == kind.outputs.count else {
+            throw NTKError("kind '\(name)' writes \(kind.outputs.count) artifact(s) (\(kind.outputs.map(\.rawValue).joined(separator: ", "))); give that many --out paths")
+        }
+        var deps: [(path: String, resolved: String, sha256: String)] = []
+        for p in inputs + k.requiredDeps where !deps.contains(where: { $0.path == p }) {
+            guard let h = try ContentHasher(cachePath: nil).hash(p) else { throw NTKError("input does not exist", at: p) }
+            deps.append((p, p, h.sha256))
+        }
+        let files = try k.run(StageContext(stage: name, params: params, deps: deps, reporter: reporter))
+        for (o, f) in zip(outs, files) { try f.write(to: o) }
+    }
+}

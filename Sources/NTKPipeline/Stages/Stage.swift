@@ -1,0 +1,116 @@
+import Foundation
+
+/// A built-in stage kind: reads its declared params and deps, computes, and returns its outs.
+///
+/// A stage never writes files itself: it returns the artifacts, and the runner writes them atomically and
+/// only after the whole stage succeeded — so a failing stage leaves every earlier artifact untouched.
+public protocol StageKind {
+    /// Name used as `kind:` in pipeline.yaml.
+    static var name: String { get }
+    /// Bumped whenever the stage's results change for the same inputs; a change reruns the stage.
+    static var algorithmVersion: Int { get }
+    /// One line for `ntk stages` / help.
+    static var summary: String { get }
+    /// Kinds of the artifacts this stage writes, in the order of `outs`.
+    static var outputs: [ArtifactKind] { get }
+    /// Reads and validates the params (before anything runs).
+    init(params: StageParams) throws
+    /// Paths the stage reads that its params name (e.g. `data.path`); they must be among its deps so a
+    /// change to them reruns the stage. Artifact inputs are found among the deps by kind instead.
+    var requiredDeps: [String] { get }
+    func run(_ ctx: StageContext) throws -> [ArtifactFile]
+}
+
+/// All stage kinds ntk knows.
+public let stageKinds: [any StageKind.Type] = [LoadStage.self]
+
+public func stageKind(named name: String) -> (any StageKind.Type)? { stageKinds.first { $0.name == name } }
+
+/// The params a stage declared, and nothing else: reading an undeclared key is an error, so the lock
+/// (which records the declared params) always covers what the stage used.
+public struct StageParams {
+    public let stage: String
+    public let values: JSONValue
+    public let declared: [String]
+    public let locate: (String) -> String?
+    /// Outside a pipeline (`ntk exec`) every param may be read; missing ones take their defaults.
+    public let anyKey: Bool
+
+    public init(stage: String, values: JSONValue, declared: [String], anyKey: Bool = false,
+                locate: @escaping (String) -> String? = { _ in nil }) {
+        self.stage = stage
+        self.values = values
+        self.declared = declared
+        self.anyKey = anyKey
+        self.locate = locate
+    }
+
+    func check(_ key: String) throws {
+        guard anyKey || declared.contains(key) else {
+            throw NTKError("reads params.\(key) but does not list it under params (add \(key) to stages.\(stage).params)",
+                           at: locate("stages.\(stage).params"), key: "stages.\(stage)")
+        }
+    }
+
+    /// A reader for the mapping at `key` (e.g. "data").
+    public func reader(_ key: String) throws -> ConfigReader {
+        try check(key)
+        return try ConfigReader(values.at(path: key), path: "params." + key, locate: locate)
+    }
+
+    /// An integer param at `key` (e.g. "seed"); `defaultValue` only applies outside a pipeline.
+    public func int(_ key: String, default defaultValue: Int) throws -> Int {
+        try check(key)
+        if anyKey && values.at(path: key) == nil { return defaultValue }
+        guard case .int(let i)? = values.at(path: key) else {
+            throw NTKError("expected an integer, found \(values.at(path: key)?.canonical ?? "nothing")", at: locate("params." + key), key: "params." + key)
+        }
+        return i
+    }
+
+    /// The declared params as recorded in the lock and the artifact metadata.
+    public var locked: JSONValue {
+        if anyKey { return values }
+        return .object(Dictionary(uniqueKeysWithValues: declared.map { ($0, values.at(path: $0) ?? .null) }))
+    }
+}
+
+/// What a running stage may touch: its params, its deps (with content hashes), a reporter.
+public struct StageContext {
+    public let stage: String
+    public let params: StageParams
+    /// Declared deps, resolved to paths on disk, with their SHA-256.
+    public let deps: [(path: String, resolved: String, sha256: String)]
+    public let reporter: Reporter
+
+    /// The dep declared as `path` (compared after normalising the path).
+    public func dep(_ path: String) throws -> (path: String, resolved: String, sha256: String) {
+        let want = (path as NSString).standardizingPath
+        guard let d = deps.first(where: { ($0.path as NSString).standardizingPath == want }) else {
+            throw NTKError("'\(path)' is not among the stage's deps", key: "stages.\(stage).deps")
+        }
+        return d
+    }
+
+    /// The one dep that is an artifact of `kind`; an error if none is, naming what each dep is.
+    public func artifact(_ kind: ArtifactKind) throws -> (path: String, file: ArtifactFile) {
+        var seen: [String] = []
+        for d in deps where d.resolved.hasSuffix(".npz") {
+            let f = try ArtifactFile.read(d.resolved)
+            if f.kind == kind { return (d.resolved, f) }
+            seen.append("\(d.path) is a '\(f.kind.rawValue)' artifact")
+        }
+        throw NTKError("needs a '\(kind.rawValue)' artifact among its deps" + (seen.isEmpty ? "" : " (\(seen.joined(separator: "; ")))"),
+                       key: "stages.\(stage).deps")
+    }
+
+    /// Metadata every artifact of this stage records: stage, params, seed (if declared), input hashes.
+    public func metadata(kind: String) -> [String: JSONValue] {
+        var m: [String: JSONValue] = [
+            "stage": .string(stage), "stage_kind": .string(kind), "params": params.locked,
+            "inputs": .object(Dictionary(uniqueKeysWithValues: deps.map { ($0.path, .string($0.sha256)) })),
+        ]
+        if let s = params.values.at(path: "seed"), params.anyKey || params.declared.contains("seed") { m["seed"] = s }
+        return m
+    }
+}

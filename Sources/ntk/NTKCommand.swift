@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import NTK
+import NTKPipeline
+
+/// `ntk`: the only place that prints and exits. Errors from the libraries (`NTKError`) are printed as
+/// "error: <where>: <what>" with an optional hint, and the process exits with status 1.
+@main
+struct NTKCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ntk",
+        abstract: "Wide networks, their linearization and neural tangent kernels, as a cached pipeline.",
+        version: ntkVersion,
+        subcommands: [Run.self, Status.self, Exec.self, Dump.self, Info.self])
+
+    /// Runs a command body, turning NTKError into a clean message and exit status 1.
+    static func guarded(_ body: () throws -> Void) throws {
+        do { try body() } catch let e as NTKError {
+            FileHandle.standardError.write(Data(("error: " + e.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct PipelineOptions: ParsableArguments {
+    @Option(name: .long, help: "The pipeline file.")
+    var pipeline: String = "pipeline.yaml"
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a param: key=value (e.g. data.n_train=500). Repeatable.", valueName: "key=value"))
+    var overrides: [String] = []
+}
+
+extension NTKCommand {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the stale stages of the pipeline (or the named stages and the stale stages they need).")
+
+        @Argument(help: "Stages to run (default: all).")
+        var stages: [String] = []
+
+        @OptionGroup var options: PipelineOptions
+
+        @Flag(help: "Rerun the named stages (all if none are named) even if they are up to date.")
+        var force = false
+
+        @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice).")
+        var threads: Int?
+
+        func run() throws {
+            try NTKCommand.guarded {
+                if let threads { Platform.setBLASThreads(threads) }
+                let started = Date()
+                let reporter = TerminalReporter()
+                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, reporter: reporter)
+                let outcomes = try runner.run(targets: stages, force: force)
+                let ran = outcomes.filter(\.ran).count
+                reporter.log(ran == 0
+                    ? String(format: "everything is up to date; nothing to do (%.2f s)", Date().timeIntervalSince(started))
+                    : String(format: "ran %d of %d stage(s) in %.2f s", ran, outcomes.count, Date().timeIntervalSince(started)))
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show which stages are up to date and why the others would rerun.")
+
+        @Argument(help: "Stages to show (default: all).")
+        var stages: [String] = []
+
+        @OptionGroup var options: PipelineOptions
+
+        func run() throws {
+            try NTKCommand.guarded {
+                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides)
+                for s in try runner.status(targets: stages) {
+                    print(s.upToDate ? "\(s.stage): up to date" : "\(s.stage): stale — \(s.reasons.joined(separator: "; "))")
+                }
+            }
+        }
+    }
+
+    struct Exec: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run one stage kind on explicit files, outside any pipeline (no lock, no cache).",
+            discussion: """
+                Params come from --params FILE (its params: block) and --set; anything missing takes its default.
+                Example: ntk exec load --set data.path=data/mnist --set data.n_train=100 --out /tmp/dataset.npz
+                """)
+
+        @Argument(help: "Stage kind (load).")
+        var kind: String
+
+        @Option(name: .customLong("in"), help: "An input artifact or file (repeatable).")
+        var inputs: [String] = []
+
+        @Option(help: "Output artifact path (repeat for kinds with several outputs).")
+        var out: [String] = []
+
+        @Option(help: "A pipeline.yaml whose params: block to use.")
+        var params: String?
+
+        @Option(name: .customLong("set"), help: ArgumentHelp("Override a param: key=value.", valueName: "key=value"))
+        var overrides: [String] = []
+
+        func validate() throws {
+            if out.isEmpty { throw ValidationError("give the output path with --out FILE") }
+        }
+
+        func run() throws {
+            try NTKCommand.guarded {
+                try Runner.exec(kind: kind, paramsFile: params, overrides: overrides, inputs: inputs, outs: out, reporter: TerminalReporter())
+                for o in out { FileHandle.standardError.write(Data("wrote \(o)\n".utf8)) }
+            }
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Version, CPU features, SIMD path and BLAS library.")
+
+        func run() throws {
+            print("ntk \(ntkVersion)")
+            print("cpu features: avx2 \(Platform.cpuHasAVX2 ? "yes" : "no"), fma \(Platform.cpuHasFMA ? "yes" : "no")")
+            let forced = ProcessInfo.processInfo.environment["NTK_SIMD"] == "scalar"
+            print("simd path: \(Platform.simdPath)\(forced ? " (forced by NTK_SIMD=scalar)" : "")")
+            print("blas: \(Platform.blasConfig.trimmingCharacters(in: .whitespaces)); kernel \(Platform.blasCore); threads \(Platform.blasThreads)")
+            print("cores: \(ProcessInfo.processInfo.activeProcessorCount)")
+            print("stage kinds: \(stageKinds.map { "\($0.name) (\($0.summary))" }.joined(separator: ", "))")
+        }
+    }
+}
