@@ -65,9 +65,6 @@ extension Float: NTKFloat {
 }
 
 /// Converts bytes to float64 with a scale: y_i = scale·x_i (pixels 0…255 → [0, 1] with scale 1/255).
-public func convertBytes(_ x: [UInt8], scale: Double) -> [Double] {
-    [Double](unsafeUninitializedCapacity: x.count) { y, count in
-        x.withUnsafeBufferPointer { ntk_convert_u8_f64(y.baseAddress, $0.baseAddress, scale, x.count) }
-        count = x.count
-    }
+public func convertBytes(_ y: UnsafeMutablePointer<Double>, _ x: UnsafePointer<UInt8>, count: Int, scale: Double) {
+    ntk_convert_u8_f64(y, x, scale, count)
 }

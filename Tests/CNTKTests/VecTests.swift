@@ -1,1 +1,140 @@
+import CNTK
+import Foundation
 import XCTest
+
+/// The AVX2+FMA kernels against the scalar reference (and both against plain Swift), on awkward sizes.
+///
+/// Tolerances: reductions accumulate in double in both paths but in a different order, so they agree to
+/// 1e-13 relative to Σ|terms|. Element-wise axpy/affine/hadamard use FMA (one rounding) in the SIMD path and
+/// mul+add (two roundings) in the scalar one: they agree to 2 ulp of the magnitudes involved. relu, step,
+/// abs and square, and scale, are exact in both paths and must agree bit for bit (up to the sign of zero).
+final class VecTests: XCTestCase {
+    static let sizes = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 1000]
+
+    var tables: [(String, UnsafePointer<ntk_vec_table>)] {
+        var t = [("scalar", ntk_vec_table_scalar()!)]
+        if let a = ntk_vec_table_avx2() { t.append(("avx2", a)) }
+        return t
+    }
+
+    func testActiveTableFollowsEnvironment() {
+        let forced = ProcessInfo.processInfo.environment["NTK_SIMD"] == "scalar"
+        let name = String(cString: ntk_simd_name())
+        if forced || ntk_vec_table_avx2() == nil {
+            XCTAssertEqual(name, "scalar")
+        } else {
+            XCTAssertEqual(name, "avx2+fma")
+        }
+        XCTAssertEqual(String(cString: ntk_vec_table_active()!.pointee.name), name)
+    }
+
+    func testThisMachineHasAVX2() throws {
+        // The project's target machines have AVX2+FMA; if this fails the SIMD path is not being tested at all.
+        try XCTSkipIf(ProcessInfo.processInfo.environment["NTK_ALLOW_NO_AVX2"] != nil)
+        XCTAssertEqual(ntk_cpu_has_avx2(), 1)
+        XCTAssertEqual(ntk_cpu_has_fma(), 1)
+        XCTAssertNotNil(ntk_vec_table_avx2())
+    }
+
+    func random(_ n: Int, seed: Int) -> [Double] {
+        var s = UInt64(truncatingIfNeeded: seed &* 2654435761 &+ 1)
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Double(Int64(bitPattern: s >> 11) % 2_000_001 - 1_000_000) / 250_000  // in [-4, 4], some exact zeros
+        }
+    }
+
+    func testReductionsF64() {
+        for n in Self.sizes {
+            let x = random(n, seed: n), y = random(n, seed: n + 7)
+            let refDot = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }, scaleDot = zip(x, y).reduce(0) { $0 + abs($1.0 * $1.1) } + 1e-300
+            let refSum = x.reduce(0, +), scaleSum = x.reduce(0) { $0 + abs($1) } + 1e-300
+            let refSq = x.reduce(0) { $0 + $1 * $1 }
+            for (name, t) in tables {
+                let ops = t.pointee.f64
+                XCTAssertEqual(ops.dot(x, y, n), refDot, accuracy: 1e-13 * scaleDot, "\(name) dot n=\(n)")
+                XCTAssertEqual(ops.sum(x, n), refSum, accuracy: 1e-13 * scaleSum, "\(name) sum n=\(n)")
+                XCTAssertEqual(ops.sumsq(x, n), refSq, accuracy: 1e-13 * (refSq + 1e-300), "\(name) sumsq n=\(n)")
+            }
+        }
+    }
+
+    func testReductionsF32AccumulateInDouble() {
+        for n in Self.sizes {
+            let x = random(n, seed: n).map(Float.init), y = random(n, seed: n + 3).map(Float.init)
+            let refDot = zip(x, y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let scale = zip(x, y).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) } + 1e-300
+            for (name, t) in tables {
+                let ops = t.pointee.f32
+                XCTAssertEqual(ops.dot(x, y, n), refDot, accuracy: 1e-13 * scale, "\(name) dot f32 n=\(n)")
+                XCTAssertEqual(ops.sum(x, n), x.reduce(0.0) { $0 + Double($1) }, accuracy: 1e-12 * (scale + 1), "\(name) sum f32 n=\(n)")
+                XCTAssertEqual(ops.sumsq(x, n), x.reduce(0.0) { $0 + Double($1) * Double($1) }, accuracy: 1e-12 * (scale + 1), "\(name) sumsq f32 n=\(n)")
+            }
+        }
+    }
+
+    func testElementwiseF64() {
+        let ulp = Double.ulpOfOne
+        for n in Self.sizes {
+            let x = random(n, seed: 2 * n + 1), y0 = random(n, seed: 3 * n + 2), b = random(n, seed: 5 * n)
+            for (name, t) in tables {
+                let ops = t.pointee.f64
+                var y = y0
+                ops.axpy(&y, 0.75, x, n)
+                for i in 0..<n { XCTAssertEqual(y[i], y0[i] + 0.75 * x[i], accuracy: 2 * ulp * (abs(y0[i]) + abs(0.75 * x[i])), "\(name) axpy n=\(n)") }
+                y = y0
+                ops.scale(&y, -1.5, n)
+                XCTAssertEqual(y, y0.map { -1.5 * $0 }, "\(name) scale n=\(n)")
+                y = y0
+                ops.affine(&y, 0.3, -2, n)
+                for i in 0..<n { XCTAssertEqual(y[i], 0.3 * y0[i] - 2, accuracy: 2 * ulp * (abs(0.3 * y0[i]) + 2), "\(name) affine n=\(n)") }
+                y = y0
+                ops.hadamard_acc(&y, x, b, n)
+                for i in 0..<n { XCTAssertEqual(y[i], y0[i] + x[i] * b[i], accuracy: 2 * ulp * (abs(y0[i]) + abs(x[i] * b[i])), "\(name) hadamard n=\(n)") }
+                let maps: [(ntk_map_op, (Double) -> Double)] = [
+                    (NTK_MAP_RELU, { $0 > 0 ? $0 : 0 }), (NTK_MAP_STEP, { $0 > 0 ? 1 : 0 }), (NTK_MAP_ABS, { abs($0) }), (NTK_MAP_SQUARE, { $0 * $0 }),
+                ]
+                for (op, f) in maps {
+                    var out = [Double](repeating: .nan, count: n)
+                    ops.map(&out, x, n, op)
+                    XCTAssertEqual(out, x.map(f), "\(name) map \(op) n=\(n)")
+                    var inPlace = x  // y may alias x
+                    inPlace.withUnsafeMutableBufferPointer { ops.map($0.baseAddress, $0.baseAddress, n, op) }
+                    XCTAssertEqual(inPlace, x.map(f), "\(name) map in place \(op) n=\(n)")
+                }
+            }
+        }
+    }
+
+    func testElementwiseF32() {
+        let ulp = Double(Float.ulpOfOne)
+        for n in Self.sizes {
+            let x = random(n, seed: 7 * n + 1).map(Float.init), y0 = random(n, seed: 11 * n).map(Float.init)
+            for (name, t) in tables {
+                let ops = t.pointee.f32
+                var y = y0
+                ops.axpy(&y, 0.75, x, n)
+                for i in 0..<n {
+                    XCTAssertEqual(Double(y[i]), Double(y0[i]) + 0.75 * Double(x[i]), accuracy: 2 * ulp * Double(abs(y0[i]) + abs(0.75 * x[i])), "\(name) axpy f32 n=\(n)")
+                }
+                var out = [Float](repeating: .nan, count: n)
+                ops.map(&out, x, n, NTK_MAP_RELU)
+                XCTAssertEqual(out, x.map { $0 > 0 ? $0 : 0 }, "\(name) relu f32 n=\(n)")
+                ops.map(&out, x, n, NTK_MAP_STEP)
+                XCTAssertEqual(out, x.map { $0 > 0 ? 1 : 0 }, "\(name) step f32 n=\(n)")
+            }
+        }
+    }
+
+    /// NaN handling is part of the contract: relu and step map NaN to 0 in both paths.
+    func testNaNHandlingMatchesScalar() {
+        let x: [Double] = [.nan, -.infinity, .infinity, -0.0, 0, 1, -1, .nan, 2]
+        for (name, t) in tables {
+            var out = [Double](repeating: 7, count: x.count)
+            t.pointee.f64.map(&out, x, x.count, NTK_MAP_RELU)
+            XCTAssertEqual(out, [0, 0, .infinity, 0, 0, 1, 0, 0, 2], name)
+            t.pointee.f64.map(&out, x, x.count, NTK_MAP_STEP)
+            XCTAssertEqual(out, [0, 0, 1, 0, 0, 1, 0, 0, 1], name)
+        }
+    }
+}

@@ -23,12 +23,13 @@ public enum Preprocess {
         switch config.standardize {
         case .none: break
         case .global:
+            // Two passes (centre, then the mean square of the centred values): no cancellation.
             let n = Double(xTrain.count)
             let mean = xTrain.withUnsafeBufferPointer { Double.sum($0.baseAddress!, $0.count) } / n
-            let meanSq = xTrain.withUnsafeBufferPointer { Double.sumsq($0.baseAddress!, $0.count) } / n
-            let std = (max(meanSq - mean * mean, 0)).squareRoot()
+            xTrain.withUnsafeMutableBufferPointer { Double.affine($0.baseAddress!, 1, -mean, $0.count) }
+            let std = (xTrain.withUnsafeBufferPointer { Double.sumsq($0.baseAddress!, $0.count) } / n).squareRoot()
             guard std > 0 else { throw NTKError("cannot standardise: every training feature value is \(mean)", key: "params.data.standardize") }
-            xTrain.withUnsafeMutableBufferPointer { Double.affine($0.baseAddress!, 1 / std, -mean / std, $0.count) }
+            xTrain.withUnsafeMutableBufferPointer { Double.scale($0.baseAddress!, 1 / std, $0.count) }
             xTest.withUnsafeMutableBufferPointer { Double.affine($0.baseAddress!, 1 / std, -mean / std, $0.count) }
             notes["standardize_mean"] = .double(mean)
             notes["standardize_std"] = .double(std)

@@ -20,9 +20,12 @@ public struct RawSplit: Sendable {
         var out = [Double](repeating: 0, count: indices.count * d)
         switch features {
         case .bytes(let b):
-            for (r, i) in indices.enumerated() {
-                let row = convertBytes(Array(b[i * d..<(i + 1) * d]), scale: byteScale)
-                out.replaceSubrange(r * d..<(r + 1) * d, with: row)
+            b.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    for (r, i) in indices.enumerated() {
+                        convertBytes(dst.baseAddress! + r * d, src.baseAddress! + i * d, count: d, scale: byteScale)
+                    }
+                }
             }
         case .floats(let f):
             for (r, i) in indices.enumerated() { out.replaceSubrange(r * d..<(r + 1) * d, with: f[i * d..<(i + 1) * d]) }

@@ -17,14 +17,17 @@ public enum Compression {
 
     /// Inflates one or more concatenated gzip members.
     public static func gunzip(_ input: [UInt8], progress: Progress? = nil) throws -> [UInt8] {
-        // The gzip trailer holds the uncompressed size mod 2^32: a good first guess for the buffer.
+        // The gzip trailer holds the uncompressed size mod 2^32: a good first guess for the buffer when it
+        // is plausible (deflate cannot expand more than ~1032:1; a damaged trailer must not cost gigabytes).
         var capacity = max(1 << 16, input.count * 4)
         if input.count >= 18 {
             let n = input.count
             let isize = Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24
-            if isize > 0 { capacity = isize + 1 }
+            if isize > 0 && isize <= 1032 * n { capacity = isize + 1 }
         }
-        var out = [UInt8](repeating: 0, count: capacity)
+        // A malloc'ed buffer: pages are only touched as data arrives.
+        var out = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        defer { out.deallocate() }
         var produced = 0
         var consumed = 0
         try input.withUnsafeBufferPointer { inBuf in
@@ -36,16 +39,20 @@ public enum Compression {
                 defer { inflateEnd(&s) }
                 var status = Z_OK
                 while status != Z_STREAM_END {
-                    if produced == out.count { out.append(contentsOf: repeatElement(0, count: out.count)) }
+                    if produced == capacity {
+                        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: 2 * capacity)
+                        bigger.update(from: out, count: produced)
+                        out.deallocate()
+                        out = bigger
+                        capacity *= 2
+                    }
                     let inChunk = min(input.count - consumed, 1 << 30)
+                    let outChunk = min(capacity - produced, 1 << 30)
                     s.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress! + consumed)
                     s.avail_in = uInt(inChunk)
-                    let outChunk = min(out.count - produced, 1 << 30)
-                    status = out.withUnsafeMutableBufferPointer { ob in
-                        s.next_out = ob.baseAddress! + produced
-                        s.avail_out = uInt(outChunk)
-                        return inflate(&s, Z_NO_FLUSH)
-                    }
+                    s.next_out = out + produced
+                    s.avail_out = uInt(outChunk)
+                    status = inflate(&s, Z_NO_FLUSH)
                     consumed += inChunk - Int(s.avail_in)
                     produced += outChunk - Int(s.avail_out)
                     progress?(consumed, input.count)
@@ -67,8 +74,7 @@ public enum Compression {
                 }
             }
         }
-        out.removeLast(out.count - produced)
-        return out
+        return Array(UnsafeBufferPointer(start: out, count: produced))
     }
 
     /// Raw deflate (zip method 8) at `level` 1…9.
