@@ -3,7 +3,9 @@ import Foundation
 /// `load`: read a data set (IDX, CIFAR-10 binary, or the user's arrays), select classes and a stratified,
 /// seeded subset, preprocess, and write the `dataset` artifact (tensors listed on `DatasetArtifact`).
 ///
-/// Params: `data` (see `DataConfig`) and `seed`. Deps must include `data.path`.
+/// Params: `seed` and one mapping of data settings (see `DataConfig`): `data`, or — for a second load
+/// stage — whichever single mapping the stage declares (e.g. `params: [seed, subset]`). Deps must include
+/// that mapping's `path`.
 public struct LoadStage: StageKind {
     public static let name = "load"
     public static let algorithmVersion = 1
@@ -14,7 +16,7 @@ public struct LoadStage: StageKind {
     public let seed: Int
 
     public init(params: StageParams) throws {
-        var r = try params.reader("data")
+        var r = try params.reader(try params.mappingKey(preferring: "data"))
         config = try DataConfig(&r)
         seed = try params.int("seed", default: 0)
     }

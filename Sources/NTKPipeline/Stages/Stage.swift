@@ -58,6 +58,18 @@ public struct StageParams {
         return try ConfigReader(values.at(path: key), path: "params." + key, locate: locate)
     }
 
+    /// The key of the stage's settings mapping: `preferred` if declared (or outside a pipeline), else the
+    /// only declared param whose value is a mapping.
+    public func mappingKey(preferring preferred: String) throws -> String {
+        if anyKey || declared.contains(preferred) { return preferred }
+        let maps = declared.filter { if case .object? = values.at(path: $0) { true } else { false } }
+        guard maps.count == 1 else {
+            throw NTKError("needs one mapping of settings among its params (\(preferred), or exactly one other); found \(maps.isEmpty ? "none" : maps.joined(separator: ", "))",
+                           at: locate("stages.\(stage).params"), key: "stages.\(stage).params")
+        }
+        return maps[0]
+    }
+
     /// An integer param at `key` (e.g. "seed"); `defaultValue` only applies outside a pipeline.
     public func int(_ key: String, default defaultValue: Int) throws -> Int {
         try check(key)
