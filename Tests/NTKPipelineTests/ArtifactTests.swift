@@ -51,20 +51,30 @@ final class ArtifactTests: XCTestCase {
         }
     }
 
-    /// A single flipped bit anywhere — data, headers, directory, metadata — is detected.
+    /// A single flipped bit anywhere — data, headers, directory, metadata, even the padding bits at the end
+    /// of a deflate stream that a decoder ignores — is detected. Several small artifacts, so that deflate
+    /// streams with 1…7 padding bits occur.
     func testEveryBitFlipIsRejected() throws {
         let dir = TestSupport.tempDir()
-        let path = "\(dir)/a.npz"
-        let small = ArtifactFile(kind: .params, metadata: [:], tensors: [Tensor(name: "w", shape: [2], values: [1.0, 2.0])])
-        try small.write(to: path, level: 1)
-        let full = TestSupport.read(path)
-        var undetected: [Int] = []
-        for i in 0..<full.count {
-            var f = full
-            f[i] ^= UInt8(1 << (i % 8))
-            if (try? ArtifactFile.parse(f)) != nil { undetected.append(i) }
+        var paddingCases = 0
+        for n in 1...6 {
+            let path = "\(dir)/a\(n).npz"
+            let small = ArtifactFile(kind: .params, metadata: ["n": .int(n)], tensors: [Tensor(name: "w", shape: [n], values: (0..<n).map { Double($0) * 1.5 })])
+            try small.write(to: path, level: 1)
+            let full = TestSupport.read(path)
+            var undetected: [Int] = []
+            for i in 0..<full.count {
+                for bit in [i % 8, 7 - i % 8] {
+                    var f = full
+                    f[i] ^= UInt8(1 << bit)
+                    do { _ = try ArtifactFile.parse(f); undetected.append(i) } catch let e as NTKError {
+                        if e.problem.contains("padding") { paddingCases += 1 }
+                    }
+                }
+            }
+            XCTAssertEqual(undetected, [], "artifact \(n): bit flips at these byte offsets were not detected (file is \(full.count) bytes)")
         }
-        XCTAssertEqual(undetected, [], "bit flips at these byte offsets were not detected (file is \(full.count) bytes)")
+        XCTAssertGreaterThan(paddingCases, 0, "some flips should hit deflate padding bits")
     }
 
     func testCorruptDataMessageSaysCRC() throws {

@@ -78,7 +78,7 @@ public struct ArtifactFile {
             throw NTKError("not an ntk artifact (no \(metadataMember) member)")
         }
         let meta: JSONValue
-        do { meta = try JSONValue.parse(String(decoding: try Zip.extract(f, me), as: UTF8.self)) } catch let e as NTKError {
+        do { meta = try JSONValue.parse(String(decoding: try Zip.extract(f, me, strict: true), as: UTF8.self)) } catch let e as NTKError {
             throw NTKError("\(metadataMember): \(e.problem)")
         }
         guard case .object(var m) = meta, m["format"] == .string(format) else {
@@ -97,7 +97,7 @@ public struct ArtifactFile {
         var tensors: [Tensor] = []
         for (e, spec) in zip(entries.dropFirst(), table) {
             guard e.name.hasSuffix(".npy") else { throw NTKError("unexpected member '\(e.name)'") }
-            let t = try NPY.parse(try Zip.extract(f, e), name: String(e.name.dropLast(4)))
+            let t = try NPY.parse(try Zip.extract(f, e, strict: true), name: String(e.name.dropLast(4)))
             let expected: JSONValue = .object(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .array(t.shape.map { .int($0) })])
             guard spec == expected else {
                 throw NTKError("tensor '\(t.name)': its array (\(t.dtype.rawValue) \(t.shape)) disagrees with the metadata (\(spec.canonical))")

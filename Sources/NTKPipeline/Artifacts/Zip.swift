@@ -197,8 +197,8 @@ enum Zip {
         return out
     }
 
-    /// The uncompressed, CRC-checked bytes of one member.
-    static func extract(_ f: [UInt8], _ e: Entry) throws -> [UInt8] {
+    /// The uncompressed, CRC-checked bytes of one member (`strict`: see `Compression.inflateRaw`).
+    static func extract(_ f: [UInt8], _ e: Entry, strict: Bool = false) throws -> [UInt8] {
         guard e.offset + 30 <= f.count, le32(f, e.offset) == 0x0403_4b50 else {
             throw NTKError("member '\(e.name)': local header missing (truncated or corrupt)")
         }
@@ -212,7 +212,7 @@ enum Zip {
                 case .stored:
                     guard e.compressedSize == e.size else { throw NTKError("stored sizes disagree") }
                     return Array(slice)
-                case .deflated: return try Compression.inflateRaw(slice, size: e.size)
+                case .deflated: return try Compression.inflateRaw(slice, size: e.size, strict: strict)
                 }
             }
         } catch let err as NTKError {

@@ -110,8 +110,10 @@ public enum Compression {
         return out
     }
 
-    /// Inflates raw deflate data whose uncompressed size is known (zip members).
-    public static func inflateRaw(_ input: UnsafeRawBufferPointer, size: Int) throws -> [UInt8] {
+    /// Inflates raw deflate data whose uncompressed size is known (zip members). With `strict`, the stream
+    /// must also use every input byte and end with zero padding bits (as zlib writes it), so that even a
+    /// flipped padding bit — which a decoder ignores — is reported.
+    public static func inflateRaw(_ input: UnsafeRawBufferPointer, size: Int, strict: Bool = false) throws -> [UInt8] {
         var s = z_stream()
         guard CZlib_inflateInitRaw(&s) == Z_OK else { throw NTKError("zlib inflateInit failed") }
         defer { inflateEnd(&s) }
@@ -119,6 +121,7 @@ public enum Compression {
         var produced = 0
         var consumed = 0
         var status = Z_OK
+        var paddingChecked = !strict
         try out.withUnsafeMutableBufferPointer { ob in
             while status != Z_STREAM_END {
                 let inChunk = min(input.count - consumed, 1 << 30)
@@ -127,9 +130,17 @@ public enum Compression {
                 s.avail_in = uInt(inChunk)
                 s.next_out = ob.baseAddress.map { $0 + produced }
                 s.avail_out = uInt(outChunk)
-                status = inflate(&s, Z_NO_FLUSH)
+                // Z_BLOCK stops at each block boundary; after the last block (data_type has 64 + 128) the low
+                // three bits of data_type count the unused bits of the last byte read: they must be zero.
+                status = inflate(&s, strict ? Z_BLOCK : Z_NO_FLUSH)
                 consumed += inChunk - Int(s.avail_in)
                 produced += outChunk - Int(s.avail_out)
+                if strict, !paddingChecked, s.data_type & 192 == 192 {
+                    paddingChecked = true
+                    let unused = Int(s.data_type & 7)
+                    let last = input.load(fromByteOffset: consumed - 1, as: UInt8.self)
+                    if unused > 0, last >> (8 - unused) != 0 { throw NTKError("nonzero padding bits at the end of the compressed data") }
+                }
                 if status == Z_STREAM_END { break }
                 if status == Z_BUF_ERROR && (consumed >= input.count || produced >= size) {
                     throw NTKError("compressed data ends early or is longer than its declared size")
@@ -140,6 +151,7 @@ public enum Compression {
             }
         }
         guard produced == size else { throw NTKError("decompressed \(produced) bytes, expected \(size)") }
+        if strict && consumed != input.count { throw NTKError("\(input.count - consumed) stray bytes after the compressed data") }
         return out
     }
 
