@@ -52,29 +52,37 @@ final class ArtifactTests: XCTestCase {
     }
 
     /// A single flipped bit anywhere — data, headers, directory, metadata, even the padding bits at the end
-    /// of a deflate stream that a decoder ignores — is detected. Several small artifacts, so that deflate
-    /// streams with 1…7 padding bits occur.
-    func testEveryBitFlipIsRejected() throws {
+    /// of a deflate stream — never yields wrong data: the read fails, or (rarely) the flip changed a deflate
+    /// back-reference into another one pointing at identical bytes, so every decoded byte is still right.
+    /// No checksum of the content can see that case; the pipeline's SHA-256 of the file does (it rebuilds).
+    /// Several small artifacts, so that deflate streams with 1…7 padding bits occur.
+    func testEveryBitFlipIsRejectedOrHarmless() throws {
         let dir = TestSupport.tempDir()
-        var paddingCases = 0
+        var rejected = 0, harmless = 0, padding = 0
         for n in 1...6 {
             let path = "\(dir)/a\(n).npz"
             let small = ArtifactFile(kind: .params, metadata: ["n": .int(n)], tensors: [Tensor(name: "w", shape: [n], values: (0..<n).map { Double($0) * 1.5 })])
             try small.write(to: path, level: 1)
             let full = TestSupport.read(path)
-            var undetected: [Int] = []
+            let original = try ArtifactFile.parse(full)
             for i in 0..<full.count {
                 for bit in [i % 8, 7 - i % 8] {
                     var f = full
                     f[i] ^= UInt8(1 << bit)
-                    do { _ = try ArtifactFile.parse(f); undetected.append(i) } catch let e as NTKError {
-                        if e.problem.contains("padding") { paddingCases += 1 }
+                    do {
+                        let back = try ArtifactFile.parse(f)
+                        XCTAssertEqual(back.tensors, original.tensors, "artifact \(n): flip at byte \(i) bit \(bit) returned wrong data")
+                        XCTAssertEqual(back.metadata, original.metadata, "artifact \(n): flip at byte \(i) bit \(bit) returned wrong metadata")
+                        harmless += 1
+                    } catch let e as NTKError {
+                        rejected += 1
+                        if e.problem.contains("padding") { padding += 1 }
                     }
                 }
             }
-            XCTAssertEqual(undetected, [], "artifact \(n): bit flips at these byte offsets were not detected (file is \(full.count) bytes)")
         }
-        XCTAssertGreaterThan(paddingCases, 0, "some flips should hit deflate padding bits")
+        XCTAssertGreaterThan(padding, 0, "some flips should hit deflate padding bits")
+        XCTAssertLessThan(harmless * 200, rejected, "harmless flips must be rare (\(harmless) of \(harmless + rejected))")
     }
 
     func testCorruptDataMessageSaysCRC() throws {
