@@ -215,3 +215,21 @@ final class DataTests: XCTestCase {
                     contains: ["16 samples requested", "only 15"])
     }
 }
+
+/// The full Fashion-MNIST from Debian's `dataset-fashion-mnist` (installed by .ci/run when the archive is
+/// reachable; skipped otherwise): the IDX reader on real full-size files.
+final class FashionMNISTTests: XCTestCase {
+    static let path = "/usr/share/datasets/fashion-mnist"
+
+    func testReadsTheFullDataSet() throws {
+        try XCTSkipUnless(Files.isDirectory(Self.path), "dataset-fashion-mnist is not installed")
+        let raw = try IDXReader.read(directory: Self.path, numClasses: 10)
+        XCTAssertEqual(raw.train.count, 60000)
+        XCTAssertEqual(raw.test.count, 10000)
+        XCTAssertEqual(raw.train.sampleShape, [28, 28])
+        for c in 0..<10 { XCTAssertEqual(raw.train.labels.filter { $0 == c }.count, 6000) }
+        let ds = try Preprocess.run(raw, config: { var c = DataConfig(); c.classes = [0, 9]; c.nTrain = 500; c.nTest = 100; c.targets = .pm1; return c }(), seed: 0)
+        XCTAssertEqual(ds.nTrain, 500)
+        XCTAssertEqual(Set(ds.labelsTrain), [0, 9])
+    }
+}
