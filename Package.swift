@@ -51,6 +51,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "CNTKTests", dependencies: ["CNTK"], path: "Tests/CNTKTests"),
+        .testTarget(name: "NTKTests", dependencies: ["NTK"], path: "Tests/NTKTests"),
         .testTarget(
             name: "NTKPipelineTests", dependencies: ["NTKPipeline", "NTK", "CZlib", "ntk"],
             path: "Tests/NTKPipelineTests"),

@@ -80,3 +80,10 @@ int ntk_cpu_has_fma(void) { pthread_once(&g_once, choose_table); return g_has_fm
 
 FORWARD(f64, double)
 FORWARD(f32, float)
+
+void ntk_kernel_abrelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c) {
+    active()->kern.abrelu_row(nngp, ntk, d2, d1, n, c);
+}
+void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c) {
+    active()->kern.erf_row(nngp, ntk, d2, d1, n, c);
+}

@@ -10,8 +10,13 @@
      : (op) == NTK_MAP_ABS  ? ((v) < (T)0 ? -(v) : (v))                           \
                             : (v) * (v))
 
+void ntk_kernel_abrelu_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+void ntk_kernel_erf_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+
 extern const ntk_vec_table ntk_vec_table_scalar_impl;
 #if defined(__x86_64__)
 extern const ntk_vec_table ntk_vec_table_avx2_impl;
+void ntk_kernel_abrelu_row_avx2(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+void ntk_kernel_erf_row_avx2(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 #endif
 #endif

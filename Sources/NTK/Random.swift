@@ -1,3 +1,5 @@
+import Foundation
+
 /// SplitMix64 (Steele, Lea & Flood 2014): a small, fast, seedable generator. Every random choice in ntk
 /// takes an explicit seed, so the same seed and config give the same result on any machine.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -21,6 +23,15 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         }
         return Int(m.high)
     }
+    /// Uniform in (0, 1): 53 random bits, never 0.
+    public mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) * 0x1p-53 }
+
+    /// Standard normal by Box–Muller (one of the pair; simple and exactly reproducible).
+    public mutating func normal() -> Double {
+        let u1 = uniform(), u2 = uniform()
+        return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+    }
+
     /// Fisher–Yates shuffle with `below`, so the permutation depends only on the seed (not on the
     /// standard library's shuffle algorithm, which may change between Swift versions).
     public mutating func shuffle<T>(_ a: inout [T]) {

@@ -138,3 +138,38 @@ final class VecTests: XCTestCase {
         }
     }
 }
+
+/// The AVX2 analytic-kernel rows (vectorised atan/asin) against the libm-based scalar reference.
+final class KernelRowTests: XCTestCase {
+    func testRowsAgreeWithScalarReference() throws {
+        guard let avx = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2 on this CPU") }
+        let scalar = ntk_vec_table_scalar()!
+        var s: UInt64 = 99
+        func u() -> Double { s = s &* 6364136223846793005 &+ 1442695040888963407; return Double(s >> 11) / Double(1 << 53) }
+        for n in [0, 1, 3, 4, 5, 8, 9, 33, 1000] {
+            let d1 = 0.3 + 2 * u()
+            let d2 = (0..<n).map { _ in 0.01 + 3 * u() }
+            // q spans the whole range |q| ≤ √(d1·d2), including exact ±√(d1·d2), 0 and tiny values.
+            var q = d2.map { (2 * u() - 1) * ($0 * d1).squareRoot() }
+            if n > 4 { q[0] = (d1 * d2[0]).squareRoot(); q[1] = -(d1 * d2[1]).squareRoot(); q[2] = 0; q[3] = 1e-300 }
+            let ntk0 = (0..<n).map { _ in u() }
+            for (a, b) in [(0.0, 1.0), (-1.0, 1.0), (0.2, 1.0)] {
+                var c = ntk_layer_coef(w_var: 1.7, b_var: 0.1, ntk_t_scale: 1.7, ntk_shift: 0.1, a: a, b: b)
+                for erf in [false, true] {
+                    var k1 = q, t1 = ntk0, k2 = q, t2 = ntk0
+                    if erf {
+                        scalar.pointee.kern.erf_row(&k1, &t1, d2, d1, n, &c)
+                        avx.pointee.kern.erf_row(&k2, &t2, d2, d1, n, &c)
+                    } else {
+                        scalar.pointee.kern.abrelu_row(&k1, &t1, d2, d1, n, &c)
+                        avx.pointee.kern.abrelu_row(&k2, &t2, d2, d1, n, &c)
+                    }
+                    for j in 0..<n {
+                        XCTAssertEqual(k2[j], k1[j], accuracy: 4e-15 * max(abs(k1[j]), 1), "nngp erf=\(erf) a=\(a) n=\(n) j=\(j)")
+                        XCTAssertEqual(t2[j], t1[j], accuracy: 4e-15 * max(abs(t1[j]), 1), "ntk erf=\(erf) a=\(a) n=\(n) j=\(j)")
+                    }
+                }
+            }
+        }
+    }
+}

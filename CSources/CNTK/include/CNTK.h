@@ -47,10 +47,39 @@ typedef enum {
 typedef NTK_VEC_OPS(double) ntk_vec_ops_f64;
 typedef NTK_VEC_OPS(float) ntk_vec_ops_f32;
 
+/* ---- Analytic (infinite-width) kernels: one layer of the NNGP/NTK recursion (PAPER §2.10) ----
+ *
+ * A row kernel updates one row of the [N1, N2] kernel matrices in place, for an activation φ followed by a
+ * Dense layer. For entry j, with q = nngp[j] the covariance of the pre-activations at (x_i, x'_j) and
+ * d1, d2[j] their variances, T = E[φ(u)φ(v)] and Ṫ = E[φ'(u)φ'(v)] over (u, v) ~ N(0, [[d1, q], [q, d2[j]]]):
+ *
+ *   nngp[j] ← w_var·T + b_var
+ *   ntk[j]  ← ntk_t_scale·T + ntk_shift + w_var·Ṫ·ntk[j]          (skipped when ntk is NULL)
+ *
+ * NTK parameterization: ntk_t_scale = w_var, ntk_shift = b_var (so ntk ← nngp + w_var·Ṫ·ntk).
+ * Standard parameterization (neural-tangents' Dense, s = 1): ntk_t_scale = fan_in, ntk_shift = 1 with a
+ * bias, 0 without. */
+typedef struct {
+    double w_var, b_var;            /* σ_w², σ_b² of the Dense layer after the activation */
+    double ntk_t_scale, ntk_shift;  /* see above */
+    double a, b;                    /* arc-cosine family φ(x) = a·min(x,0) + b·max(x,0): relu (0,1), abs (−1,1) */
+} ntk_layer_coef;
+
+typedef struct {
+    /* φ(x) = a·min(x,0) + b·max(x,0) (Cho & Saul): with s = √(d1·d2 − q²), θ = atan2(s, q),
+     *   T = (b−a)²/(2π)·(s + (π−θ)·q) + a·b·q,   Ṫ = (b−a)²/(2π)·(π−θ) + a·b.
+     * θ = π/2 when d1·d2 = 0 (a zero input without bias), as neural-tangents does. */
+    void (*abrelu_row)(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+    /* φ = erf (Williams): with r = (1+2·d1)(1+2·d2),
+     *   T = (2/π)·asin(2q/√r),   Ṫ = (4/π)/√(r − 4q²). */
+    void (*erf_row)(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+} ntk_kernel_ops;
+
 typedef struct {
     const char *name; /* "scalar" or "avx2+fma" */
     ntk_vec_ops_f64 f64;
     ntk_vec_ops_f32 f32;
+    ntk_kernel_ops kern;
 } ntk_vec_table;
 
 /* The scalar table (always available), the AVX2+FMA table (NULL if the CPU lacks AVX2, FMA or OS YMM
@@ -83,6 +112,45 @@ void ntk_vec_scale_f32(float *y, float a, size_t n);
 void ntk_vec_affine_f32(float *y, float a, float b, size_t n);
 void ntk_vec_hadamard_acc_f32(float *y, const float *a, const float *b, size_t n);
 void ntk_vec_map_f32(float *y, const float *x, size_t n, ntk_map_op op);
+
+/* Point-wise activations φ and their derivatives φ'. */
+typedef enum {
+    NTK_ACT_IDENTITY = 0,
+    NTK_ACT_RELU = 1,       /* max(x, 0) */
+    NTK_ACT_LEAKY_RELU = 2, /* x > 0 ? x : α·x */
+    NTK_ACT_ABS = 3,        /* |x| */
+    NTK_ACT_ERF = 4,        /* erf(x) */
+    NTK_ACT_TANH = 5,       /* tanh(x) */
+    NTK_ACT_GELU = 6,       /* x·Φ(x), Φ the standard normal CDF (exact, not the tanh approximation) */
+    NTK_ACT_SOFTPLUS = 7,   /* log(1 + eˣ) */
+} ntk_activation;
+
+/* φ(x) and φ'(x) in double precision (the reference definition of each activation). */
+void ntk_activation_scalar(ntk_activation act, double alpha, double x, double *phi, double *dphi);
+
+/* Quadrature rules for ntk_kernel_quadrature_row: Gauss–Legendre on [−1, 1] (angle) and Gauss–Laguerre for
+ * ∫₀^∞ e^{−t} g(t) dt (radius), computed by the caller (Golub–Welsch). */
+typedef struct {
+    const double *angle_x, *angle_w;   /* m_angle Gauss–Legendre nodes and weights on [−1, 1] */
+    size_t m_angle;
+    const double *radius_x, *radius_w; /* m_radius Gauss–Laguerre nodes and weights */
+    size_t m_radius;
+} ntk_quadrature_rule;
+
+/* One row of the recursion (same contract as ntk_kernel_ops) for any activation, with T and Ṫ by quadrature
+ * in polar coordinates. With z ~ N(0, I₂), u = √d1·z₁, v = √d2·(c·z₁ + √(1−c²)·z₂), c = q/√(d1·d2):
+ *
+ *   E[g(u, v)] = (1/2π) ∫₀^π dα ∫₀^∞ dt e^{−t} [g(r·e_α) + g(−r·e_α)],   r = √(2t),  e_α = (cos α, sin α)
+ *
+ * The symmetrised radial integrand is even in r, hence smooth in t, for any smooth φ; the angular range is
+ * split where u = 0 or v = 0, so the piecewise-linear activations (relu, leaky relu, abs) are integrated
+ * exactly in t and with exponential convergence in α. Cost per entry: 3·m_angle·m_radius·2 evaluations. */
+void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c,
+                               ntk_activation act, double alpha, const ntk_quadrature_rule *rule);
+
+/* Dispatched analytic-kernel rows (see ntk_kernel_ops). */
+void ntk_kernel_abrelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 
 /* Conversions (trivial loops the compiler vectorises; no SIMD twin needed). */
 void ntk_convert_u8_f64(double *y, const uint8_t *x, double scale, size_t n); /* y_i = scale·x_i */

@@ -1,0 +1,82 @@
+/* activations.c — the reference definitions of the point-wise activations and their derivatives, and the
+ * quadrature row kernel that uses them for activations without a closed-form kernel (tanh, gelu, softplus).
+ * Scalar only: quadrature is used for small kernels (e.g. Figure 2's ensemble), not the hot path. */
+#include "CNTK.h"
+
+#include <math.h>
+
+void ntk_activation_scalar(ntk_activation act, double alpha, double x, double *phi, double *dphi) {
+    switch (act) {
+    case NTK_ACT_IDENTITY: *phi = x; *dphi = 1; return;
+    case NTK_ACT_RELU: *phi = x > 0 ? x : 0; *dphi = x > 0 ? 1 : 0; return;
+    case NTK_ACT_LEAKY_RELU: *phi = x > 0 ? x : alpha * x; *dphi = x > 0 ? 1 : alpha; return;
+    case NTK_ACT_ABS: *phi = fabs(x); *dphi = x > 0 ? 1 : (x < 0 ? -1 : 0); return;
+    case NTK_ACT_ERF: *phi = erf(x); *dphi = M_2_SQRTPI * exp(-x * x); return;
+    case NTK_ACT_TANH: {
+        const double t = tanh(x);
+        *phi = t;
+        *dphi = 1 - t * t;
+        return;
+    }
+    case NTK_ACT_GELU: {
+        const double cdf = 0.5 * erfc(-x * M_SQRT1_2), pdf = exp(-0.5 * x * x) * (M_2_SQRTPI * M_SQRT1_2 * 0.5);
+        *phi = x * cdf;
+        *dphi = cdf + x * pdf;
+        return;
+    }
+    case NTK_ACT_SOFTPLUS: {
+        *phi = x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+        *dphi = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+        return;
+    }
+    }
+    *phi = NAN;
+    *dphi = NAN;
+}
+
+/* T and Ṫ at one covariance [[d1, q], [q, d2]] (see ntk_kernel_quadrature_row). */
+static void quadrature_expectations(double d1, double d2, double q, ntk_activation act, double alpha,
+                                    const ntk_quadrature_rule *rule, double *t_out, double *tdot_out) {
+    const double s1 = sqrt(fmax(d1, 0.0)), s2 = sqrt(fmax(d2, 0.0)), p = d1 * d2;
+    double cc = p > 0 ? q / sqrt(p) : 0;
+    cc = fmin(fmax(cc, -1.0), 1.0);
+    const double ss = sqrt(fmax(1 - cc * cc, 0.0));
+    /* Pieces of [0, π) between the kink directions: u = 0 at α = π/2, v = 0 at tan α = −c/s. */
+    double cuts[4] = {0, M_PI / 2, fmod(atan2(-cc, ss) + 2 * M_PI, M_PI), M_PI};
+    if (cuts[2] < cuts[1]) { const double tmp = cuts[1]; cuts[1] = cuts[2]; cuts[2] = tmp; }
+    double t = 0, tdot = 0;
+    for (int piece = 0; piece < 3; ++piece) {
+        const double lo = cuts[piece], hi = cuts[piece + 1], half = 0.5 * (hi - lo);
+        if (half <= 0) continue;
+        for (size_t a = 0; a < rule->m_angle; ++a) {
+            const double ang = lo + half * (rule->angle_x[a] + 1);
+            const double ca = cos(ang), sa = sin(ang);
+            const double eu = s1 * ca, ev = s2 * (cc * ca + ss * sa); /* (u, v) at r = 1 */
+            double rt = 0, rd = 0;
+            for (size_t k = 0; k < rule->m_radius; ++k) {
+                const double r = sqrt(2 * rule->radius_x[k]);
+                double fu, du, fv, dv, gu, hu, gv, hv;
+                ntk_activation_scalar(act, alpha, r * eu, &fu, &du);
+                ntk_activation_scalar(act, alpha, r * ev, &fv, &dv);
+                ntk_activation_scalar(act, alpha, -r * eu, &gu, &hu);
+                ntk_activation_scalar(act, alpha, -r * ev, &gv, &hv);
+                rt += rule->radius_w[k] * (fu * fv + gu * gv);
+                rd += rule->radius_w[k] * (du * dv + hu * hv);
+            }
+            t += half * rule->angle_w[a] * rt;
+            tdot += half * rule->angle_w[a] * rd;
+        }
+    }
+    *t_out = t / (2 * M_PI);
+    *tdot_out = tdot / (2 * M_PI);
+}
+
+void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c,
+                               ntk_activation act, double alpha, const ntk_quadrature_rule *rule) {
+    for (size_t j = 0; j < n; ++j) {
+        double t, tdot;
+        quadrature_expectations(d1, d2[j], nngp[j], act, alpha, rule, &t, &tdot);
+        nngp[j] = c->w_var * t + c->b_var;
+        if (ntk) ntk[j] = c->ntk_t_scale * t + c->ntk_shift + c->w_var * tdot * ntk[j];
+    }
+}

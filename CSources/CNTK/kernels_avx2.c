@@ -1,0 +1,102 @@
+/* kernels_avx2.c — AVX2+FMA twins of kernels_scalar.c. atan is evaluated with Cephes' rational
+ * approximation (range reduction at tan(3π/8) and 0.66, then z + z³·P(z²)/Q(z²)), accurate to ~1 ulp; asin(x)
+ * is atan2(x, √((1−x)(1+x))). The tails use the scalar expressions. */
+#include "CNTK.h"
+#include "vec_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma")))
+
+/* atan(x) for x ≥ 0 (x = +inf gives π/2). */
+static AVX2_FN __m256d atan_nonneg_pd(__m256d x) {
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256d t3p8 = _mm256_set1_pd(2.41421356237309504880);  /* tan(3π/8) */
+    const __m256d big = _mm256_cmp_pd(x, t3p8, _CMP_GT_OQ);
+    const __m256d mid = _mm256_andnot_pd(big, _mm256_cmp_pd(x, _mm256_set1_pd(0.66), _CMP_GT_OQ));
+    /* reduced argument: −1/x (big), (x−1)/(x+1) (mid), x (small) */
+    __m256d xr = _mm256_blendv_pd(x, _mm256_div_pd(_mm256_sub_pd(x, one), _mm256_add_pd(x, one)), mid);
+    xr = _mm256_blendv_pd(xr, _mm256_div_pd(_mm256_set1_pd(-1.0), x), big);
+    __m256d y = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_set1_pd(M_PI_4), mid);
+    y = _mm256_blendv_pd(y, _mm256_set1_pd(M_PI_2), big);
+    const __m256d morebits = _mm256_set1_pd(6.123233995736765886130E-17);
+    __m256d extra = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_mul_pd(_mm256_set1_pd(0.5), morebits), mid);
+    extra = _mm256_blendv_pd(extra, morebits, big);
+    const __m256d z = _mm256_mul_pd(xr, xr);
+    __m256d p = _mm256_set1_pd(-8.750608600031904122785E-1);
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-1.615753718733365076637E1));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-7.500855792314704667340E1));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-1.228866684490136173410E2));
+    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-6.485021904942025371773E1));
+    __m256d q = _mm256_add_pd(z, _mm256_set1_pd(2.485846490142306297962E1));
+    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(1.650270098316988542046E2));
+    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(4.328810604912902668951E2));
+    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(4.853903996359136964868E2));
+    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(1.945506571482613964425E2));
+    const __m256d r = _mm256_fmadd_pd(_mm256_mul_pd(xr, z), _mm256_div_pd(p, q), xr);
+    return _mm256_add_pd(y, _mm256_add_pd(r, extra));
+}
+
+/* atan2(s, q) for s ≥ 0: angle in [0, π]. */
+static AVX2_FN __m256d atan2_upper_pd(__m256d s, __m256d q) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    const __m256d a = atan_nonneg_pd(_mm256_div_pd(s, _mm256_andnot_pd(sign, q)));
+    const __m256d neg = _mm256_cmp_pd(q, _mm256_setzero_pd(), _CMP_LT_OQ);
+    return _mm256_blendv_pd(a, _mm256_sub_pd(_mm256_set1_pd(M_PI), a), neg);
+}
+
+AVX2_FN void ntk_kernel_abrelu_row_avx2(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c) {
+    const __m256d ba2 = _mm256_set1_pd((c->b - c->a) * (c->b - c->a) / (2 * M_PI)), ab = _mm256_set1_pd(c->a * c->b);
+    const __m256d vd1 = _mm256_set1_pd(d1), pi = _mm256_set1_pd(M_PI), zero = _mm256_setzero_pd();
+    const __m256d w = _mm256_set1_pd(c->w_var), bv = _mm256_set1_pd(c->b_var);
+    const __m256d ts = _mm256_set1_pd(c->ntk_t_scale), sh = _mm256_set1_pd(c->ntk_shift);
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const __m256d q = _mm256_loadu_pd(nngp + j), p = _mm256_mul_pd(vd1, _mm256_loadu_pd(d2 + j));
+        /* p − q·q without FMA, like the scalar code: exactly 0 when q² = p (parallel inputs, the diagonal) */
+        const __m256d s = _mm256_sqrt_pd(_mm256_max_pd(_mm256_sub_pd(p, _mm256_mul_pd(q, q)), zero));
+        const __m256d pos = _mm256_cmp_pd(p, zero, _CMP_GT_OQ);
+        const __m256d theta = _mm256_blendv_pd(_mm256_set1_pd(M_PI / 2), atan2_upper_pd(s, q), pos);
+        const __m256d pmt = _mm256_sub_pd(pi, theta);
+        const __m256d t = _mm256_fmadd_pd(ba2, _mm256_fmadd_pd(pmt, q, s), _mm256_mul_pd(ab, q));
+        const __m256d tdot = _mm256_fmadd_pd(ba2, pmt, ab);
+        _mm256_storeu_pd(nngp + j, _mm256_fmadd_pd(w, t, bv));
+        if (ntk) {
+            const __m256d k = _mm256_loadu_pd(ntk + j);
+            _mm256_storeu_pd(ntk + j, _mm256_fmadd_pd(_mm256_mul_pd(w, tdot), k, _mm256_fmadd_pd(ts, t, sh)));
+        }
+    }
+    ntk_kernel_abrelu_row_scalar(nngp + j, ntk ? ntk + j : NULL, d2 + j, d1, n - j, c);
+}
+
+AVX2_FN void ntk_kernel_erf_row_avx2(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c) {
+    const __m256d one = _mm256_set1_pd(1.0), two = _mm256_set1_pd(2.0), zero = _mm256_setzero_pd();
+    const __m256d e1 = _mm256_set1_pd(1 + 2 * d1);
+    const __m256d w = _mm256_set1_pd(c->w_var), bv = _mm256_set1_pd(c->b_var);
+    const __m256d ts = _mm256_set1_pd(c->ntk_t_scale), sh = _mm256_set1_pd(c->ntk_shift);
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const __m256d q = _mm256_loadu_pd(nngp + j);
+        const __m256d r = _mm256_mul_pd(e1, _mm256_fmadd_pd(two, _mm256_loadu_pd(d2 + j), one));
+        __m256d x = _mm256_div_pd(_mm256_mul_pd(two, q), _mm256_sqrt_pd(r));
+        x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-1.0)), one);
+        /* asin(x) = sign(x)·atan2(|x|, √((1−|x|)(1+|x|))) */
+        const __m256d ax = _mm256_andnot_pd(sign, x);
+        const __m256d cosv = _mm256_sqrt_pd(_mm256_mul_pd(_mm256_sub_pd(one, ax), _mm256_add_pd(one, ax)));
+        const __m256d as = _mm256_or_pd(atan_nonneg_pd(_mm256_div_pd(ax, cosv)), _mm256_and_pd(sign, x));
+        const __m256d t = _mm256_mul_pd(_mm256_set1_pd(2 / M_PI), as);
+        const __m256d tdot = _mm256_div_pd(_mm256_set1_pd(4 / M_PI),
+                                           _mm256_sqrt_pd(_mm256_max_pd(_mm256_fnmadd_pd(_mm256_mul_pd(two, two), _mm256_mul_pd(q, q), r), zero)));
+        _mm256_storeu_pd(nngp + j, _mm256_fmadd_pd(w, t, bv));
+        if (ntk) {
+            const __m256d k = _mm256_loadu_pd(ntk + j);
+            _mm256_storeu_pd(ntk + j, _mm256_fmadd_pd(_mm256_mul_pd(w, tdot), k, _mm256_fmadd_pd(ts, t, sh)));
+        }
+    }
+    ntk_kernel_erf_row_scalar(nngp + j, ntk ? ntk + j : NULL, d2 + j, d1, n - j, c);
+}
+
+#endif
