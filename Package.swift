@@ -51,7 +51,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "CNTKTests", dependencies: ["CNTK"], path: "Tests/CNTKTests"),
-        .testTarget(name: "NTKTests", dependencies: ["NTK"], path: "Tests/NTKTests"),
+        .testTarget(name: "NTKTests", dependencies: ["NTK", "NTKPipeline"], path: "Tests/NTKTests"),
         .testTarget(
             name: "NTKPipelineTests", dependencies: ["NTKPipeline", "NTK", "CZlib", "ntk"],
             path: "Tests/NTKPipelineTests"),

@@ -15,8 +15,8 @@ internal import CNTK
 ///
 /// Cost: the Gram product (2·N1·N2·n₀ flops, half when x2 = x1) through OpenBLAS, then per layer one fused
 /// element-wise pass in C (AVX2) over the matrices, rows split across cores. The diagonal K(x,x) is computed
-/// once per layer, and the symmetric case's diagonal entries are set from it so that parallel inputs get
-/// exactly c = 1 (no √(rounding) error in arccos).
+/// once per layer by the same formulas with c = 1 exactly, and the symmetric case's diagonal entries are taken
+/// from it: no √ε error from arccos near c = 1 (neural-tangents has it, ~1e-9 relative on relu diagonals).
 public enum AnalyticKernels {
     public struct Options: Sendable {
         /// Quadrature nodes per dimension (angle pieces and radius) for activations without a closed form.
@@ -59,8 +59,8 @@ public enum AnalyticKernels {
         func norms(_ x: Matrix) -> [Double] {
             x.data.withUnsafeBufferPointer { p in (0..<x.rows).map { w0 * Double.sumsq(p.baseAddress! + $0 * x.cols, x.cols) / d + b0 } }
         }
-        let diag1 = diagonals(norms(x1), layers: layers, spec: spec, quad: quad)
-        let diag2 = symmetric ? diag1 : diagonals(norms(x2m), layers: layers, spec: spec, quad: quad)
+        let (diag1, diagNTK) = diagonals(norms(x1), layers: layers, spec: spec, quad: quad)
+        let diag2 = symmetric ? diag1 : diagonals(norms(x2m), layers: layers, spec: spec, quad: quad).nngp
 
         var nngp = Matrix(rows: n1, cols: n2)
         var ntk = options.computeNTK ? Matrix(rows: n1, cols: n2) : Matrix(rows: 0, cols: 0)
@@ -72,7 +72,7 @@ public enum AnalyticKernels {
             let r1 = min(n1, r0 + block)
             let c0 = symmetric ? r0 : 0  // symmetric: columns ≥ first row of the block (upper triangle)
             gramBlock(x1, x2m, rows: r0..<r1, fromColumn: c0, alpha: w0 / d, beta: b0, into: &nngp)
-            if symmetric { for i in r0..<r1 { nngp[i, i] = diag1[0][i] } }
+
             let nt = max(1, min(options.threads, r1 - r0))
             nngp.data.withUnsafeMutableBufferPointer { kp in
                 ntk.data.withUnsafeMutableBufferPointer { tp in
@@ -80,7 +80,12 @@ public enum AnalyticKernels {
                     DispatchQueue.concurrentPerform(iterations: nt) { w in
                         var i = r0 + w
                         while i < r1 {
-                            let start = symmetric ? i : 0, count = n2 - start
+                            // symmetric: the diagonal comes from the c = 1 recursion (exact for parallel inputs)
+                            let start = symmetric ? i + 1 : 0, count = n2 - start
+                            if symmetric {
+                                k[i * n2 + i] = diag1[layers.count][i]
+                                t?[i * n2 + i] = diagNTK[i]
+                            }
                             let krow = k + i * n2 + start, trow = t.map { $0 + i * n2 + start }
                             if let trow {  // Θ⁰
                                 if spec.parameterization == .ntk {
@@ -143,21 +148,23 @@ public enum AnalyticKernels {
         }
     }
 
-    /// diag[l] = K^l(x, x) for l = 0…L, from the first layer's variances, by the same row kernels (c = 1).
+    /// The kernels at (x, x) through the layers: nngp[l][i] = K^l(x_i, x_i) for l = 0…L, and the NTK's
+    /// Θ^L(x_i, x_i), by the same row kernels with c = 1 exactly.
     static func diagonals(_ v0: [Double], layers: [ntk_layer_coef], spec: NetworkSpec,
-                          quad: QuadratureRule?) -> [[Double]] {
+                          quad: QuadratureRule?) -> (nngp: [[Double]], ntk: [Double]) {
         var out = [v0]
+        var theta = v0.map { spec.parameterization == .ntk ? $0 : Double(spec.inputDim) / (spec.wStd[0] * spec.wStd[0]) * ($0 - spec.bStd[0] * spec.bStd[0]) + (spec.bStd[0] != 0 ? 1 : 0) }
         for c in layers {
             let prev = out.last!
             var next = prev
             for i in 0..<next.count {
                 var v = prev[i]
-                withUnsafePointer(to: prev[i]) { dp in applyLayer(&v, nil, dp, prev[i], 1, c, spec.activation, quad) }
+                withUnsafePointer(to: prev[i]) { dp in applyLayer(&v, &theta[i], dp, prev[i], 1, c, spec.activation, quad) }
                 next[i] = v
             }
             out.append(next)
         }
-        return out
+        return (out, theta)
     }
 
     /// out[rows, fromColumn...] = alpha·x1[rows]·x2[fromColumn...]ᵀ + beta (one dgemm).
