@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "ntk",
             dependencies: [
-                "NTK", "NTKPipeline",
+                "NTK", "NTKPipeline", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/ntk"),

@@ -1,6 +1,6 @@
-/* kernels_avx2.c — AVX2+FMA twins of kernels_scalar.c. atan is evaluated with Cephes' rational
- * approximation (range reduction at tan(3π/8) and 0.66, then z + z³·P(z²)/Q(z²)), accurate to ~1 ulp; asin(x)
- * is atan2(x, √((1−x)(1+x))). The tails use the scalar expressions. */
+/* kernels_avx2.c — AVX2+FMA twins of kernels_scalar.c. atan2 is evaluated with Cephes' rational
+ * approximation of atan (range reduction at 0.66, then t + t³·P(t²)/Q(t²)), accurate to ~1 ulp; asin(x) is
+ * atan2(x, √((1−x)(1+x))). The tails use the scalar expressions. */
 #include "CNTK.h"
 #include "vec_internal.h"
 
@@ -10,21 +10,18 @@
 
 #define AVX2_FN __attribute__((target("avx2,fma")))
 
-/* atan(x) for x ≥ 0 (x = +inf gives π/2). */
-static AVX2_FN __m256d atan_nonneg_pd(__m256d x) {
-    const __m256d one = _mm256_set1_pd(1.0);
-    const __m256d t3p8 = _mm256_set1_pd(2.41421356237309504880);  /* tan(3π/8) */
-    const __m256d big = _mm256_cmp_pd(x, t3p8, _CMP_GT_OQ);
-    const __m256d mid = _mm256_andnot_pd(big, _mm256_cmp_pd(x, _mm256_set1_pd(0.66), _CMP_GT_OQ));
-    /* reduced argument: −1/x (big), (x−1)/(x+1) (mid), x (small) */
-    __m256d xr = _mm256_blendv_pd(x, _mm256_div_pd(_mm256_sub_pd(x, one), _mm256_add_pd(x, one)), mid);
-    xr = _mm256_blendv_pd(xr, _mm256_div_pd(_mm256_set1_pd(-1.0), x), big);
-    __m256d y = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_set1_pd(M_PI_4), mid);
-    y = _mm256_blendv_pd(y, _mm256_set1_pd(M_PI_2), big);
-    const __m256d morebits = _mm256_set1_pd(6.123233995736765886130E-17);
-    __m256d extra = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_mul_pd(_mm256_set1_pd(0.5), morebits), mid);
-    extra = _mm256_blendv_pd(extra, morebits, big);
-    const __m256d z = _mm256_mul_pd(xr, xr);
+/* atan2(y, x) for y, x ≥ 0, in [0, π/2], with two divisions: let lo = min(y, x), hi = max(y, x); atan(lo/hi)
+ * is reduced (Cephes) to t = lo/hi if lo ≤ 0.66·hi, else π/4 + atan(t) with t = (lo − hi)/(lo + hi), which
+ * is one division either way; then atan(t) = t + t³·P(t²)/Q(t²) (~1 ulp); y > x gives π/2 minus that.
+ * (0, 0) gives 0; callers blend their own value for that case. */
+static AVX2_FN __m256d atan2_nonneg_pd(__m256d y, __m256d x) {
+    const __m256d lo = _mm256_min_pd(y, x), hi = _mm256_max_pd(y, x);
+    const __m256d mid = _mm256_cmp_pd(lo, _mm256_mul_pd(_mm256_set1_pd(0.66), hi), _CMP_GT_OQ);
+    const __m256d num = _mm256_blendv_pd(lo, _mm256_sub_pd(lo, hi), mid);
+    __m256d den = _mm256_blendv_pd(hi, _mm256_add_pd(lo, hi), mid);
+    den = _mm256_blendv_pd(den, _mm256_set1_pd(1.0), _mm256_cmp_pd(den, _mm256_setzero_pd(), _CMP_EQ_OQ)); /* (0,0) */
+    const __m256d t = _mm256_div_pd(num, den);
+    const __m256d z = _mm256_mul_pd(t, t);
     __m256d p = _mm256_set1_pd(-8.750608600031904122785E-1);
     p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-1.615753718733365076637E1));
     p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-7.500855792314704667340E1));
@@ -35,14 +32,20 @@ static AVX2_FN __m256d atan_nonneg_pd(__m256d x) {
     q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(4.328810604912902668951E2));
     q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(4.853903996359136964868E2));
     q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(1.945506571482613964425E2));
-    const __m256d r = _mm256_fmadd_pd(_mm256_mul_pd(xr, z), _mm256_div_pd(p, q), xr);
-    return _mm256_add_pd(y, _mm256_add_pd(r, extra));
+    const __m256d r = _mm256_fmadd_pd(_mm256_mul_pd(t, z), _mm256_div_pd(p, q), t);
+    /* π/4 = 0.785398163397448279 + 3.06161699786838301e-17 (the second part restores the last bits) */
+    const __m256d base = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_set1_pd(M_PI_4), mid);
+    const __m256d tail = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_set1_pd(3.061616997868383018e-17), mid);
+    const __m256d a = _mm256_add_pd(base, _mm256_add_pd(r, tail));
+    /* y > x: atan2 = π/2 − atan(x/y) */
+    const __m256d swap = _mm256_cmp_pd(y, x, _CMP_GT_OQ);
+    return _mm256_blendv_pd(a, _mm256_sub_pd(_mm256_set1_pd(M_PI_2), a), swap);
 }
 
 /* atan2(s, q) for s ≥ 0: angle in [0, π]. */
 static AVX2_FN __m256d atan2_upper_pd(__m256d s, __m256d q) {
     const __m256d sign = _mm256_set1_pd(-0.0);
-    const __m256d a = atan_nonneg_pd(_mm256_div_pd(s, _mm256_andnot_pd(sign, q)));
+    const __m256d a = atan2_nonneg_pd(s, _mm256_andnot_pd(sign, q));
     const __m256d neg = _mm256_cmp_pd(q, _mm256_setzero_pd(), _CMP_LT_OQ);
     return _mm256_blendv_pd(a, _mm256_sub_pd(_mm256_set1_pd(M_PI), a), neg);
 }
@@ -86,7 +89,7 @@ AVX2_FN void ntk_kernel_erf_row_avx2(double *nngp, double *ntk, const double *d2
         /* asin(x) = sign(x)·atan2(|x|, √((1−|x|)(1+|x|))) */
         const __m256d ax = _mm256_andnot_pd(sign, x);
         const __m256d cosv = _mm256_sqrt_pd(_mm256_mul_pd(_mm256_sub_pd(one, ax), _mm256_add_pd(one, ax)));
-        const __m256d as = _mm256_or_pd(atan_nonneg_pd(_mm256_div_pd(ax, cosv)), _mm256_and_pd(sign, x));
+        const __m256d as = _mm256_or_pd(atan2_nonneg_pd(ax, cosv), _mm256_and_pd(sign, x));
         const __m256d t = _mm256_mul_pd(_mm256_set1_pd(2 / M_PI), as);
         const __m256d tdot = _mm256_div_pd(_mm256_set1_pd(4 / M_PI),
                                            _mm256_sqrt_pd(_mm256_max_pd(_mm256_fnmadd_pd(_mm256_mul_pd(two, two), _mm256_mul_pd(q, q), r), zero)));

@@ -54,3 +54,15 @@ void ntk_convert_f64_f32(float *y, const double *x, size_t n) {
 void ntk_convert_f32_f64(double *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; ++i) y[i] = (double)x[i];
 }
+
+void ntk_mirror_upper(double *a, size_t n) {
+    enum { TILE = 32 };
+    for (size_t ib = 0; ib < n; ib += TILE) {
+        for (size_t jb = ib; jb < n; jb += TILE) {
+            const size_t ie = ib + TILE < n ? ib + TILE : n, je = jb + TILE < n ? jb + TILE : n;
+            for (size_t i = ib; i < ie; ++i) {
+                for (size_t j = (jb > i + 1 ? jb : i + 1); j < je; ++j) a[j * n + i] = a[i * n + j];
+            }
+        }
+    }
+}

@@ -46,78 +46,176 @@ public enum AnalyticKernels {
 
     static func compute(x1: Matrix, x2: Matrix?, spec: NetworkSpec, options: Options, progress: ((Int, Int) -> Void)?,
                         estimate: Bool) throws -> Result {
-        let symmetric = x2 == nil
-        let x2m = x2 ?? x1
-        precondition(x1.cols == x2m.cols, "x1 and x2 need the same feature dimension")
-        let n1 = x1.rows, n2 = x2m.rows, d = Double(x1.cols)
-        let layers = coefficients(spec)
-        let quad: QuadratureRule? = spec.activation.arcCosine == nil && spec.activation != .erf
-            ? try QuadratureRule(nodes: options.quadratureNodes) : nil
-
-        // Input variances and their images through the layers: diag[l][i] = K^l(x_i, x_i).
-        let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0]
-        func norms(_ x: Matrix) -> [Double] {
-            x.data.withUnsafeBufferPointer { p in (0..<x.rows).map { w0 * Double.sumsq(p.baseAddress! + $0 * x.cols, x.cols) / d + b0 } }
+        let plan = try Plan(x1: x1, x2: x2, spec: spec, options: options)
+        var blocks: [Plan.Block] = []
+        for rows in plan.blocks {
+            blocks.append(plan.compute(rows))
+            progress?(rows.upperBound, x1.rows)
         }
-        let (diag1, diagNTK) = diagonals(norms(x1), layers: layers, spec: spec, quad: quad)
-        let diag2 = symmetric ? diag1 : diagonals(norms(x2m), layers: layers, spec: spec, quad: quad).nngp
+        var result = plan.assemble(&blocks)
+        if estimate && plan.quad != nil && x1.rows > 0 && plan.x2.rows > 0 {
+            result.quadratureError = try quadratureError(x1: x1, x2: plan.x2, spec: spec, options: options)
+        }
+        return result
+    }
 
-        var nngp = Matrix(rows: n1, cols: n2)
-        var ntk = options.computeNTK ? Matrix(rows: n1, cols: n2) : Matrix(rows: 0, cols: 0)
-        // Row blocks: the Gram block [B, width] is computed straight into nngp's rows.
-        let bytesPerRow = 8 * n2 * (options.computeNTK ? 2 : 1)
-        let block = max(1, min(n1, (options.maxWorkspaceBytes ?? Int.max) / max(bytesPerRow, 1)))
-        var r0 = 0
-        while r0 < n1 {
-            let r1 = min(n1, r0 + block)
-            let c0 = symmetric ? r0 : 0  // symmetric: columns ≥ first row of the block (upper triangle)
-            gramBlock(x1, x2m, rows: r0..<r1, fromColumn: c0, alpha: w0 / d, beta: b0, into: &nngp)
+    /// The recursion prepared for a pair of input sets: layer coefficients, quadrature rule, and the diagonal
+    /// sequences K^l(x, x). Rows of the result are computed in blocks (`blocks`, sized by the workspace cap),
+    /// each independently — so a caller can checkpoint finished blocks and resume — then `assemble`d.
+    public struct Plan: Sendable {
+        public let x1: Matrix, x2: Matrix
+        public let symmetric: Bool
+        public let spec: NetworkSpec
+        let options: Options
+        let layers: [ntk_layer_coef]
+        let quad: QuadratureRule?
+        let diag1: [[Double]], diag2: [[Double]], diagNTK: [Double]
+        /// Row ranges of the blocks, in order.
+        public let blocks: [Range<Int>]
 
-            let nt = max(1, min(options.threads, r1 - r0))
-            nngp.data.withUnsafeMutableBufferPointer { kp in
-                ntk.data.withUnsafeMutableBufferPointer { tp in
-                    let k = kp.baseAddress!, t = tp.baseAddress
-                    DispatchQueue.concurrentPerform(iterations: nt) { w in
-                        var i = r0 + w
-                        while i < r1 {
-                            // symmetric: the diagonal comes from the c = 1 recursion (exact for parallel inputs)
-                            let start = symmetric ? i + 1 : 0, count = n2 - start
+        /// Rows `rows` of the kernels, [rows.count, N2] row-major; in the symmetric case only the columns ≥ the
+        /// row index are filled (the rest is unspecified until `assemble` mirrors them).
+        public struct Block: Sendable {
+            public var rows: Range<Int>
+            public var nngp: [Double]
+            public var ntk: [Double]
+            /// Wall seconds spent in the Gram product (BLAS) and in the element-wise layer recursion (C, all cores).
+            public var gramSeconds = 0.0, layerSeconds = 0.0
+            public init(rows: Range<Int>, nngp: [Double], ntk: [Double]) { self.rows = rows; self.nngp = nngp; self.ntk = ntk }
+        }
+
+        public init(x1: Matrix, x2: Matrix?, spec: NetworkSpec, options: Options = Options()) throws {
+            precondition(x2 == nil || x2!.cols == x1.cols, "x1 and x2 need the same feature dimension")
+            precondition(x1.cols == spec.inputDim, "inputs have \(x1.cols) features, the network expects \(spec.inputDim)")
+            self.x1 = x1
+            self.x2 = x2 ?? x1
+            symmetric = x2 == nil
+            self.spec = spec
+            self.options = options
+            layers = coefficients(spec)
+            quad = spec.activation.arcCosine == nil && spec.activation != .erf ? try QuadratureRule(nodes: options.quadratureNodes) : nil
+            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0], d = Double(x1.cols)
+            func norms(_ x: Matrix) -> [Double] {
+                x.data.withUnsafeBufferPointer { p in (0..<x.rows).map { w0 * Double.sumsq(p.baseAddress! + $0 * x.cols, x.cols) / d + b0 } }
+            }
+            let first = diagonals(norms(x1), layers: layers, spec: spec, quad: quad)
+            diag1 = first.nngp
+            diagNTK = first.ntk
+            diag2 = x2 == nil ? diag1 : diagonals(norms(self.x2), layers: layers, spec: spec, quad: quad).nngp
+            let bytesPerRow = 8 * self.x2.rows * (options.computeNTK ? 2 : 1)
+            let size = max(1, (options.maxWorkspaceBytes ?? Int.max) / max(bytesPerRow, 1))
+            blocks = stride(from: 0, to: x1.rows, by: size).map { $0..<min(x1.rows, $0 + size) }
+        }
+
+        /// Computes one block: its Gram rows with one dgemm, then the layers row by row across cores.
+        public func compute(_ rows: Range<Int>) -> Block {
+            let n2 = x2.rows, r0 = rows.lowerBound, rn = rows.count
+            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0]
+            // Every entry is written below (symmetric: the strictly lower part is written by `assemble`), so the
+            // buffers start uninitialised: zero-filling 2·N² doubles would cost as much as the recursion.
+            var k = [Double](unsafeUninitializedCapacity: rn * n2) { b, c in adviseHugePages(b); c = rn * n2 }
+            let tn = options.computeNTK ? rn * n2 : 0
+            var t = [Double](unsafeUninitializedCapacity: tn) { b, c in adviseHugePages(b); c = tn }
+            let started = DispatchTime.now().uptimeNanoseconds
+            // Gram rows: x1[rows]·x2ᵀ scaled by σ_w,0²/n₀, plus σ_b,0². Symmetric: only the upper trapezoid, as
+            // a SYRK on the square [rows × rows] and a GEMM on [rows × (r1..<N)] — half the flops of a full GEMM.
+            let alpha = w0 / Double(x1.cols), d = x1.cols
+            if d > 0 {
+                x1.data.withUnsafeBufferPointer { ap in
+                    x2.data.withUnsafeBufferPointer { bp in
+                        k.withUnsafeMutableBufferPointer { kp in
+                            let a = ap.baseAddress! + r0 * d
                             if symmetric {
-                                k[i * n2 + i] = diag1[layers.count][i]
-                                t?[i * n2 + i] = diagNTK[i]
+                                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(rn), Int32(d), alpha, a, Int32(d), 0,
+                                            kp.baseAddress! + r0, Int32(n2))
+                                let r1 = rows.upperBound
+                                if n2 > r1 { cblasGemmNT(rn, n2 - r1, d, alpha, a, bp.baseAddress! + r1 * d, kp.baseAddress! + r1, n2) }
+                            } else {
+                                cblasGemmNT(rn, n2, d, alpha, a, bp.baseAddress!, kp.baseAddress!, n2)
                             }
-                            let krow = k + i * n2 + start, trow = t.map { $0 + i * n2 + start }
+                        }
+                    }
+                }
+            }
+            if b0 != 0 {
+                k.withUnsafeMutableBufferPointer { kp in
+                    for i in 0..<rn {
+                        let c0 = symmetric ? r0 + i : 0
+                        Double.affine(kp.baseAddress! + i * n2 + c0, 1, b0, n2 - c0)
+                    }
+                }
+            }
+            let gramDone = DispatchTime.now().uptimeNanoseconds
+            let nt = max(1, min(options.threads, rn))
+            let computeNTK = options.computeNTK
+            k.withUnsafeMutableBufferPointer { kp in
+                t.withUnsafeMutableBufferPointer { tp in
+                    let kb = kp.baseAddress!, tb = tp.baseAddress
+                    DispatchQueue.concurrentPerform(iterations: nt) { w in
+                        var i = w
+                        while i < rn {
+                            let gi = r0 + i
+                            // symmetric: the diagonal comes from the c = 1 recursion (exact for parallel inputs)
+                            let start = symmetric ? gi + 1 : 0, count = n2 - start
+                            if symmetric {
+                                kb[i * n2 + gi] = diag1[layers.count][gi]
+                                if computeNTK { tb![i * n2 + gi] = diagNTK[gi] }
+                            }
+                            let krow = kb + i * n2 + start, trow = computeNTK ? tb! + i * n2 + start : nil
                             if let trow {  // Θ⁰
-                                if spec.parameterization == .ntk {
-                                    trow.update(from: krow, count: count)
-                                } else {
-                                    trow.update(from: krow, count: count)
+                                trow.update(from: krow, count: count)
+                                if spec.parameterization == .standard {
                                     Double.affine(trow, Double(spec.inputDim) / w0, -b0 * Double(spec.inputDim) / w0 + (spec.bStd[0] != 0 ? 1 : 0), count)
                                 }
                             }
                             for (l, c) in layers.enumerated() {
-                                applyLayer(krow, trow, diag2[l].withUnsafeBufferPointer { $0.baseAddress! + start }, diag1[l][i], count,
-                                           c, spec.activation, quad)
+                                diag2[l].withUnsafeBufferPointer { dp in
+                                    applyLayer(krow, trow, dp.baseAddress! + start, diag1[l][gi], count, c, spec.activation, quad)
+                                }
                             }
                             i += nt
                         }
                     }
                 }
             }
-            r0 = r1
-            progress?(r0, n1)
+            var block = Block(rows: rows, nngp: k, ntk: t)
+            block.gramSeconds = Double(gramDone - started) / 1e9
+            block.layerSeconds = Double(DispatchTime.now().uptimeNanoseconds - gramDone) / 1e9
+            return block
         }
-        if symmetric {  // mirror the upper triangle
-            for i in 0..<n1 {
-                for j in 0..<i { nngp[i, j] = nngp[j, i] }
-                if options.computeNTK { for j in 0..<i { ntk[i, j] = ntk[j, i] } }
+
+        /// The full [N1, N2] kernels from all blocks (mirroring the upper triangle when symmetric). The blocks'
+        /// storage is taken over (they are left empty): N² kernels are not copied.
+        public func assemble(_ blocks: inout [Block]) -> Result {
+            let n1 = x1.rows, n2 = x2.rows
+            var nngp: Matrix, ntk: Matrix
+            if blocks.count == 1 {  // one block: take its storage, no copy
+                var a: [Double] = [], b: [Double] = []
+                swap(&a, &blocks[0].nngp)
+                swap(&b, &blocks[0].ntk)
+                nngp = Matrix(rows: n1, cols: n2, data: a)
+                ntk = options.computeNTK ? Matrix(rows: n1, cols: n2, data: b) : Matrix(rows: 0, cols: 0)
+            } else {
+                nngp = Matrix(rows: n1, cols: n2)
+                ntk = options.computeNTK ? Matrix(rows: n1, cols: n2) : Matrix(rows: 0, cols: 0)
+                for b in blocks {
+                    let range = b.rows.lowerBound * n2..<b.rows.upperBound * n2
+                    nngp.data.replaceSubrange(range, with: b.nngp)
+                    if options.computeNTK { ntk.data.replaceSubrange(range, with: b.ntk) }
+                }
             }
+            if symmetric {
+                mirrorUpperToLower(&nngp)
+                if options.computeNTK { mirrorUpperToLower(&ntk) }
+            }
+            return Result(nngp: nngp, ntk: ntk, quadratureError: nil)
         }
-        var result = Result(nngp: nngp, ntk: ntk, quadratureError: nil)
-        if estimate && quad != nil && n1 > 0 && n2 > 0 {
-            result.quadratureError = try quadratureError(x1: x1, x2: x2m, spec: spec, options: options)
-        }
-        return result
+    }
+
+    /// a[j, i] = a[i, j] for j > i (C, cache-tiled).
+    static func mirrorUpperToLower(_ a: inout Matrix) {
+        let n = a.rows
+        a.data.withUnsafeMutableBufferPointer { ntk_mirror_upper($0.baseAddress!, n) }
     }
 
     /// One layer (activation + Dense) for one row, in place.
@@ -167,23 +265,6 @@ public enum AnalyticKernels {
         return (out, theta)
     }
 
-    /// out[rows, fromColumn...] = alpha·x1[rows]·x2[fromColumn...]ᵀ + beta (one dgemm).
-    static func gramBlock(_ x1: Matrix, _ x2: Matrix, rows: Range<Int>, fromColumn c0: Int, alpha: Double, beta: Double,
-                          into out: inout Matrix) {
-        let m = rows.count, n = x2.rows - c0, k = x1.cols
-        guard m > 0, n > 0 else { return }
-        let ld = out.cols
-        for i in rows { for j in c0..<x2.rows { out.data[i * ld + j] = beta } }
-        x1.data.withUnsafeBufferPointer { ap in
-            x2.data.withUnsafeBufferPointer { bp in
-                out.data.withUnsafeMutableBufferPointer { cp in
-                    if k == 0 { return }
-                    cblasGemmNT(m, n, k, alpha, ap.baseAddress! + rows.lowerBound * k, bp.baseAddress! + c0 * k, cp.baseAddress! + rows.lowerBound * ld + c0, ld)
-                }
-            }
-        }
-    }
-
     /// Estimates the quadrature error on a few entries by comparing m and ⌈1.5·m⌉ nodes.
     static func quadratureError(x1: Matrix, x2: Matrix, spec: NetworkSpec, options: Options) throws -> Double {
         var o = options
@@ -206,6 +287,19 @@ internal import COpenBLAS
 func cblasGemmNT(_ m: Int, _ n: Int, _ k: Int, _ alpha: Double, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                  _ c: UnsafeMutablePointer<Double>, _ ldc: Int) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(k), 1, c, Int32(ldc))
+}
+
+/// Asks the kernel for 2 MiB pages on a large fresh buffer (Linux THP in "madvise" mode): first-touch page
+/// faults on N² kernels otherwise cost as much as the recursion itself.
+func adviseHugePages(_ b: UnsafeMutableBufferPointer<Double>) {
+    #if os(Linux)
+    let bytes = b.count * 8
+    guard bytes >= 4 << 20, let base = b.baseAddress else { return }
+    let page = 4096
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + bytes) / page * page
+    if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
+    #endif
 }
 
 extension ProcessInfo {

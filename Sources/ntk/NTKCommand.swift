@@ -11,7 +11,7 @@ struct NTKCommand: ParsableCommand {
         commandName: "ntk",
         abstract: "Wide networks, their linearization and neural tangent kernels, as a cached pipeline.",
         version: ntkVersion,
-        subcommands: [Run.self, Status.self, Exec.self, Dump.self, Info.self])
+        subcommands: [Run.self, Status.self, Exec.self, Dump.self, Info.self, Bench.self])
 
     /// Runs a command body, turning NTKError into a clean message and exit status 1.
     static func guarded(_ body: () throws -> Void) throws {

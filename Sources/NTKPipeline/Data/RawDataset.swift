@@ -15,7 +15,7 @@ public struct RawSplit: Sendable {
     public var featureCount: Int { sampleShape.reduce(1, *) }
 
     /// Feature rows of the given samples as float64, scaled by `byteScale` if the features are bytes.
-    func rows(_ indices: [Int], byteScale: Double) -> [Double] {
+    public func rows(_ indices: [Int], byteScale: Double) -> [Double] {
         let d = featureCount
         var out = [Double](repeating: 0, count: indices.count * d)
         switch features {

@@ -1,0 +1,137 @@
+import ArgumentParser
+import COpenBLAS
+import Foundation
+import NTK
+import NTKPipeline
+
+extension NTKCommand {
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure the hot paths against the machine's GEMM peak measured in the same process.",
+            discussion: "Times are the median of --repeats runs after one warm-up. Build with -c release.")
+
+        @Flag(help: "Small sizes (a quick smoke run).")
+        var quick = false
+
+        @Flag(help: "Machine-readable JSON output.")
+        var json = false
+
+        @Option(help: "Repeats per measurement.")
+        var repeats = 3
+
+        @Option(help: "Sample count N for the analytic kernels.")
+        var n: Int?
+
+        @Option(help: "Data directory (IDX) for realistic inputs.")
+        var data = "data/mnist"
+
+        func run() throws {
+            try NTKCommand.guarded {
+                var rows: [JSONValue] = []
+                func report(_ name: String, seconds: Double, flops: Double? = nil, peak: Double? = nil, extra: [String: JSONValue] = [:]) {
+                    var r: [String: JSONValue] = ["name": .string(name), "seconds": .double(seconds)]
+                    var line = String(format: "%-44@ %9.4f s", name as NSString, seconds)
+                    if let flops {
+                        let gf = flops / seconds / 1e9
+                        r["gflops"] = .double(gf)
+                        line += String(format: "  %8.1f GFLOP/s", gf)
+                        if let peak {
+                            r["fraction_of_peak"] = .double(gf / peak)
+                            line += String(format: "  %5.1f %% of peak", 100 * gf / peak)
+                        }
+                    }
+                    for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
+                        r[k] = v
+                        line += "  \(k)=\(v.canonical)"
+                    }
+                    rows.append(.object(r))
+                    if !json { print(line) }
+                }
+                if !json {
+                    print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore) × \(Platform.blasThreads) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+                }
+                // GEMM peaks in this process.
+                let g = quick ? 1024 : 4096
+                let dPeak = try gemmPeak(n: g, double: true)
+                report("dgemm \(g)³ (peak reference)", seconds: dPeak.seconds, flops: dPeak.flops)
+                let sPeak = try gemmPeak(n: g, double: false)
+                report("sgemm \(g)³ (peak reference)", seconds: sPeak.seconds, flops: sPeak.flops)
+                let dgemmPeak = dPeak.flops / dPeak.seconds / 1e9
+
+                // Analytic NNGP + NTK, relu depth 3, on real MNIST digits.
+                let raw = try IDXReader.read(directory: data, numClasses: 10)
+                let count = n ?? (quick ? 1000 : 4000)
+                guard count <= raw.train.count else { throw NTKError("--n \(count) exceeds the \(raw.train.count) training images in \(data)") }
+                let x = Matrix(rows: count, cols: 784, data: raw.train.rows(Array(0..<count), byteScale: 1 / 255.0))
+                let spec = NetworkSpec(inputDim: 784, widths: [1, 1, 1], outputs: 1, activation: .relu, wStd: 1.5, bStd: 0.05)
+                var phases: [(gram: Double, layers: Double, assemble: Double)] = []
+                let total = try median(repeats) { _ in
+                    let plan = try AnalyticKernels.Plan(x1: x, x2: nil, spec: spec)
+                    var blocks = plan.blocks.map { plan.compute($0) }
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let (gram, layers) = (blocks.reduce(0) { $0 + $1.gramSeconds }, blocks.reduce(0) { $0 + $1.layerSeconds })
+                    _ = plan.assemble(&blocks)
+                    phases.append((gram, layers,
+                                   Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
+                }
+                let ph = phases.sorted { $0.gram + $0.layers < $1.gram + $1.layers }[phases.count / 2]
+                let gramFlops = Double(count) * Double(count + 1) * 784  // upper triangle: N(N+1)/2 dot products of length d
+                report("analytic nngp+ntk relu L=3 N=\(count) f64", seconds: total)
+                report("  of which Gram product (SYRK, upper)", seconds: ph.gram, flops: gramFlops, peak: dgemmPeak)
+                report("  of which 3-layer recursion (C, AVX2)", seconds: ph.layers,
+                       extra: ["ns_per_entry_layer": .double(ph.layers / (3 * Double(count) * Double(count + 1) / 2) * 1e9),
+                               "fraction_of_gram": .double(ph.layers / ph.gram)])
+                report("  of which mirror + assemble", seconds: ph.assemble)
+                // Artifact write and read.
+                let mb = quick ? 16 : 128
+                let values: [Double] = (0..<(mb << 20) / 8).map { (i: Int) -> Double in
+                    let a: Double = Double(i % 1000) * 1e-3
+                    return a + sin(Double(i))
+                }
+                let file = ArtifactFile(kind: .kernels, metadata: [:], tensors: [Tensor(name: "k", shape: [values.count], values: values)])
+                let path = NSTemporaryDirectory() + "ntk-bench-\(getpid()).npz"
+                defer { unlink(path) }
+                for level in [0, 1] {
+                    let w = try median(repeats) { _ in try file.write(to: path, level: level) }
+                    let r = try median(repeats) { _ in _ = try ArtifactFile.read(path) }
+                    let bytes = Double(values.count * 8)
+                    report("artifact write \(mb) MB, deflate level \(level)", seconds: w, extra: ["mb_per_s": .double(bytes / w / 1e6)])
+                    report("artifact read \(mb) MB, deflate level \(level)", seconds: r, extra: ["mb_per_s": .double(bytes / r / 1e6)])
+                }
+                if json {
+                    print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "results": .array(rows)]).pretty, terminator: "")
+                }
+            }
+        }
+
+        /// Median wall time of `count` runs after one warm-up.
+        func median(_ count: Int, _ body: (Int) throws -> Void) rethrows -> Double {
+            try body(-1)
+            var times: [Double] = []
+            for i in 0..<max(count, 1) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try body(i)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            return times.sorted()[times.count / 2]
+        }
+
+        func gemmPeak(n: Int, double: Bool) throws -> (seconds: Double, flops: Double) {
+            let flops = 2 * Double(n) * Double(n) * Double(n)
+            if double {
+                let a = [Double](repeating: 1.0001, count: n * n), b = a
+                var c = [Double](repeating: 0, count: n * n)
+                let s = median(repeats) { _ in
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
+                }
+                return (s, flops)
+            }
+            let a = [Float](repeating: 1.0001, count: n * n), b = a
+            var c = [Float](repeating: 0, count: n * n)
+            let s = median(repeats) { _ in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
+            }
+            return (s, flops)
+        }
+    }
+}
