@@ -119,7 +119,8 @@ public enum AnalyticKernels {
             let started = DispatchTime.now().uptimeNanoseconds
             // Gram rows: x1[rows]·x2ᵀ scaled by σ_w,0²/n₀, plus σ_b,0². Symmetric: only the upper trapezoid, as
             // a SYRK on the square [rows × rows] and a GEMM on [rows × (r1..<N)] — half the flops of a full GEMM.
-            let alpha = w0 / Double(x1.cols), d = x1.cols
+            let alpha = w0 / Double(max(x1.cols, 1)), d = x1.cols
+            if d == 0 { k.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
             if d > 0 {
                 x1.data.withUnsafeBufferPointer { ap in
                     x2.data.withUnsafeBufferPointer { bp in
@@ -283,10 +284,10 @@ public enum AnalyticKernels {
 import Foundation
 internal import COpenBLAS
 
-/// C[m, n] (leading dimension ldc) += alpha·A[m, k]·B[n, k]ᵀ, row-major.
+/// C[m, n] (leading dimension ldc) = alpha·A[m, k]·B[n, k]ᵀ, row-major (C is not read).
 func cblasGemmNT(_ m: Int, _ n: Int, _ k: Int, _ alpha: Double, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                  _ c: UnsafeMutablePointer<Double>, _ ldc: Int) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(k), 1, c, Int32(ldc))
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(k), 0, c, Int32(ldc))
 }
 
 /// Asks the kernel for 2 MiB pages on a large fresh buffer (Linux THP in "madvise" mode): first-touch page
