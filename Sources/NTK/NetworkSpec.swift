@@ -58,6 +58,9 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the infinite-width kernels have a closed form (else they are integrated by quadrature).
+    public var hasClosedFormKernel: Bool { arcCosine != nil || self == .erf }
+
     /// φ(x) and φ'(x) (the C reference definitions).
     public func evaluate(_ x: Double) -> (value: Double, derivative: Double) {
         var f = 0.0, d = 0.0

@@ -3,6 +3,8 @@ import NTK
 /// What an artifact holds; every stage output declares one, and a stage checks the kinds of its inputs.
 public enum ArtifactKind: String, CaseIterable, Sendable {
     case dataset, params, trained, kernels, predictions
+    /// A stage's partial result (e.g. finished kernel blocks), kept until the stage completes.
+    case checkpoint
 }
 
 /// An artifact on disk: a `.npz` (zip of `.npy` members) that `numpy.load` opens, plus one member

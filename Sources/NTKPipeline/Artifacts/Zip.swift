@@ -30,8 +30,15 @@ enum Zip {
         private(set) var offset = 0
 
         /// Adds one member; `level` 0 stores it, 1…9 deflates it.
+        /// Members over 1 MiB whose first MiB does not deflate to under 90 % are stored instead (kernel matrices
+        /// of doubles barely compress, and deflating them would cost more than writing them).
         mutating func add(name: String, data: [UInt8], level: Int, to write: (UnsafeRawBufferPointer) throws -> Void) throws {
             let crc = data.withUnsafeBytes { Compression.crc32($0) }
+            var level = level
+            if level > 0 && data.count > 1 << 20 {
+                let probe = try data.withUnsafeBytes { try Compression.deflateRaw(UnsafeRawBufferPointer(rebasing: $0[0..<1 << 20]), level: level) }
+                if probe.count > (1 << 20) * 9 / 10 { level = 0 }
+            }
             let payload = level == 0 ? data : try data.withUnsafeBytes { try Compression.deflateRaw($0, level: level) }
             let e = Entry(name: name, method: level == 0 ? .stored : .deflated, crc: crc,
                           compressedSize: payload.count, size: data.count, offset: offset)

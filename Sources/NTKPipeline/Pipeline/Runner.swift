@@ -182,8 +182,14 @@ public final class Runner {
             deps.append(Lock.FileEntry(path: d, sha256: h.sha256, size: h.size))
         }
         let params = StageParams(stage: s.name, values: spec.params, declared: s.params, locate: spec.locate)
-        let ctx = StageContext(stage: s.name, params: params,
+        var ctx = StageContext(stage: s.name, params: params,
                                deps: zip(s.deps, deps).map { ($0.0, resolve($0.0), $0.1.sha256) }, reporter: reporter)
+        let key = SHA256.hex(Array((JSONValue.object([
+            "kind": .string(s.kind), "version": .int(type(of: kind).algorithmVersion), "params": params.locked,
+            "deps": .array(deps.map { .string($0.sha256) }),
+        ]).canonical).utf8))
+        let checkpoints = Checkpoints(directory: (root.isEmpty ? "." : root) + "/.ntk/checkpoints/\(s.name)/\(key.prefix(16))")
+        ctx.checkpoints = checkpoints
         let files: [ArtifactFile]
         do { files = try kind.run(ctx) } catch let e as NTKError {
             var e = e
@@ -199,6 +205,8 @@ public final class Runner {
             guard let h = try hasher.hash(resolve(o)) else { throw NTKError("out vanished after writing", at: resolve(o)) }
             return Lock.FileEntry(path: o, sha256: h.sha256, size: h.size)
         }
+        // Older checkpoints of this stage (other keys) are stale too.
+        try? FileManager.default.removeItem(atPath: (checkpoints.directory as NSString).deletingLastPathComponent)
         return Lock.StageEntry(kind: s.kind, algorithmVersion: type(of: kind).algorithmVersion, params: params.locked, deps: deps, outs: outs)
     }
 }

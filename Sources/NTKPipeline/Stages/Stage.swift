@@ -22,7 +22,7 @@ public protocol StageKind {
 }
 
 /// All stage kinds ntk knows.
-public let stageKinds: [any StageKind.Type] = [LoadStage.self]
+public let stageKinds: [any StageKind.Type] = [LoadStage.self, AnalyticKernelsStage.self, PredictStage.self]
 
 public func stageKind(named name: String) -> (any StageKind.Type)? { stageKinds.first { $0.name == name } }
 
@@ -94,6 +94,8 @@ public struct StageContext {
     /// Declared deps, resolved to paths on disk, with their SHA-256.
     public let deps: [(path: String, resolved: String, sha256: String)]
     public let reporter: Reporter
+    /// Where partial results survive a killed run (nil outside a pipeline).
+    public var checkpoints: Checkpoints? = nil
 
     /// The dep declared as `path` (compared after normalising the path).
     public func dep(_ path: String) throws -> (path: String, resolved: String, sha256: String) {
@@ -125,4 +127,28 @@ public struct StageContext {
         if let s = params.values.at(path: "seed"), params.anyKey || params.declared.contains("seed") { m["seed"] = s }
         return m
     }
+}
+
+/// Partial results of one stage run, under `.ntk/checkpoints/<stage>/<key>/`, where the key is a hash of
+/// everything that determines the stage's result (kind, algorithm version, params, dep hashes): a resumed run
+/// with the same inputs picks up the finished pieces; any change starts afresh. The runner deletes the
+/// directory once the stage's outs are written.
+public final class Checkpoints {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    func path(_ name: String) -> String { directory + "/" + name + ".npz" }
+
+    /// A finished piece, or nil (missing or unreadable: it is recomputed).
+    public func load(_ name: String) -> ArtifactFile? {
+        guard Files.exists(path(name)), let f = try? ArtifactFile.read(path(name)), f.kind == .checkpoint else { return nil }
+        return f
+    }
+
+    public func save(_ name: String, _ tensors: [Tensor]) throws {
+        try ArtifactFile(kind: .checkpoint, metadata: [:], tensors: tensors).write(to: path(name), level: 0)
+    }
+
+    func removeAll() { try? FileManager.default.removeItem(atPath: directory) }
 }

@@ -1,0 +1,131 @@
+import Foundation
+import NTK
+
+/// `analytic_kernels`: the infinite-width NNGP and NTK of `params.model` on a dataset artifact (kind `kernels`):
+///
+/// | tensor | shape | |
+/// |---|---|---|
+/// | `nngp_train_train`, `ntk_train_train` | [n, n] | per logit (full kernels are K ⊗ I_k) |
+/// | `nngp_test_train`, `ntk_test_train` | [m, n] | |
+/// | `nngp_test_test` | [m, m] | with `kernel.test_test: true` (needed for predictive covariances) |
+///
+/// On explicit files (`ntk exec analytic_kernels --in x.npz --out k.npz`) the input is a plain `.npz` with `x1`
+/// [N1, d] and optionally `x2` [N2, d], and the outputs are `nngp`, `ntk` [N1, N2] (x2 absent: x1 with itself).
+///
+/// Params `model` (see `ModelConfig`) and `kernel`: `quadrature_nodes` (32; activations without a closed form),
+/// `max_memory` (workspace cap, e.g. "2G": the kernels are computed in row blocks that fit, each checkpointed,
+/// so a killed run resumes from the finished blocks), `test_test` (true).
+public struct AnalyticKernelsStage: StageKind {
+    public static let name = "analytic_kernels"
+    public static let algorithmVersion = 1
+    public static let summary = "infinite-width NNGP and NTK → kernels artifact"
+    public static let outputs: [ArtifactKind] = [.kernels]
+
+    public let model: ModelConfig
+    public let options: AnalyticKernels.Options
+    public let testTest: Bool
+
+    public init(params: StageParams) throws {
+        var m = try params.reader("model")
+        model = try ModelConfig(&m)
+        var k = try params.reader("kernel")
+        var o = AnalyticKernels.Options()
+        o.quadratureNodes = try k.int("quadrature_nodes", default: 32, min: 2)!
+        if let cap = try k.string("max_memory") {
+            guard let bytes = parseBytes(cap), bytes > 0 else { throw k.fail("max_memory", "expected a size like 512M or 4G, found \"\(cap)\"") }
+            o.maxWorkspaceBytes = bytes
+        }
+        testTest = try k.bool("test_test", default: true)
+        try k.finish()
+        options = o
+    }
+
+    public var requiredDeps: [String] { [] }
+
+    public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
+        var meta = ctx.metadata(kind: Self.name)
+        meta["source"] = .string("analytic")
+        if let plain = try plainInputs(ctx) {
+            let spec = model.spec(inputDim: plain.x1.cols, outputs: 1)
+            let k = try compute("x1_x2", plain.x1, plain.x2, spec, ctx)
+            let n2 = plain.x2?.rows ?? plain.x1.rows
+            return [ArtifactFile(kind: .kernels, metadata: meta, tensors: [
+                Tensor(name: "nngp", shape: [plain.x1.rows, n2], values: k.nngp.data),
+                Tensor(name: "ntk", shape: [plain.x1.rows, n2], values: k.ntk.data),
+            ])]
+        }
+        let (path, file) = try ctx.artifact(.dataset)
+        let ds = try DatasetArtifact(file: file, path: path)
+        let spec = model.spec(inputDim: ds.features, outputs: ds.outputs)
+        let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
+        let tt = try compute("train_train", xtr, nil, spec, ctx)
+        let st = try compute("test_train", xte, xtr, spec, ctx)
+        var tensors = [
+            Tensor(name: "nngp_train_train", shape: [ds.nTrain, ds.nTrain], values: tt.nngp.data),
+            Tensor(name: "ntk_train_train", shape: [ds.nTrain, ds.nTrain], values: tt.ntk.data),
+            Tensor(name: "nngp_test_train", shape: [ds.nTest, ds.nTrain], values: st.nngp.data),
+            Tensor(name: "ntk_test_train", shape: [ds.nTest, ds.nTrain], values: st.ntk.data),
+        ]
+        if testTest {
+            var o = options
+            o.computeNTK = false
+            let ss = try compute("test_test", xte, nil, spec, ctx, options: o)
+            tensors.append(Tensor(name: "nngp_test_test", shape: [ds.nTest, ds.nTest], values: ss.nngp.data))
+        }
+        if let e = tt.quadratureError { meta["quadrature_error"] = .double(e) }
+        meta["model"] = .object(["widths": .array(model.widths.map { .int($0) }), "activation": .string(model.activation.description),
+                                 "w_std": .array(model.wStd.map { .double($0) }), "b_std": .array(model.bStd.map { .double($0) }),
+                                 "parameterization": .string(model.parameterization.rawValue)])
+        return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
+    }
+
+    /// x1 (and x2) from a plain .npz dep, if the stage runs on explicit files.
+    func plainInputs(_ ctx: StageContext) throws -> (x1: Matrix, x2: Matrix?)? {
+        for d in ctx.deps where d.resolved.hasSuffix(".npz") {
+            let arrays = try UserArrays.read(d.resolved)
+            guard let x1 = arrays["x1"] else { continue }
+            func matrix(_ t: Tensor) throws -> Matrix {
+                guard t.shape.count == 2 else { throw NTKError("\(t.name) must be [N, d], found \(t.shape)", at: d.path) }
+                let v = t.doubles()
+                if let bad = v.firstIndex(where: { !$0.isFinite }) { throw NTKError("\(t.name) contains NaN/Inf at flat index \(bad)", at: d.path) }
+                return Matrix(rows: t.shape[0], cols: t.shape[1], data: v)
+            }
+            let a = try matrix(x1), b = try arrays["x2"].map(matrix)
+            if let b, b.cols != a.cols { throw NTKError("x1 has \(a.cols) features but x2 has \(b.cols)", at: d.path) }
+            return (a, b)
+        }
+        return nil
+    }
+
+    /// One kernel pair, block by block, resuming finished blocks from checkpoints.
+    func compute(_ name: String, _ x1: Matrix, _ x2: Matrix?, _ spec: NetworkSpec, _ ctx: StageContext,
+                 options o: AnalyticKernels.Options? = nil) throws -> AnalyticKernels.Result {
+        let opts = o ?? options
+        let plan = try AnalyticKernels.Plan(x1: x1, x2: x2, spec: spec, options: opts)
+        let store = plan.blocks.count > 1 ? ctx.checkpoints : nil
+        let task = ctx.reporter.begin("\(Self.name) \(name) (\(x1.rows)×\(x2?.rows ?? x1.rows))", total: x1.rows, unit: "rows")
+        var blocks: [AnalyticKernels.Plan.Block] = []
+        var resumed = 0
+        for rows in plan.blocks {
+            let key = "\(name)-\(rows.lowerBound)-\(rows.upperBound)"
+            if let f = store?.load(key), let k = f.tensor("nngp"), let t = f.tensor("ntk") {
+                blocks.append(.init(rows: rows, nngp: k.doubles(), ntk: t.doubles()))
+                resumed += 1
+            } else {
+                let b = plan.compute(rows)
+                try store?.save(key, [Tensor(name: "nngp", shape: [b.nngp.count], values: b.nngp), Tensor(name: "ntk", shape: [b.ntk.count], values: b.ntk)])
+                blocks.append(b)
+            }
+            task.update(rows.upperBound)
+        }
+        task.finish()
+        if resumed > 0 { ctx.reporter.log("\(name): resumed \(resumed) of \(plan.blocks.count) blocks from checkpoints") }
+        var r = plan.assemble(&blocks)
+        if !spec.activation.hasClosedFormKernel {
+            r.quadratureError = try AnalyticKernels.compute(x1: x1.rows(0..<min(6, x1.rows)), x2: (x2 ?? x1).rows(0..<min(6, (x2 ?? x1).rows)),
+                                                            spec: spec, options: opts).quadratureError
+            ctx.reporter.log(String(format: "%@: quadrature with %d nodes, estimated relative error %.2g", name, opts.quadratureNodes, r.quadratureError ?? 0))
+        }
+        return r
+    }
+}
