@@ -55,11 +55,12 @@ void ntk_convert_f32_f64(double *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; ++i) y[i] = (double)x[i];
 }
 
-void ntk_mirror_upper(double *a, size_t n) {
+void ntk_mirror_upper(double *a, size_t n, size_t i0, size_t i1) {
     enum { TILE = 32 };
-    for (size_t ib = 0; ib < n; ib += TILE) {
+    if (i1 > n) i1 = n;
+    for (size_t ib = i0; ib < i1; ib += TILE) {
         for (size_t jb = ib; jb < n; jb += TILE) {
-            const size_t ie = ib + TILE < n ? ib + TILE : n, je = jb + TILE < n ? jb + TILE : n;
+            const size_t ie = ib + TILE < i1 ? ib + TILE : i1, je = jb + TILE < n ? jb + TILE : n;
             for (size_t i = ib; i < ie; ++i) {
                 for (size_t j = (jb > i + 1 ? jb : i + 1); j < je; ++j) a[j * n + i] = a[i * n + j];
             }

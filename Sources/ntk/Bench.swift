@@ -65,14 +65,14 @@ extension NTKCommand {
                 let x = Matrix(rows: count, cols: 784, data: raw.train.rows(Array(0..<count), byteScale: 1 / 255.0))
                 let spec = NetworkSpec(inputDim: 784, widths: [1, 1, 1], outputs: 1, activation: .relu, wStd: 1.5, bStd: 0.05)
                 var phases: [(gram: Double, layers: Double, assemble: Double)] = []
-                let total = try median(repeats) { _ in
+                let total = try median(repeats) { run in
                     let plan = try AnalyticKernels.Plan(x1: x, x2: nil, spec: spec)
                     var blocks = plan.blocks.map { plan.compute($0) }
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     let (gram, layers) = (blocks.reduce(0) { $0 + $1.gramSeconds }, blocks.reduce(0) { $0 + $1.layerSeconds })
                     _ = plan.assemble(&blocks)
-                    phases.append((gram, layers,
-                                   Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
+                    if run >= 0 { phases.append((gram, layers,
+                                   Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)) }
                 }
                 let ph = phases.sorted { $0.gram + $0.layers < $1.gram + $1.layers }[phases.count / 2]
                 let gramFlops = Double(count) * Double(count + 1) * 784  // upper triangle: N(N+1)/2 dot products of length d

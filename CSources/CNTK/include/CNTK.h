@@ -152,9 +152,9 @@ void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, doub
 void ntk_kernel_abrelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 
-/* a[j·n + i] = a[i·n + j] for j > i: copies the upper triangle of a row-major [n, n] matrix onto the lower,
- * in cache-sized tiles. */
-void ntk_mirror_upper(double *a, size_t n);
+/* a[j·n + i] = a[i·n + j] for j > i and i0 ≤ i < i1: copies rows [i0, i1) of the upper triangle of a
+ * row-major [n, n] matrix onto the lower, in cache-sized tiles (bands of rows can run on different threads). */
+void ntk_mirror_upper(double *a, size_t n, size_t i0, size_t i1);
 
 /* Conversions (trivial loops the compiler vectorises; no SIMD twin needed). */
 void ntk_convert_u8_f64(double *y, const uint8_t *x, double scale, size_t n); /* y_i = scale·x_i */
