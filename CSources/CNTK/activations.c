@@ -5,6 +5,32 @@
 
 #include <math.h>
 
+static inline uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void ntk_fill_normal(double *out, size_t n, uint64_t *state) {
+    for (size_t i = 0; i < n; i += 2) {
+        const double u1 = ((double)(splitmix64(state) >> 11) + 0.5) * 0x1p-53;
+        const double u2 = ((double)(splitmix64(state) >> 11) + 0.5) * 0x1p-53;
+        const double r = sqrt(-2 * log(u1)), a = 2 * M_PI * u2;
+        out[i] = r * cos(a);
+        if (i + 1 < n) out[i + 1] = r * sin(a);
+    }
+}
+
+void ntk_activation_apply(double *y, double *dy, const double *x, size_t n, ntk_activation act, double alpha) {
+    for (size_t i = 0; i < n; ++i) {
+        double f, d;
+        ntk_activation_scalar(act, alpha, x[i], &f, &d);
+        y[i] = f;
+        if (dy) dy[i] = d;
+    }
+}
+
 void ntk_activation_scalar(ntk_activation act, double alpha, double x, double *phi, double *dphi) {
     switch (act) {
     case NTK_ACT_IDENTITY: *phi = x; *dphi = 1; return;

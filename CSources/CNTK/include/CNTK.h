@@ -156,6 +156,13 @@ void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, 
  * row-major [n, n] matrix onto the lower, in cache-sized tiles (bands of rows can run on different threads). */
 void ntk_mirror_upper(double *a, size_t n, size_t i0, size_t i1);
 
+/* Fills out[0..n) with standard normal draws: SplitMix64 (state advanced in place) and Box–Muller, using both
+ * values of each pair. The same state gives the same numbers on every machine and thread count. */
+void ntk_fill_normal(double *out, size_t n, uint64_t *state);
+
+/* y_i = φ(x_i) and, if dy is not NULL, dy_i = φ'(x_i), with the reference definitions (ntk_activation_scalar). */
+void ntk_activation_apply(double *y, double *dy, const double *x, size_t n, ntk_activation act, double alpha);
+
 /* Conversions (trivial loops the compiler vectorises; no SIMD twin needed). */
 void ntk_convert_u8_f64(double *y, const uint8_t *x, double scale, size_t n); /* y_i = scale·x_i */
 void ntk_convert_f64_f32(float *y, const double *x, size_t n);
