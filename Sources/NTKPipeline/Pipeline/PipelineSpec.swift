@@ -55,13 +55,7 @@ public struct PipelineSpec {
         if case .object = spec.params {} else { throw NTKError("params must be a mapping", at: spec.locate("params"), key: "params") }
         let stagesValue = top.raw("stages")
         try top.finish()
-        for o in overrides {
-            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
-                throw NTKError("--set expects key=value (e.g. data.n_train=500), got '\(o)'")
-            }
-            let key = String(o[..<eq]), value = YAMLDocument.scalar(String(o[o.index(after: eq)...]))
-            spec.params = spec.params.setting(path: key.split(separator: ".").map(String.init), to: value)
-        }
+        spec.params = try applying(overrides, to: spec.params)
         guard case .object(let stageMap)? = stagesValue, !stageMap.isEmpty else {
             throw NTKError("no stages defined", at: spec.locate("stages") ?? path, key: "stages")
         }
@@ -85,6 +79,19 @@ public struct PipelineSpec {
             spec.stages.append(Stage(name: name, kind: kind, deps: deps, params: params, outs: outs, desc: desc))
         }
         return spec
+    }
+
+    /// Params with `--set key=value` overrides applied (values typed as YAML scalars: 500, true, [0, 1], inf).
+    public static func applying(_ overrides: [String], to params: JSONValue) throws -> JSONValue {
+        var p = params
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
+                throw NTKError("--set expects key=value (e.g. data.n_train=500), got '\(o)'")
+            }
+            let key = String(o[..<eq]), value = YAMLDocument.scalar(String(o[o.index(after: eq)...]))
+            p = p.setting(path: key.split(separator: ".").map(String.init), to: value)
+        }
+        return p
     }
 
     /// Replaces each `${key}` by the value of params.key.

@@ -238,12 +238,8 @@ extension Runner {
         guard let kind = stageKind(named: name) else {
             throw NTKError("unknown stage kind '\(name)' (known: \(stageKinds.map { $0.name }.joined(separator: ", ")))")
         }
-        var values = JSONValue.object([:])
-        if let paramsFile { values = try PipelineSpec.load(paramsFile).params }
-        for o in overrides {
-            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw NTKError("--set expects key=value, got '\(o)'") }
-            values = values.setting(path: o[..<eq].split(separator: ".").map(String.init), to: YAMLDocument.scalar(String(o[o.index(after: eq)...])))
-        }
+        let base = try paramsFile.map { try PipelineSpec.load($0).params } ?? .object([:])
+        let values = try PipelineSpec.applying(overrides, to: base)
         let params = StageParams(stage: name, values: values, declared: [], anyKey: true)
         let k = try kind.init(params: params)
         guard outs.count == kind.outputs.count else {
