@@ -106,3 +106,37 @@ void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, doub
         if (ntk) ntk[j] = c->ntk_t_scale * t + c->ntk_shift + c->w_var * tdot * ntk[j];
     }
 }
+
+#define DEFINE_ACT_FORWARD(T, SFX)                                                                  \
+    void ntk_act_forward_##SFX(T *z, T *dz, size_t n, ntk_activation act, double alpha) {           \
+        switch (act) {                                                                              \
+        case NTK_ACT_RELU:                                                                          \
+            if (dz) ntk_vec_map_##SFX(dz, z, n, NTK_MAP_STEP);                                      \
+            ntk_vec_map_##SFX(z, z, n, NTK_MAP_RELU);                                               \
+            return;                                                                                 \
+        case NTK_ACT_ABS:                                                                           \
+            if (dz) for (size_t i = 0; i < n; ++i) dz[i] = z[i] > 0 ? 1 : (z[i] < 0 ? -1 : 0);      \
+            ntk_vec_map_##SFX(z, z, n, NTK_MAP_ABS);                                                \
+            return;                                                                                 \
+        case NTK_ACT_IDENTITY:                                                                      \
+            if (dz) for (size_t i = 0; i < n; ++i) dz[i] = 1;                                       \
+            return;                                                                                 \
+        case NTK_ACT_LEAKY_RELU: /* max(z,0) + α·min(z,0) = relu(z) + α·(z − relu(z)) */           \
+            for (size_t i = 0; i < n; ++i) {                                                        \
+                const T v = z[i];                                                                   \
+                if (dz) dz[i] = v > 0 ? (T)1 : (T)alpha;                                            \
+                z[i] = v > 0 ? v : (T)alpha * v;                                                    \
+            }                                                                                       \
+            return;                                                                                 \
+        default:                                                                                    \
+            for (size_t i = 0; i < n; ++i) {                                                        \
+                double f, d;                                                                        \
+                ntk_activation_scalar(act, alpha, (double)z[i], &f, &d);                            \
+                z[i] = (T)f;                                                                        \
+                if (dz) dz[i] = (T)d;                                                               \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+DEFINE_ACT_FORWARD(double, f64)
+DEFINE_ACT_FORWARD(float, f32)

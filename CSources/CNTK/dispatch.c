@@ -76,6 +76,7 @@ int ntk_cpu_has_fma(void) { pthread_once(&g_once, choose_table); return g_has_fm
     void ntk_vec_hadamard_acc_##SFX(T *y, const T *a, const T *b, size_t n) {                            \
         active()->SFX.hadamard_acc(y, a, b, n);                                                           \
     }                                                                                                     \
+    void ntk_vec_hadamard_##SFX(T *y, const T *a, const T *b, size_t n) { active()->SFX.hadamard(y, a, b, n); } \
     void ntk_vec_map_##SFX(T *y, const T *x, size_t n, ntk_map_op op) { active()->SFX.map(y, x, n, op); }
 
 FORWARD(f64, double)

@@ -103,6 +103,12 @@ static AVX2_FN void CAT(hadamard_acc_, SFX)(T *y, const T *a, const T *b, size_t
     for (; i < n; ++i) y[i] += a[i] * b[i];
 }
 
+static AVX2_FN void CAT(hadamard_, SFX)(T *y, const T *a, const T *b, size_t n) {
+    size_t i = 0;
+    for (; i + EPR <= n; i += EPR) STOREU(y + i, MUL(LOADU(a + i), LOADU(b + i)));
+    for (; i < n; ++i) y[i] = a[i] * b[i];
+}
+
 static AVX2_FN void CAT(map_, SFX)(T *y, const T *x, size_t n, ntk_map_op op) {
     const V zero = ZERO(), one = SET1((T)1), sign = SET1((T)-0.0);
     size_t i = 0;

@@ -31,6 +31,9 @@
     static void hadamard_acc_##SFX(T *y, const T *a, const T *b, size_t n) {                        \
         for (size_t i = 0; i < n; ++i) y[i] += a[i] * b[i];                                         \
     }                                                                                               \
+    static void hadamard_##SFX(T *y, const T *a, const T *b, size_t n) {                            \
+        for (size_t i = 0; i < n; ++i) y[i] = a[i] * b[i];                                          \
+    }                                                                                               \
     static void map_##SFX(T *y, const T *x, size_t n, ntk_map_op op) {                              \
         for (size_t i = 0; i < n; ++i) y[i] = NTK_MAP_SCALAR(T, op, x[i]);                          \
     }
@@ -40,8 +43,8 @@ DEFINE_SCALAR_OPS(float, f32)
 
 const ntk_vec_table ntk_vec_table_scalar_impl = {
     .name = "scalar",
-    .f64 = {dot_f64, sum_f64, sumsq_f64, axpy_f64, scale_f64, affine_f64, hadamard_acc_f64, map_f64},
-    .f32 = {dot_f32, sum_f32, sumsq_f32, axpy_f32, scale_f32, affine_f32, hadamard_acc_f32, map_f32},
+    .f64 = {dot_f64, sum_f64, sumsq_f64, axpy_f64, scale_f64, affine_f64, hadamard_acc_f64, hadamard_f64, map_f64},
+    .f32 = {dot_f32, sum_f32, sumsq_f32, axpy_f32, scale_f32, affine_f32, hadamard_acc_f32, hadamard_f32, map_f32},
     .kern = {ntk_kernel_abrelu_row_scalar, ntk_kernel_erf_row_scalar},
 };
 

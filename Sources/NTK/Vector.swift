@@ -1,4 +1,5 @@
 internal import CNTK
+internal import COpenBLAS
 
 /// Element types the C core implements: `Float` (float32) and `Double` (float64).
 ///
@@ -19,10 +20,17 @@ public protocol NTKFloat: BinaryFloatingPoint, Sendable {
     static func affine(_ y: UnsafeMutablePointer<Self>, _ a: Self, _ b: Self, _ n: Int)
     /// y ← y + a ⊙ b
     static func hadamardAcc(_ y: UnsafeMutablePointer<Self>, _ a: UnsafePointer<Self>, _ b: UnsafePointer<Self>, _ n: Int)
+    /// y ← a ⊙ b; y may alias a or b.
+    static func hadamard(_ y: UnsafeMutablePointer<Self>, _ a: UnsafePointer<Self>, _ b: UnsafePointer<Self>, _ n: Int)
     /// y ← φ(x); y may alias x.
     static func map(_ y: UnsafeMutablePointer<Self>, _ x: UnsafePointer<Self>, _ n: Int, _ op: ElementMap)
     /// Converts from float64 (rounding to nearest for float32).
     static func convert(_ y: UnsafeMutablePointer<Self>, from x: UnsafePointer<Double>, _ n: Int)
+    /// C[m, n] = α·op(A)·op(B) + β·C, row-major (cblas_sgemm / cblas_dgemm).
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                     b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// z ← φ(z), dz ← φ'(z) (`ntk_act_forward_*`).
+    static func activate(_ z: UnsafeMutablePointer<Self>, _ dz: UnsafeMutablePointer<Self>?, _ n: Int, _ act: Activation)
 }
 
 /// The element-wise maps of `ntk_vec_map_*`.
@@ -47,8 +55,17 @@ extension Double: NTKFloat {
     public static func scale(_ y: UnsafeMutablePointer<Double>, _ a: Double, _ n: Int) { ntk_vec_scale_f64(y, a, n) }
     public static func affine(_ y: UnsafeMutablePointer<Double>, _ a: Double, _ b: Double, _ n: Int) { ntk_vec_affine_f64(y, a, b, n) }
     public static func hadamardAcc(_ y: UnsafeMutablePointer<Double>, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) { ntk_vec_hadamard_acc_f64(y, a, b, n) }
+    public static func hadamard(_ y: UnsafeMutablePointer<Double>, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) { ntk_vec_hadamard_f64(y, a, b, n) }
     public static func map(_ y: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, _ n: Int, _ op: ElementMap) { ntk_vec_map_f64(y, x, n, op.c) }
     public static func convert(_ y: UnsafeMutablePointer<Double>, from x: UnsafePointer<Double>, _ n: Int) { y.update(from: x, count: n) }
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+                            b: UnsafePointer<Double>, ldb: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    public static func activate(_ z: UnsafeMutablePointer<Double>, _ dz: UnsafeMutablePointer<Double>?, _ n: Int, _ act: Activation) {
+        ntk_act_forward_f64(z, dz, n, act.c.0, act.c.1)
+    }
 }
 
 extension Float: NTKFloat {
@@ -60,8 +77,17 @@ extension Float: NTKFloat {
     public static func scale(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ n: Int) { ntk_vec_scale_f32(y, a, n) }
     public static func affine(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ b: Float, _ n: Int) { ntk_vec_affine_f32(y, a, b, n) }
     public static func hadamardAcc(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) { ntk_vec_hadamard_acc_f32(y, a, b, n) }
+    public static func hadamard(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) { ntk_vec_hadamard_f32(y, a, b, n) }
     public static func map(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, _ op: ElementMap) { ntk_vec_map_f32(y, x, n, op.c) }
     public static func convert(_ y: UnsafeMutablePointer<Float>, from x: UnsafePointer<Double>, _ n: Int) { ntk_convert_f64_f32(y, x, n) }
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    public static func activate(_ z: UnsafeMutablePointer<Float>, _ dz: UnsafeMutablePointer<Float>?, _ n: Int, _ act: Activation) {
+        ntk_act_forward_f32(z, dz, n, act.c.0, act.c.1)
+    }
 }
 
 /// Converts bytes to float64 with a scale: y_i = scale·x_i (pixels 0…255 → [0, 1] with scale 1/255).

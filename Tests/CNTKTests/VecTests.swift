@@ -89,6 +89,9 @@ final class VecTests: XCTestCase {
                 ops.affine(&y, 0.3, -2, n)
                 for i in 0..<n { XCTAssertEqual(y[i], 0.3 * y0[i] - 2, accuracy: 2 * ulp * (abs(0.3 * y0[i]) + 2), "\(name) affine n=\(n)") }
                 y = y0
+                ops.hadamard(&y, x, b, n)
+                XCTAssertEqual(y, zip(x, b).map { $0 * $1 }, "\(name) hadamard n=\(n)")
+                y = y0
                 ops.hadamard_acc(&y, x, b, n)
                 for i in 0..<n { XCTAssertEqual(y[i], y0[i] + x[i] * b[i], accuracy: 2 * ulp * (abs(y0[i]) + abs(x[i] * b[i])), "\(name) hadamard n=\(n)") }
                 let maps: [(ntk_map_op, (Double) -> Double)] = [

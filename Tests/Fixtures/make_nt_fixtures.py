@@ -60,4 +60,16 @@ inp = {"x_train": xtr, "x_test": xte, "y_train": ytr,
 run("predict", inp, "predict_relu.npz",
     ["--depth", "2", "--activation", "relu", "--W_std", "1.4", "--b_std", "0.3", "--learning_rate", "0.5",
      "--t", "0,1,10,100,1000"])
+# Training: full-batch GD on MSE of the finite network (and nt.linearize of it), 100 steps, float64, from
+# given weights W0, b0, ... (standard normal, the NTK-parameterization trainables), relu and erf.
+for act in ("relu", "erf"):
+    dims = [6, 32, 32, 3]
+    w = {}
+    for l in range(3):
+        w[f"W{l}"] = f32(rng.normal(size=(dims[l], dims[l + 1])))
+        w[f"b{l}"] = f32(rng.normal(size=(dims[l + 1],)))
+    inp = {"x_train": f32(rng.normal(size=(10, 6))), "y_train": f32(rng.normal(size=(10, 3))),
+           "x_test": f32(rng.normal(size=(4, 6))), "y_test": f32(rng.normal(size=(4, 3))), **w}
+    run("train", inp, f"train_{act}.npz", ["--activation", act, "--W_std", "1.3", "--b_std", "0.2",
+                                           "--learning_rate", "0.5", "--steps", "100", "--record_steps", "0,1,10,100"])
 print("wrote", sorted(os.listdir(OUT)))

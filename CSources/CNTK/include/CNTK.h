@@ -41,6 +41,7 @@ typedef enum {
         void (*scale)(T *y, T a, size_t n);                     /* y ← a·y                    */ \
         void (*affine)(T *y, T a, T b, size_t n);               /* y ← a·y + b                */ \
         void (*hadamard_acc)(T *y, const T *a, const T *b, size_t n); /* y ← y + a ⊙ b       */ \
+        void (*hadamard)(T *y, const T *a, const T *b, size_t n);   /* y ← a ⊙ b; y may alias */ \
         void (*map)(T *y, const T *x, size_t n, ntk_map_op op); /* y ← φ(x); y may alias x    */ \
     }
 
@@ -102,6 +103,7 @@ void ntk_vec_axpy_f64(double *y, double a, const double *x, size_t n);
 void ntk_vec_scale_f64(double *y, double a, size_t n);
 void ntk_vec_affine_f64(double *y, double a, double b, size_t n);
 void ntk_vec_hadamard_acc_f64(double *y, const double *a, const double *b, size_t n);
+void ntk_vec_hadamard_f64(double *y, const double *a, const double *b, size_t n);
 void ntk_vec_map_f64(double *y, const double *x, size_t n, ntk_map_op op);
 
 double ntk_vec_dot_f32(const float *x, const float *y, size_t n);
@@ -111,6 +113,7 @@ void ntk_vec_axpy_f32(float *y, float a, const float *x, size_t n);
 void ntk_vec_scale_f32(float *y, float a, size_t n);
 void ntk_vec_affine_f32(float *y, float a, float b, size_t n);
 void ntk_vec_hadamard_acc_f32(float *y, const float *a, const float *b, size_t n);
+void ntk_vec_hadamard_f32(float *y, const float *a, const float *b, size_t n);
 void ntk_vec_map_f32(float *y, const float *x, size_t n, ntk_map_op op);
 
 /* Point-wise activations φ and their derivatives φ'. */
@@ -162,6 +165,12 @@ void ntk_fill_normal(double *out, size_t n, uint64_t *state);
 
 /* y_i = φ(x_i) and, if dy is not NULL, dy_i = φ'(x_i), with the reference definitions (ntk_activation_scalar). */
 void ntk_activation_apply(double *y, double *dy, const double *x, size_t n, ntk_activation act, double alpha);
+
+/* The forward activation of a hidden layer in place: z ← φ(z), dz ← φ'(z) (dz may be NULL).
+ * relu, leaky relu, abs and identity run through the dispatched SIMD maps; the smooth activations (erf, tanh,
+ * gelu, softplus) use the double-precision reference on every path (no vectorised exp/erf yet). */
+void ntk_act_forward_f64(double *z, double *dz, size_t n, ntk_activation act, double alpha);
+void ntk_act_forward_f32(float *z, float *dz, size_t n, ntk_activation act, double alpha);
 
 /* Conversions (trivial loops the compiler vectorises; no SIMD twin needed). */
 void ntk_convert_u8_f64(double *y, const uint8_t *x, double scale, size_t n); /* y_i = scale·x_i */

@@ -1,0 +1,276 @@
+import Foundation
+
+/// Losses over n·k outputs, with neural-tangents' normalisation (mean over all n·k entries):
+///     MSE = ½·mean((f − y)²),   ∂/∂f = (f − y)/(n·k)
+///     CE  = −mean(y ⊙ log_softmax(f)),   ∂/∂f = (softmax(f)·Σ_i y_i − y)/(n·k)   (per row)
+public enum Loss: String, CaseIterable, Sendable {
+    case mse
+    case cross_entropy
+
+    /// The loss and, into `grad`, its gradient with respect to f.
+    func evaluate<T: NTKFloat>(_ f: UnsafePointer<T>, _ y: UnsafePointer<T>, n: Int, k: Int, grad: UnsafeMutablePointer<T>?) -> Double {
+        let norm = Double(n * k)
+        var total = 0.0
+        switch self {
+        case .mse:
+            for i in 0..<n * k {
+                let r = Double(f[i]) - Double(y[i])
+                total += r * r
+                grad?[i] = T(r / norm)
+            }
+            return 0.5 * total / norm
+        case .cross_entropy:
+            for r in 0..<n {
+                let row = f + r * k, yr = y + r * k
+                var m = -Double.infinity
+                for j in 0..<k { m = max(m, Double(row[j])) }
+                var z = 0.0
+                for j in 0..<k { z += Foundation.exp(Double(row[j]) - m) }
+                let logZ = m + Foundation.log(z)
+                var ySum = 0.0
+                for j in 0..<k {
+                    total -= Double(yr[j]) * (Double(row[j]) - logZ)
+                    ySum += Double(yr[j])
+                }
+                if let grad {
+                    for j in 0..<k { grad[r * k + j] = T((Foundation.exp(Double(row[j]) - logZ) * ySum - Double(yr[j])) / norm) }
+                }
+            }
+            return total / norm
+        }
+    }
+}
+
+/// How to train: loss, full-batch GD or minibatch SGD (seeded shuffling each epoch), momentum
+/// (v ← β·v + g, θ ← θ − η·v), optional learning-rate multipliers per Dense layer for W and b (PAPER §1.6).
+public struct TrainingConfig: Equatable, Sendable {
+    public var loss: Loss = .mse
+    public var learningRate = 1.0
+    public var steps = 1000
+    /// nil: full batch.
+    public var batchSize: Int? = nil
+    public var momentum = 0.0
+    public var lrScaleW: [Double]? = nil
+    public var lrScaleB: [Double]? = nil
+    public var seed: UInt64 = 0
+    public init() {}
+
+    /// Steps at which to record: 0, log-spaced (4 per decade), and the last.
+    public var logSteps: [Int] {
+        var s: Set<Int> = [0, steps]
+        var e = 0.0
+        while pow(10, e) < Double(steps) { s.insert(Int(pow(10, e).rounded())); e += 0.25 }
+        return s.sorted()
+    }
+}
+
+/// The state of a training run, enough to resume it exactly.
+public struct TrainingState: Sendable {
+    public var step: Int
+    public var theta: [Double]
+    public var velocity: [Double]
+    public var rngState: UInt64
+    public var order: [Int]
+    public var position: Int
+    /// The first loss seen (the divergence test compares against it).
+    public var initialLoss: Double?
+}
+
+/// One recorded point of a training run.
+public struct TrainingRecord: Sendable {
+    public var step: Int
+    /// Continuous time t = η·step.
+    public var time: Double
+    public var trainLoss: Double, testLoss: Double?
+    public var trainAccuracy: Double?, testAccuracy: Double?
+    /// f(X_train) [n·k], f(X_test) [m·k]
+    public var fxTrain: [Double], fxTest: [Double]
+    /// ‖θ_l − θ_l,0‖_F / ‖θ_l,0‖_F per Dense layer (W and b together) — Figure 1's quantity.
+    public var relativeChange: [Double]
+}
+
+public struct TrainingDiverged: Error, CustomStringConvertible {
+    public var step: Int
+    public var loss: Double
+    public var learningRate: Double
+    public var suggestion: String
+    public var description: String {
+        "training diverged at step \(step): loss \(loss.isFinite ? String(format: "%.4g", loss) : "\(loss)") with learning rate \(learningRate). \(suggestion)"
+    }
+}
+
+/// Trains an MLP in precision T with preallocated buffers. Data: x [n, n₀], y [n, k] (test optional);
+/// classification accuracy is measured when `labels` are given (argmax of f; sign for k = 1).
+public final class Trainer<T: NTKFloat> {
+    public let spec: NetworkSpec
+    public let config: TrainingConfig
+    let passes: Passes<T>
+    let xTrain: [T], yTrain: [T], xTest: [T], yTest: [T]
+    let labelsTrain: [Int]?, labelsTest: [Int]?
+    public let nTrain: Int, nTest: Int
+    let theta0: [Double]
+    public private(set) var theta: [T]
+    var velocity: [T]
+    var grad: [T]
+    var dOut: [T]
+    var batchX: [T], batchY: [T]
+    var rng: SplitMix64
+    var order: [Int]
+    var position: Int
+    public private(set) var step = 0
+    let lrPerParameter: [T]
+    var initialLoss: Double?
+
+    public init(spec: NetworkSpec, theta0: [Double], xTrain: Matrix, yTrain: Matrix, xTest: Matrix? = nil, yTest: Matrix? = nil,
+                labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig) {
+        self.spec = spec
+        self.config = config
+        nTrain = xTrain.rows
+        nTest = xTest?.rows ?? 0
+        let batch = min(config.batchSize ?? nTrain, nTrain)
+        passes = Passes<T>(spec: spec, maxBatch: max(nTrain, nTest, 1))
+        func cast(_ m: Matrix?) -> [T] { (m?.data ?? []).map { T($0) } }
+        self.xTrain = cast(xTrain); self.yTrain = cast(yTrain); self.xTest = cast(xTest); self.yTest = cast(yTest)
+        self.labelsTrain = labelsTrain; self.labelsTest = labelsTest
+        self.theta0 = theta0
+        theta = theta0.map { T($0) }
+        velocity = [T](repeating: 0, count: theta0.count)
+        grad = velocity
+        dOut = [T](repeating: 0, count: batch * spec.outputs)
+        batchX = [T](repeating: 0, count: batch * spec.inputDim)
+        batchY = [T](repeating: 0, count: batch * spec.outputs)
+        rng = SplitMix64(seed: config.seed)
+        order = Array(0..<nTrain)
+        position = nTrain  // forces a shuffle before the first SGD batch
+        // Per-parameter learning rate: η times the layer's multiplier for W or b.
+        var lr = [T](repeating: T(config.learningRate), count: theta0.count)
+        let layout = MLP(spec: spec, theta: [])
+        for (l, layer) in layout.layers.enumerated() {
+            if let s = config.lrScaleW?[l] { for i in layer.w..<layer.w + layer.fanIn * layer.fanOut { lr[i] = T(config.learningRate * s) } }
+            if let s = config.lrScaleB?[l], let b = layer.b { for i in b..<b + layer.fanOut { lr[i] = T(config.learningRate * s) } }
+        }
+        lrPerParameter = lr
+    }
+
+    var batchSize: Int { min(config.batchSize ?? nTrain, nTrain) }
+    var fullBatch: Bool { batchSize == nTrain }
+
+    /// One optimizer step on the next batch; returns the batch loss before the step.
+    @discardableResult
+    public func stepOnce() throws -> Double {
+        let b = batchSize, k = spec.outputs, d = spec.inputDim
+        var loss = 0.0
+        theta.withUnsafeBufferPointer { th in
+            let xPtr: UnsafePointer<T>, yPtr: UnsafePointer<T>
+            if fullBatch {
+                xPtr = xTrain.withUnsafeBufferPointer { $0.baseAddress! }
+                yPtr = yTrain.withUnsafeBufferPointer { $0.baseAddress! }
+            } else {
+                nextBatch()
+                xPtr = batchX.withUnsafeBufferPointer { $0.baseAddress! }
+                yPtr = batchY.withUnsafeBufferPointer { $0.baseAddress! }
+            }
+            _ = d
+            passes.forward(theta: th.baseAddress!, x: xPtr, n: b)
+            loss = passes.output.withUnsafeBufferPointer { f in
+                dOut.withUnsafeMutableBufferPointer { g in config.loss.evaluate(f.baseAddress!, yPtr, n: b, k: k, grad: g.baseAddress!) }
+            }
+            grad.withUnsafeMutableBufferPointer { g in
+                g.update(repeating: 0)
+                dOut.withUnsafeBufferPointer { passes.backward(theta: th.baseAddress!, x: xPtr, n: b, dOutput: $0.baseAddress!, grad: g.baseAddress!) }
+            }
+        }
+        if initialLoss == nil { initialLoss = loss }
+        guard loss.isFinite, loss <= 1e4 * max(initialLoss!, 1e-12) else {
+            throw TrainingDiverged(step: step, loss: loss, learningRate: config.learningRate, suggestion: "")
+        }
+        // v ← β·v + g;  θ ← θ − η⊙v   (β = 0: plain gradient descent)
+        let beta = T(config.momentum)
+        velocity.withUnsafeMutableBufferPointer { v in
+            grad.withUnsafeBufferPointer { g in
+                if config.momentum == 0 { v.baseAddress!.update(from: g.baseAddress!, count: g.count) } else {
+                    T.scale(v.baseAddress!, beta, v.count)
+                    T.axpy(v.baseAddress!, 1, g.baseAddress!, v.count)
+                }
+            }
+            theta.withUnsafeMutableBufferPointer { th in
+                lrPerParameter.withUnsafeBufferPointer { lr in
+                    // θ ← θ − lr ⊙ v  (grad buffer reused as scratch)
+                    grad.withUnsafeMutableBufferPointer { s in
+                        T.hadamard(s.baseAddress!, lr.baseAddress!, v.baseAddress!, s.count)
+                        T.axpy(th.baseAddress!, -1, s.baseAddress!, th.count)
+                    }
+                }
+            }
+        }
+        step += 1
+        return loss
+    }
+
+    /// Copies the next `batchSize` samples (seeded reshuffle at each epoch) into the batch buffers.
+    func nextBatch() {
+        let b = batchSize, k = spec.outputs, d = spec.inputDim
+        for r in 0..<b {
+            if position >= nTrain {
+                rng.shuffle(&order)
+                position = 0
+            }
+            let i = order[position]
+            position += 1
+            for j in 0..<d { batchX[r * d + j] = xTrain[i * d + j] }
+            for j in 0..<k { batchY[r * k + j] = yTrain[i * k + j] }
+        }
+    }
+
+    /// Outputs, losses, accuracies and per-layer weight change at the current θ.
+    public func record() -> TrainingRecord {
+        let k = spec.outputs
+        func outputs(_ x: [T], _ n: Int) -> [Double] {
+            guard n > 0 else { return [] }
+            theta.withUnsafeBufferPointer { th in x.withUnsafeBufferPointer { passes.forward(theta: th.baseAddress!, x: $0.baseAddress!, n: n) } }
+            return passes.output.prefix(n * k).map { Double($0) }
+        }
+        let ftr = outputs(xTrain, nTrain), fte = outputs(xTest, nTest)
+        func loss(_ f: [Double], _ y: [T]) -> Double {
+            let ft = f.map { T($0) }
+            return ft.withUnsafeBufferPointer { fp in y.withUnsafeBufferPointer { config.loss.evaluate(fp.baseAddress!, $0.baseAddress!, n: f.count / k, k: k, grad: nil) } }
+        }
+        func accuracy(_ f: [Double], _ labels: [Int]?) -> Double? {
+            guard let labels, !labels.isEmpty else { return nil }
+            var right = 0
+            for (r, l) in labels.enumerated() {
+                let p = k == 1 ? (f[r] > 0 ? 1 : 0) : (0..<k).max { f[r * k + $0] < f[r * k + $1] }!
+                if p == l { right += 1 }
+            }
+            return Double(right) / Double(labels.count)
+        }
+        let layout = MLP(spec: spec, theta: [])
+        let change = layout.layers.map { layer -> Double in
+            var ranges = [layer.w..<layer.w + layer.fanIn * layer.fanOut]
+            if let b = layer.b { ranges.append(b..<b + layer.fanOut) }
+            var num = 0.0, den = 0.0
+            for r in ranges { for i in r { let d = Double(theta[i]) - theta0[i]; num += d * d; den += theta0[i] * theta0[i] } }
+            return (num / max(den, 1e-300)).squareRoot()
+        }
+        return TrainingRecord(step: step, time: config.learningRate * Double(step), trainLoss: loss(ftr, yTrain),
+                              testLoss: nTest > 0 ? loss(fte, yTest) : nil, trainAccuracy: accuracy(ftr, labelsTrain),
+                              testAccuracy: accuracy(fte, labelsTest), fxTrain: ftr, fxTest: fte, relativeChange: change)
+    }
+
+    public var state: TrainingState {
+        TrainingState(step: step, theta: theta.map { Double($0) }, velocity: velocity.map { Double($0) }, rngState: rng.state,
+                      order: order, position: position, initialLoss: initialLoss)
+    }
+
+    /// Continues from a saved state (θ, velocity, RNG, epoch order and position): the run then ends exactly as an
+    /// uninterrupted one would (the state holds the values exactly: float32 round-trips through float64).
+    public func restore(_ s: TrainingState) {
+        step = s.step
+        theta = s.theta.map { T($0) }
+        velocity = s.velocity.map { T($0) }
+        rng = SplitMix64(seed: s.rngState)
+        order = s.order
+        position = s.position
+        initialLoss = s.initialLoss
+    }
+}
