@@ -74,6 +74,11 @@ public struct TrainingState: Sendable {
     public var position: Int
     /// The first loss seen (the divergence test compares against it).
     public var initialLoss: Double?
+
+    public init(step: Int, theta: [Double], velocity: [Double], rngState: UInt64, order: [Int], position: Int, initialLoss: Double?) {
+        self.step = step; self.theta = theta; self.velocity = velocity; self.rngState = rngState
+        self.order = order; self.position = position; self.initialLoss = initialLoss
+    }
 }
 
 /// One recorded point of a training run.
@@ -87,6 +92,13 @@ public struct TrainingRecord: Sendable {
     public var fxTrain: [Double], fxTest: [Double]
     /// ‖θ_l − θ_l,0‖_F / ‖θ_l,0‖_F per Dense layer (W and b together) — Figure 1's quantity.
     public var relativeChange: [Double]
+
+    public init(step: Int, time: Double, trainLoss: Double, testLoss: Double?, trainAccuracy: Double?, testAccuracy: Double?,
+                fxTrain: [Double], fxTest: [Double], relativeChange: [Double]) {
+        self.step = step; self.time = time; self.trainLoss = trainLoss; self.testLoss = testLoss
+        self.trainAccuracy = trainAccuracy; self.testAccuracy = testAccuracy
+        self.fxTrain = fxTrain; self.fxTest = fxTest; self.relativeChange = relativeChange
+    }
 }
 
 public struct TrainingDiverged: Error, CustomStringConvertible {

@@ -1,0 +1,180 @@
+import Foundation
+import NTK
+
+/// `train`: trains the network of a `params` artifact on a `dataset` artifact (`params.train`, `seed` for SGD
+/// shuffling) and records, at log-spaced steps (4 per decade) and the last: continuous time t = η·step, train and
+/// test loss and accuracy, f(X_train), f(X_test), and ‖θˡ_t − θˡ_0‖_F/‖θˡ_0‖_F per layer (Figure 1's quantity).
+///
+/// Output (kind `trained`): `final_W0, final_b0, …` (θ_T, neural-tangents layout); `steps` [R] (int32), `time`,
+/// `train_loss`, `test_loss`, `train_accuracy`, `test_accuracy` [R]; `fx_train` [R, n, k], `fx_test` [R, m, k];
+/// `relative_change` [R, L+1].
+///
+/// `train`: `loss` (mse | cross_entropy), `learning_rate`, `steps`, `batch_size` (null: full batch),
+/// `momentum` (0), `lr_scale_w` / `lr_scale_b` (per-layer multipliers, PAPER §1.6), `dtype` (float32 | float64),
+/// `checkpoint_every` (steps between checkpoints; a killed run resumes from the last one and ends identical).
+/// Artifacts hold no timings, so the same inputs always give the same bytes (speed is logged instead).
+/// Divergence (NaN/Inf, or the loss growing 10⁴×) stops the run with a suggested stable learning rate.
+public struct TrainStage: StageKind {
+    public static let name = "train"
+    public static let algorithmVersion = 1
+    public static let summary = "train the network (GD/SGD/momentum; MSE/CE) with log-spaced records → trained artifact"
+    public static let outputs: [ArtifactKind] = [.trained]
+
+    public let config: TrainingConfig
+    public let dtype: DataConfig.Precision
+    public let checkpointEvery: Int
+
+    public init(params: StageParams) throws {
+        var r = try params.reader("train")
+        var c = TrainingConfig()
+        c.loss = try r.choice("loss", default: .mse)
+        c.learningRate = try r.double("learning_rate", default: 1)
+        c.steps = try r.int("steps", default: 1000, min: 0)!
+        c.batchSize = try r.int("batch_size", min: 1)
+        c.momentum = try r.double("momentum", default: 0)
+        func scales(_ key: String) throws -> [Double]? {
+            guard let v = r.raw(key) else { return nil }
+            guard case .array(let a) = v else { throw r.fail(key, "expected a list with one multiplier per Dense layer") }
+            return try a.map {
+                switch $0 {
+                case .int(let i): return Double(i)
+                case .double(let d): return d
+                default: throw r.fail(key, "expected numbers, found \($0.canonical)")
+                }
+            }
+        }
+        c.lrScaleW = try scales("lr_scale_w")
+        c.lrScaleB = try scales("lr_scale_b")
+        dtype = try r.choice("dtype", default: .float32)
+        checkpointEvery = try r.int("checkpoint_every", default: 500, min: 1)!
+        try r.finish()
+        guard c.learningRate > 0 else { throw r.fail("learning_rate", "must be > 0") }
+        c.seed = UInt64(bitPattern: Int64(try params.int("seed", default: 0)))
+        config = c
+    }
+
+    public var requiredDeps: [String] { [] }
+
+    public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
+        let (dpath, dfile) = try ctx.artifact(.dataset)
+        let ds = try DatasetArtifact(file: dfile, path: dpath)
+        let (ppath, pfile) = try ctx.artifact(.params)
+        let params = try ParamsArtifact(file: pfile, path: ppath)
+        guard params.spec.inputDim == ds.features, params.spec.outputs == ds.outputs else {
+            throw NTKError("network \(params.spec.inputDim)→\(params.spec.outputs) does not fit the dataset (\(ds.features) features, \(ds.outputs) outputs)", at: ppath)
+        }
+        for (key, list) in [("lr_scale_w", config.lrScaleW), ("lr_scale_b", config.lrScaleB)] {
+            if let list, list.count != params.spec.depth + 1 {
+                throw NTKError("needs \(params.spec.depth + 1) multipliers (one per Dense layer), found \(list.count)", key: "params.train.\(key)")
+            }
+        }
+        switch dtype {
+        case .float32: return [try train(Float.self, ds, params, ctx)]
+        case .float64: return [try train(Double.self, ds, params, ctx)]
+        }
+    }
+
+    func train<T: NTKFloat>(_: T.Type, _ ds: DatasetArtifact, _ p: ParamsArtifact, _ ctx: StageContext) throws -> ArtifactFile {
+        let k = ds.outputs
+        let classOf = Dictionary(uniqueKeysWithValues: ds.classes.enumerated().map { (Int32($0.element), $0.offset) })
+        let trainer = Trainer<T>(spec: p.spec, theta0: p.theta,
+                                 xTrain: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), yTrain: Matrix(rows: ds.nTrain, cols: k, data: ds.yTrain),
+                                 xTest: Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest), yTest: Matrix(rows: ds.nTest, cols: k, data: ds.yTest),
+                                 labelsTrain: ds.labelsTrain.map { classOf[$0] ?? -1 }, labelsTest: ds.labelsTest.map { classOf[$0] ?? -1 }, config: config)
+        var records: [TrainingRecord] = []
+        if let f = ctx.checkpoints?.load("train"), let s = Self.state(from: f) {
+            trainer.restore(s)
+            records = Self.records(from: f, n: ds.nTrain, m: ds.nTest, k: k)
+            ctx.reporter.log("resumed training at step \(s.step) of \(config.steps) from a checkpoint")
+        }
+        let logAt = Set(config.logSteps)
+        let task = ctx.reporter.begin("training \(T.dtypeName)", total: max(config.steps, 1), unit: "steps")
+        let started = Date()
+        while true {
+            if logAt.contains(trainer.step) && records.last?.step != trainer.step { records.append(trainer.record()) }
+            if trainer.step >= config.steps { break }
+            do { try trainer.stepOnce() } catch let d as TrainingDiverged {
+                throw NTKError("training diverged at step \(d.step): the loss is \(d.loss.isFinite ? String(format: "%.3g", d.loss) : "\(d.loss)") with learning rate \(config.learningRate)",
+                               key: "params.train.learning_rate", hint: suggestion(ds, p))
+            }
+            if trainer.step % checkpointEvery == 0 && trainer.step < config.steps, let store = ctx.checkpoints {
+                try store.save("train", Self.tensors(trainer.state, records: records))
+            }
+            if trainer.step % max(1, config.steps / 100) == 0 { task.update(trainer.step) }
+        }
+        task.finish()
+        let secs = Date().timeIntervalSince(started)
+        if let last = records.last {
+            ctx.reporter.log(String(format: "%.1f steps/s; step %d (t = %g): train loss %.5f%@%@", secs > 0 ? Double(config.steps) / secs : 0, last.step, last.time, last.trainLoss,
+                                    last.testLoss.map { String(format: ", test loss %.5f", $0) } ?? "",
+                                    last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
+        }
+        var meta = ctx.metadata(kind: Self.name)
+        meta["network"] = p.networkJSON
+        meta["dtype"] = .string(T.dtypeName)
+        let final = ParamsArtifact(spec: p.spec, theta: trainer.state.theta)
+        return ArtifactFile(kind: .trained, metadata: meta, tensors: final.tensors(prefix: "final_") + Self.recordTensors(records, n: ds.nTrain, m: ds.nTest, k: k))
+    }
+
+    /// The stable-learning-rate hint: for MSE, 2·N·k/λ_max of the traced empirical NTK at θ₀, estimated on up to
+    /// 512 training points and scaled by N/512 (the top eigenvalue of a kernel Gram matrix grows ∝ N).
+    func suggestion(_ ds: DatasetArtifact, _ p: ParamsArtifact) -> String {
+        let n = min(ds.nTrain, 512)
+        let x = Matrix(rows: n, cols: ds.features, data: Array(ds.xTrain.prefix(n * ds.features)))
+        let k = EmpiricalKernels.compute(MLP(spec: p.spec, theta: p.theta), x1: x).ntk
+        guard let top = try? LAPACK.eigh(k).values.last, top > 0 else { return "try a smaller learning rate" }
+        let lambda = top * Double(ds.nTrain) / Double(n)
+        let lr = 2 * Double(ds.nTrain * ds.outputs) / lambda
+        return String(format: "for MSE, gradient descent is stable below 2·N·k/λ_max ≈ %.3g (λ_max of the empirical NTK at θ₀, estimated on %d training points, scaled by N/%d)%@",
+                      lr, n, n, config.loss == .mse ? "" : "; for cross-entropy use it as a guide")
+    }
+
+    // MARK: records and state as tensors (the artifact and the checkpoint share the format)
+
+    static func recordTensors(_ rs: [TrainingRecord], n: Int, m: Int, k: Int) -> [Tensor] {
+        let r = rs.count, layers = rs.first?.relativeChange.count ?? 0
+        return [
+            Tensor(name: "steps", shape: [r], int32: rs.map { Int32($0.step) }),
+            Tensor(name: "time", shape: [r], values: rs.map(\.time)),
+            Tensor(name: "train_loss", shape: [r], values: rs.map(\.trainLoss)),
+            Tensor(name: "test_loss", shape: [r], values: rs.map { $0.testLoss ?? .nan }),
+            Tensor(name: "train_accuracy", shape: [r], values: rs.map { $0.trainAccuracy ?? .nan }),
+            Tensor(name: "test_accuracy", shape: [r], values: rs.map { $0.testAccuracy ?? .nan }),
+            Tensor(name: "fx_train", shape: [r, n, k], values: rs.flatMap(\.fxTrain)),
+            Tensor(name: "fx_test", shape: [r, m, k], values: rs.flatMap(\.fxTest)),
+            Tensor(name: "relative_change", shape: [r, layers], values: rs.flatMap(\.relativeChange)),
+        ]
+    }
+
+    static func records(from f: ArtifactFile, n: Int, m: Int, k: Int) -> [TrainingRecord] {
+        guard let steps = f.tensor("steps")?.integers() else { return [] }
+        let time = f.tensor("time")!.doubles(), tl = f.tensor("train_loss")!.doubles(), vl = f.tensor("test_loss")!.doubles()
+        let ta = f.tensor("train_accuracy")!.doubles(), va = f.tensor("test_accuracy")!.doubles()
+        let ftr = f.tensor("fx_train")!.doubles(), fte = f.tensor("fx_test")!.doubles(), rc = f.tensor("relative_change")!
+        let layers = rc.shape.count == 2 ? rc.shape[1] : 0
+        let rcv = rc.doubles()
+        func opt(_ v: Double) -> Double? { v.isNaN ? nil : v }
+        return steps.indices.map { i in
+            TrainingRecord(step: steps[i], time: time[i], trainLoss: tl[i], testLoss: opt(vl[i]), trainAccuracy: opt(ta[i]), testAccuracy: opt(va[i]),
+                           fxTrain: Array(ftr[i * n * k..<(i + 1) * n * k]), fxTest: Array(fte[i * m * k..<(i + 1) * m * k]),
+                           relativeChange: Array(rcv[i * layers..<(i + 1) * layers]))
+        }
+    }
+
+    static func tensors(_ s: TrainingState, records: [TrainingRecord]) -> [Tensor] {
+        let n = records.first?.fxTrain.count ?? 0, m = records.first?.fxTest.count ?? 0
+        return [
+            Tensor(name: "state_theta", shape: [s.theta.count], values: s.theta),
+            Tensor(name: "state_velocity", shape: [s.velocity.count], values: s.velocity),
+            Tensor(name: "state_order", shape: [s.order.count], int32: s.order.map { Int32($0) }),
+            Tensor(name: "state_scalars", shape: [4], values: [Double(s.step), Double(s.position), Double(bitPattern: s.rngState), s.initialLoss ?? .nan]),
+        ] + recordTensors(records, n: n, m: m, k: 1)
+    }
+
+    static func state(from f: ArtifactFile) -> TrainingState? {
+        guard let th = f.tensor("state_theta"), let v = f.tensor("state_velocity"), let o = f.tensor("state_order")?.integers(),
+              let sc = f.tensor("state_scalars")?.doubles(), sc.count == 4 else { return nil }
+        return TrainingState(step: Int(sc[0]), theta: th.doubles(), velocity: v.doubles(), rngState: sc[2].bitPattern, order: o,
+                             position: Int(sc[1]), initialLoss: sc[3].isNaN ? nil : sc[3])
+    }
+}

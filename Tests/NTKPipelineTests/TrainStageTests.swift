@@ -1,0 +1,113 @@
+import Foundation
+import NTK
+import XCTest
+
+@testable import NTKPipeline
+
+/// The init and train stages through the real binary.
+final class TrainStageTests: XCTestCase {
+    static func yaml(steps: Int = 40, lr: Double = 2, extra: String = "") -> String {
+        """
+        schema: 1
+        params:
+          seed: 3
+          data: {format: idx, num_classes: 3, path: data, n_train: 24, n_test: 9, standardize: global, l2_normalize: true}
+          model: {depth: 2, width: 64, activation: relu, w_std: 1.4, b_std: 0.1}
+          train: {learning_rate: \(lr), steps: \(steps), dtype: float64, checkpoint_every: 5\(extra)}
+        stages:
+          load:
+            deps: ["${data.path}"]
+            params: [seed, data]
+            outs: [artifacts/dataset.npz]
+          init:
+            deps: [artifacts/dataset.npz]
+            params: [seed, model]
+            outs: [artifacts/params.npz]
+          train:
+            deps: [artifacts/dataset.npz, artifacts/params.npz]
+            params: [seed, train]
+            outs: [artifacts/trained.npz]
+        """
+    }
+
+    func project(_ yaml: String = yaml()) -> String {
+        let d = TestSupport.tempDir()
+        TestSupport.tinyIDX(at: d + "/data", perClass: 12)
+        try! yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        return d
+    }
+
+    func testInitAndTrainEndToEnd() throws {
+        let d = project()
+        let r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let p = try ParamsArtifact(file: try ArtifactFile.read(d + "/artifacts/params.npz"), path: "")
+        XCTAssertEqual(p.spec.widths, [64, 64])
+        XCTAssertEqual(p.theta, MLP.initialize(p.spec, seed: 3).theta, "θ₀ is the seeded init")
+        let t = try ArtifactFile.read(d + "/artifacts/trained.npz")
+        XCTAssertEqual(t.kind, .trained)
+        XCTAssertEqual(t.tensor("steps")?.integers()?.last, 40)
+        XCTAssertEqual(t.tensor("relative_change")?.shape.last, 3)
+        let losses = try XCTUnwrap(t.tensor("train_loss")).doubles()
+        XCTAssertLessThan(losses.last!, losses.first!)
+        XCTAssertEqual(t.tensor("final_W0")?.shape, [16, 64])
+    }
+
+    /// Initial weights from a user's .npz (neural-tangents layout): the params artifact holds exactly them.
+    func testInitFromUserWeights() throws {
+        let d = project(Self.yaml().replacingOccurrences(of: "deps: [artifacts/dataset.npz]\n    params: [seed, model]", with: "deps: [artifacts/dataset.npz, mine.npz]\n    params: [seed, model]"))
+        let spec = NetworkSpec(inputDim: 16, widths: [64, 64], outputs: 3, activation: .relu, wStd: 1.4, bStd: 0.1)
+        let theta = MLP.initialize(spec, seed: 99).theta
+        try ArtifactFile(kind: .params, metadata: [:], tensors: ParamsArtifact(spec: spec, theta: theta).tensors()).write(to: d + "/mine.npz")
+        XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
+        XCTAssertEqual(try ParamsArtifact(file: try ArtifactFile.read(d + "/artifacts/params.npz"), path: "").theta, theta)
+        // A wrong shape is named.
+        let bad = NetworkSpec(inputDim: 16, widths: [32, 64], outputs: 3, activation: .relu, wStd: 1.4, bStd: 0.1)
+        try ArtifactFile(kind: .params, metadata: [:], tensors: ParamsArtifact(spec: bad, theta: MLP.initialize(bad, seed: 1).theta).tensors()).write(to: d + "/mine.npz")
+        let r = try TestSupport.ntk(["run", "init"], in: d)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("mine.npz") && r.stderr.contains("W0 has shape [16, 32], the network needs [16, 64]"), r.stderr)
+    }
+
+    /// kill -9 during training; the resumed run starts from the last checkpoint and ends byte-identical.
+    func testKilledTrainingResumesToTheSameResult() throws {
+        let yaml = Self.yaml(steps: 3000, lr: 0.5, extra: ", batch_size: 8, momentum: 0.9").replacingOccurrences(of: "checkpoint_every: 5", with: "checkpoint_every: 50")
+        let reference = project(yaml)
+        XCTAssertEqual(try TestSupport.ntk(["run"], in: reference).status, 0)
+        let d = project(yaml)
+        XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
+        p.arguments = ["run"]
+        p.currentDirectoryURL = URL(fileURLWithPath: d)
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var found = false
+        for _ in 0..<4000 where !found {
+            Thread.sleep(forTimeInterval: 0.005)
+            found = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []).contains { $0.hasSuffix("train.npz") }
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertTrue(found, "a training checkpoint should exist before the kill")
+        let r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("resumed training at step"), r.stderr)
+        XCTAssertEqual(try ArtifactFile.read(d + "/artifacts/trained.npz").tensors, try ArtifactFile.read(reference + "/artifacts/trained.npz").tensors)
+        XCTAssertTrue(TestSupport.read(d + "/artifacts/trained.npz") == TestSupport.read(reference + "/artifacts/trained.npz"), "byte-identical")
+    }
+
+    /// A learning rate that explodes stops with an error that says so and suggests a stable one; nothing lost.
+    func testDivergenceSuggestsAStableLearningRate() throws {
+        let d = project()
+        XCTAssertEqual(try TestSupport.ntk(["run"], in: d).status, 0)
+        let before = TestSupport.read(d + "/artifacts/trained.npz"), lock = TestSupport.read(d + "/pipeline.lock")
+        let r = try TestSupport.ntk(["run", "--set", "train.learning_rate=100000"], in: d)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("training diverged at step"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("stable below 2·N·k/λ_max ≈"), r.stderr)
+        XCTAssertEqual(TestSupport.read(d + "/artifacts/trained.npz"), before)
+        XCTAssertEqual(TestSupport.read(d + "/pipeline.lock"), lock)
+    }
+}
