@@ -31,7 +31,11 @@ let package = Package(
             name: "CNTK", dependencies: ["COpenBLAS"], path: "CSources/CNTK",
             exclude: ["vec_avx2_body.h", "vec_internal.h"],
             cSettings: [.define("_GNU_SOURCE")],
-            linkerSettings: [.linkedLibrary("m"), .linkedLibrary("pthread")]),
+            linkerSettings: [
+                .linkedLibrary("m"), .linkedLibrary("pthread"),
+                // glibc's vector math (AVX2 erf/tanh/exp/log1p for the smooth activations)
+                .linkedLibrary("mvec", .when(platforms: [.linux])),
+            ]),
 
         // MARK: - Swift libraries
         .target(name: "NTK", dependencies: ["CNTK", "COpenBLAS"], path: "Sources/NTK"),

@@ -10,6 +10,8 @@ Workloads (all float64 unless stated, all on the first N images of data/mnist's 
              ours `ntk bench --json` vs neural-tangents `jit(kernel_fn(x, None, ("nngp", "ntk")))`, warm
   first      time to first result of a fresh process: `ntk exec analytic_kernels` on a .npz vs a fresh Python
              process importing neural_tangents, jit-compiling and computing the same kernel
+  train      one full-batch gradient-descent step (forward, MSE, backward, update) of a 784-2048-2048-10 relu
+             MLP in NTK parameterization on N = 1,024 images, float32 and float64: ours vs PyTorch (CPU, same threads)
 """
 import gzip
 import json
@@ -79,6 +81,44 @@ print(json.dumps({"median_s": statistics.median(times), "compile_s": compile_s, 
 """
 
 
+TORCH_STEP = r"""
+import json, sys, time, statistics
+import numpy as np
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+z = np.load(sys.argv[1])
+repeats = int(sys.argv[2])
+out = {"versions": {"torch": torch.__version__}, "threads": torch.get_num_threads()}
+for name, dt in (("float32", torch.float32), ("float64", torch.float64)):
+    x = torch.tensor(z["x"][:1024], dtype=dt)
+    y = torch.zeros(1024, 10, dtype=dt)
+    y[torch.arange(1024), torch.tensor(z["labels"][:1024], dtype=torch.long)] = 1
+    dims = [784, 2048, 2048, 10]
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(dims[i], dims[i + 1], generator=g, dtype=dt).requires_grad_() for i in range(3)]
+    bs = [torch.randn(dims[i + 1], generator=g, dtype=dt).requires_grad_() for i in range(3)]
+    def step():
+        h = x
+        for i in range(3):
+            h = (1.4 / dims[i] ** 0.5) * h @ ws[i] + 0.05 * bs[i]
+            if i < 2:
+                h = torch.relu(h)
+        loss = 0.5 * ((h - y) ** 2).mean()
+        for p in ws + bs:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in ws + bs:
+                p -= 1.0 * p.grad
+    step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.time(); step(); times.append(time.time() - t0)
+    out[name] = statistics.median(times)
+print(json.dumps(out))
+"""
+
+
 def main():
     import numpy as np
     repeats = int(os.environ.get("REPEATS", "5"))
@@ -88,12 +128,17 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ntk-side-")
     x = mnist(n)
     np.savez(os.path.join(tmp, "x.npz"), x1=x, x=x)
+    with gzip.open(os.path.join(ROOT, "data/mnist/train-labels-idx1-ubyte.gz")) as f:
+        labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
+    np.savez(os.path.join(tmp, "train.npz"), x=mnist(1024), labels=labels[:1024])
 
     ours = json.loads(sh([NTK, "bench", "--json", "--repeats", str(repeats), "--n", str(n)], cwd=ROOT))
     res = {r["name"]: r for r in ours["results"]}
     ours_analytic = next(v for k, v in res.items() if k.startswith("analytic"))
     theirs = json.loads(sh([py, "-c", NT_ANALYTIC, os.path.join(tmp, "x.npz"), str(repeats), os.path.join(tmp, "nt.npz")],
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).strip().splitlines()[-1])
+
+    torch_res = json.loads(sh([py, "-c", TORCH_STEP, os.path.join(tmp, "train.npz"), str(repeats), str(os.cpu_count())]).strip().splitlines()[-1])
 
     # Same numbers? (ours from a fresh ntk exec, which is also the time-to-first-result measurement)
     t0 = time.time()
@@ -143,6 +188,13 @@ def main():
             notes = ", ".join(f"{kk} {vv:.3g}" if isinstance(vv, float) else f"{kk} {vv}" for kk, vv in v.items()
                               if kk not in ("name", "seconds"))
             lines.append(f"| {k.strip()} | {v['seconds']:.4f} | {notes} |")
+    lines += ["", "## One training step, 784-2048-2048-10 relu MLP (NTK parameterization), N = 1,024, full batch", "",
+              f"Forward, MSE, backward and update. PyTorch {torch_res['versions']['torch']} (CPU, {torch_res['threads']} threads, eager).", "",
+              "| dtype | ntk | % of peak (same run) | PyTorch | ratio (PyTorch ÷ ours) |", "|---|---|---|---|---|"]
+    for dt in ("f32", "f64"):
+        r = next(v for k, v in res.items() if k.startswith("train step") and k.endswith(dt))
+        theirs_s = torch_res["float32" if dt == "f32" else "float64"]
+        lines.append(f"| {dt} | {r['seconds']:.4f} s ({r['gflops']:.0f} GFLOP/s) | {100 * r['fraction_of_peak']:.0f} % | {theirs_s:.4f} s | **{theirs_s / r['seconds']:.2f}×** |")
     lines += ["", "## Artifact I/O (ntk)", "", "| | seconds | MB/s |", "|---|---|---|"]
     for k, v in res.items():
         if k.startswith("artifact"):
@@ -151,7 +203,7 @@ def main():
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(ROOT, "bench/results.json"), "w") as f:
-        json.dump({"ours": ours, "neural_tangents": theirs, "ours_first_result_s": ours_first, "max_rel_diff": rel,
+        json.dump({"ours": ours, "neural_tangents": theirs, "torch": torch_res, "ours_first_result_s": ours_first, "max_rel_diff": rel,
                    "diagonal_error_vs_exact": diag}, f, indent=1)
     print("\n".join(lines))
 

@@ -38,10 +38,10 @@ void ntk_activation_scalar(ntk_activation act, double alpha, double x, double *p
     case NTK_ACT_LEAKY_RELU: *phi = x > 0 ? x : alpha * x; *dphi = x > 0 ? 1 : alpha; return;
     case NTK_ACT_ABS: *phi = fabs(x); *dphi = x > 0 ? 1 : (x < 0 ? -1 : 0); return;
     case NTK_ACT_ERF: *phi = erf(x); *dphi = M_2_SQRTPI * exp(-x * x); return;
-    case NTK_ACT_TANH: {
-        const double t = tanh(x);
-        *phi = t;
-        *dphi = 1 - t * t;
+    case NTK_ACT_TANH: { /* φ' = 1 − tanh² = 4e/(1 + e)² with e = e^{−2|x|}: no cancellation for large |x| */
+        const double e = exp(-2 * fabs(x));
+        *phi = tanh(x);
+        *dphi = 4 * e / ((1 + e) * (1 + e));
         return;
     }
     case NTK_ACT_GELU: {
@@ -121,22 +121,33 @@ void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, doub
         case NTK_ACT_IDENTITY:                                                                      \
             if (dz) for (size_t i = 0; i < n; ++i) dz[i] = 1;                                       \
             return;                                                                                 \
-        case NTK_ACT_LEAKY_RELU: /* max(z,0) + α·min(z,0) = relu(z) + α·(z − relu(z)) */           \
-            for (size_t i = 0; i < n; ++i) {                                                        \
-                const T v = z[i];                                                                   \
-                if (dz) dz[i] = v > 0 ? (T)1 : (T)alpha;                                            \
-                z[i] = v > 0 ? v : (T)alpha * v;                                                    \
+        case NTK_ACT_LEAKY_RELU: /* φ' = α + (1 − α)·step(z), φ = z ⊙ φ' — all SIMD maps */          \
+            if (dz) {                                                                               \
+                ntk_vec_map_##SFX(dz, z, n, NTK_MAP_STEP);                                          \
+                ntk_vec_affine_##SFX(dz, (T)(1 - alpha), (T)alpha, n);                              \
+                ntk_vec_hadamard_##SFX(z, z, dz, n);                                                \
+            } else {                                                                                \
+                for (size_t i = 0; i < n; ++i) z[i] = z[i] > 0 ? z[i] : (T)alpha * z[i];           \
             }                                                                                       \
             return;                                                                                 \
         default:                                                                                    \
-            for (size_t i = 0; i < n; ++i) {                                                        \
-                double f, d;                                                                        \
-                ntk_activation_scalar(act, alpha, (double)z[i], &f, &d);                            \
-                z[i] = (T)f;                                                                        \
-                if (dz) dz[i] = (T)d;                                                               \
-            }                                                                                       \
+            ntk_vec_table_active()->SFX.smooth(z, dz, n, (int)act);                                 \
         }                                                                                           \
     }
 
 DEFINE_ACT_FORWARD(double, f64)
 DEFINE_ACT_FORWARD(float, f32)
+
+/* The scalar reference of the `smooth` table entry: libm in double precision, rounded to T. */
+#define DEFINE_SMOOTH_SCALAR(T, SFX)                                                                \
+    void ntk_act_smooth_##SFX##_scalar(T *z, T *dz, size_t n, int act) {                            \
+        for (size_t i = 0; i < n; ++i) {                                                            \
+            double f, d;                                                                            \
+            ntk_activation_scalar((ntk_activation)act, 0, (double)z[i], &f, &d);                    \
+            z[i] = (T)f;                                                                            \
+            if (dz) dz[i] = (T)d;                                                                   \
+        }                                                                                           \
+    }
+
+DEFINE_SMOOTH_SCALAR(double, f64)
+DEFINE_SMOOTH_SCALAR(float, f32)

@@ -82,6 +82,26 @@ extension NTKCommand {
                        extra: ["ns_per_entry_layer": .double(ph.layers / (3 * Double(count) * Double(count + 1) / 2) * 1e9),
                                "fraction_of_gram": .double(ph.layers / ph.gram)])
                 report("  of which mirror + assemble", seconds: ph.assemble)
+                // One full-batch training step (forward + backward + update) of 784-2048-2048-10 relu on MNIST.
+                let nStep = quick ? 256 : 1024, width = quick ? 512 : 2048
+                let stepSpec = NetworkSpec(inputDim: 784, widths: [width, width], outputs: 10, activation: .relu, wStd: 1.4, bStd: 0.05)
+                let xs = Matrix(rows: nStep, cols: 784, data: raw.train.rows(Array(0..<nStep), byteScale: 1 / 255.0))
+                var ys = Matrix(rows: nStep, cols: 10)
+                for r in 0..<nStep { ys[r, Int(raw.train.labels[r])] = 1 }
+                let theta0 = MLP.initialize(stepSpec, seed: 0).theta
+                // useful flops: forward 2·N·Σ fan_in·fan_out; weight gradients the same; input gradients for all
+                // but the first layer.
+                let dense = [784 * width, width * width, width * 10].map(Double.init)
+                let stepFlops = 2 * Double(nStep) * (2 * dense.reduce(0, +) + dense.dropFirst().reduce(0, +))
+                var c = TrainingConfig()
+                c.learningRate = 1
+                let t32 = Trainer<Float>(spec: stepSpec, theta0: theta0, xTrain: xs, yTrain: ys, config: c)
+                let s32 = try median(repeats) { _ in try t32.stepOnce() }
+                report("train step 784-\(width)-\(width)-10 N=\(nStep) f32", seconds: s32, flops: stepFlops, peak: sPeak.flops / sPeak.seconds / 1e9)
+                let t64 = Trainer<Double>(spec: stepSpec, theta0: theta0, xTrain: xs, yTrain: ys, config: c)
+                let s64 = try median(repeats) { _ in try t64.stepOnce() }
+                report("train step 784-\(width)-\(width)-10 N=\(nStep) f64", seconds: s64, flops: stepFlops, peak: dgemmPeak)
+
                 // Artifact write and read.
                 let mb = quick ? 16 : 128
                 let values: [Double] = (0..<(mb << 20) / 8).map { (i: Int) -> Double in

@@ -176,3 +176,59 @@ final class KernelRowTests: XCTestCase {
         }
     }
 }
+
+/// The smooth activations' AVX2 twin (glibc libmvec) against the scalar reference (libm in double).
+/// Stated accuracy (the reference evaluates in double and rounds once; the twin works in the precision itself):
+/// - erf, tanh, softplus: φ within 4 ulp (of max(|φ|, 1e-3)); gelu within 8 ulp (erfc(−z/√2) amplifies the
+///   rounding of its argument by ~z²);
+/// - φ' within (4 + 4z²) ulp, because e^{−z²} (e^{−2|z|} for tanh) amplifies the rounding of its argument — for
+///   gelu relative to max(|φ'|, 0.1), since Φ(z) + z·φ(z) cancels near z ≈ −0.75.
+final class SmoothActivationTests: XCTestCase {
+    static let acts = [NTK_ACT_ERF, NTK_ACT_TANH, NTK_ACT_GELU, NTK_ACT_SOFTPLUS]
+
+    func inputs(_ n: Int) -> [Double] {
+        (0..<n).map { i in -6 + 12 * Double((i * 7919) % max(n, 1)) / Double(max(n - 1, 1)) } + [0, -0.0, 1e-8, -30, 30].prefix(n > 5 ? 5 : 0)
+    }
+
+    func testF64AgainstReference() throws {
+        guard let avx = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2") }
+        let scalar = ntk_vec_table_scalar()!
+        for act in Self.acts {
+            for n in [0, 1, 3, 4, 5, 9, 33, 1000] {
+                let x = inputs(n)
+                var f1 = x, d1 = x, f2 = x, d2 = x
+                scalar.pointee.f64.smooth(&f1, &d1, x.count, Int32(act.rawValue))
+                avx.pointee.f64.smooth(&f2, &d2, x.count, Int32(act.rawValue))
+                for i in x.indices {
+                    let ulp = Double.ulpOfOne
+                    let gelu = act == NTK_ACT_GELU
+                    XCTAssertEqual(f2[i], f1[i], accuracy: (gelu ? 8 : 4) * ulp * max(abs(f1[i]), 1e-3), "φ act \(act.rawValue) x=\(x[i])")
+                    XCTAssertEqual(d2[i], d1[i], accuracy: (4 + 4 * x[i] * x[i]) * ulp * max(abs(d1[i]), gelu ? 0.1 : 1e-3), "φ' act \(act.rawValue) x=\(x[i])")
+                }
+            }
+        }
+    }
+
+    func testF32AgainstReference() throws {
+        guard let avx = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2") }
+        let scalar = ntk_vec_table_scalar()!
+        var worst = 0.0
+        for act in Self.acts {
+            for n in [0, 1, 7, 8, 9, 33, 1000] {
+                let x = inputs(n).map(Float.init)
+                var f1 = x, d1 = x, f2 = x, d2 = x
+                scalar.pointee.f32.smooth(&f1, &d1, x.count, Int32(act.rawValue))
+                avx.pointee.f32.smooth(&f2, &d2, x.count, Int32(act.rawValue))
+                for i in x.indices {
+                    let ulp = Double(Float.ulpOfOne), xi = Double(x[i])
+                    let e = abs(Double(f2[i]) - Double(f1[i])) / (ulp * max(abs(Double(f1[i])), 1e-3))
+                    worst = max(worst, e)
+                    let gelu = act == NTK_ACT_GELU
+                    XCTAssertLessThanOrEqual(e, gelu ? 8 : 4, "φ act \(act.rawValue) x=\(x[i])")
+                    XCTAssertEqual(Double(d2[i]), Double(d1[i]), accuracy: (4 + 4 * xi * xi) * ulp * max(abs(Double(d1[i])), gelu ? 0.1 : 1e-3), "φ' act \(act.rawValue) x=\(x[i])")
+                }
+            }
+        }
+        print("smooth activations, float32 AVX2 vs reference: worst \(worst) ulp")
+    }
+}

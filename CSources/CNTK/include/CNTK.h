@@ -43,6 +43,8 @@ typedef enum {
         void (*hadamard_acc)(T *y, const T *a, const T *b, size_t n); /* y ← y + a ⊙ b       */ \
         void (*hadamard)(T *y, const T *a, const T *b, size_t n);   /* y ← a ⊙ b; y may alias */ \
         void (*map)(T *y, const T *x, size_t n, ntk_map_op op); /* y ← φ(x); y may alias x    */ \
+        /* z ← φ(z), dz ← φ'(z) (dz may be NULL) for the smooth activations erf, tanh, gelu, softplus */ \
+        void (*smooth)(T *z, T *dz, size_t n, int act);                                           \
     }
 
 typedef NTK_VEC_OPS(double) ntk_vec_ops_f64;
@@ -166,9 +168,10 @@ void ntk_fill_normal(double *out, size_t n, uint64_t *state);
 /* y_i = φ(x_i) and, if dy is not NULL, dy_i = φ'(x_i), with the reference definitions (ntk_activation_scalar). */
 void ntk_activation_apply(double *y, double *dy, const double *x, size_t n, ntk_activation act, double alpha);
 
-/* The forward activation of a hidden layer in place: z ← φ(z), dz ← φ'(z) (dz may be NULL).
- * relu, leaky relu, abs and identity run through the dispatched SIMD maps; the smooth activations (erf, tanh,
- * gelu, softplus) use the double-precision reference on every path (no vectorised exp/erf yet). */
+/* The forward activation of a hidden layer in place: z ← φ(z), dz ← φ'(z) (dz may be NULL), dispatched:
+ * relu, leaky relu and abs through the SIMD maps; erf, tanh, gelu and softplus through the table's `smooth` kernel — the
+ * scalar reference evaluates them in double precision with libm; the AVX2 twin uses glibc's libmvec AVX2
+ * variants (erf, erfc, exp, tanh, log1p; ≤ 4 ulp each, glibc ≥ 2.35) in the working precision. */
 void ntk_act_forward_f64(double *z, double *dz, size_t n, ntk_activation act, double alpha);
 void ntk_act_forward_f32(float *z, float *dz, size_t n, ntk_activation act, double alpha);
 
