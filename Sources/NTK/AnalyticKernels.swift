@@ -47,12 +47,7 @@ public enum AnalyticKernels {
     static func compute(x1: Matrix, x2: Matrix?, spec: NetworkSpec, options: Options, progress: ((Int, Int) -> Void)?,
                         estimate: Bool) throws -> Result {
         let plan = try Plan(x1: x1, x2: x2, spec: spec, options: options)
-        var blocks: [Plan.Block] = []
-        for rows in plan.blocks {
-            blocks.append(plan.compute(rows))
-            progress?(rows.upperBound, x1.rows)
-        }
-        var result = plan.assemble(&blocks)
+        var result = plan.computeAll(progress: progress).result
         if estimate && plan.quad != nil && x1.rows > 0 && plan.x2.rows > 0 {
             result.quadratureError = try quadratureError(x1: x1, x2: plan.x2, spec: spec, options: options)
         }
@@ -107,24 +102,65 @@ public enum AnalyticKernels {
             blocks = stride(from: 0, to: x1.rows, by: size).map { $0..<min(x1.rows, $0 + size) }
         }
 
-        /// Computes one block: its Gram rows with one dgemm, then the layers row by row across cores.
+        /// Computes one block into fresh storage (for callers that keep blocks, e.g. to checkpoint them).
         public func compute(_ rows: Range<Int>) -> Block {
-            let n2 = x2.rows, r0 = rows.lowerBound, rn = rows.count
-            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0]
-            // Every entry is written below (symmetric: the strictly lower part is written by `assemble`), so the
-            // buffers start uninitialised: zero-filling 2·N² doubles would cost as much as the recursion.
+            let n2 = x2.rows, rn = rows.count
+            // Every entry is written (symmetric: the strictly lower part by `assemble`), so the buffers start
+            // uninitialised: zero-filling 2·N² doubles would cost as much as the recursion.
             var k = [Double](unsafeUninitializedCapacity: rn * n2) { b, c in adviseHugePages(b); c = rn * n2 }
             let tn = options.computeNTK ? rn * n2 : 0
             var t = [Double](unsafeUninitializedCapacity: tn) { b, c in adviseHugePages(b); c = tn }
+            let (g, l) = k.withUnsafeMutableBufferPointer { kp in
+                t.withUnsafeMutableBufferPointer { tp in fill(rows, kp.baseAddress!, options.computeNTK ? tp.baseAddress! : nil) }
+            }
+            var block = Block(rows: rows, nngp: k, ntk: t)
+            block.gramSeconds = g
+            block.layerSeconds = l
+            return block
+        }
+
+        /// The whole result, block by block straight into the output matrices (no per-block copies), then mirrored.
+        /// (Smaller, cache-sized chunks were measured slower: the GEMMs shrink and the threads restart per chunk.)
+        public func computeAll(progress: ((Int, Int) -> Void)? = nil) -> (result: Result, gramSeconds: Double, layerSeconds: Double) {
+            let n1 = x1.rows, n2 = x2.rows, tn = options.computeNTK ? n1 * n2 : 0
+            // The matrices own their storage from the start (a second reference would make the mirror copy them).
+            var nngp = Matrix(rows: n1, cols: n2, data: [Double](unsafeUninitializedCapacity: n1 * n2) { b, c in adviseHugePages(b); c = n1 * n2 })
+            var ntk = Matrix(rows: options.computeNTK ? n1 : 0, cols: options.computeNTK ? n2 : 0,
+                             data: [Double](unsafeUninitializedCapacity: tn) { b, c in adviseHugePages(b); c = tn })
+            var gram = 0.0, layers = 0.0
+            nngp.data.withUnsafeMutableBufferPointer { kp in
+                ntk.data.withUnsafeMutableBufferPointer { tp in
+                    for rows in blocks {
+                        let off = rows.lowerBound * n2
+                        let (g, l) = fill(rows, kp.baseAddress! + off, options.computeNTK ? tp.baseAddress! + off : nil)
+                        gram += g
+                        layers += l
+                        progress?(rows.upperBound, n1)
+                    }
+                }
+            }
+            if symmetric {
+                mirrorUpperToLower(&nngp, threads: options.threads)
+                if options.computeNTK { mirrorUpperToLower(&ntk, threads: options.threads) }
+            }
+            return (Result(nngp: nngp, ntk: ntk, quadratureError: nil), gram, layers)
+        }
+
+        /// Rows `rows` of the kernels into k and t (row stride N2, pointing at the block's first row): the Gram rows
+        /// (BLAS), then the layers row by row across cores. Returns the seconds spent in each part.
+        func fill(_ rows: Range<Int>, _ kOut: UnsafeMutablePointer<Double>, _ tOut: UnsafeMutablePointer<Double>?) -> (Double, Double) {
+            let n2 = x2.rows, r0 = rows.lowerBound, rn = rows.count
+            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0]
             let started = DispatchTime.now().uptimeNanoseconds
             // Gram rows: x1[rows]·x2ᵀ scaled by σ_w,0²/n₀, plus σ_b,0². Symmetric: only the upper trapezoid, as
             // a SYRK on the square [rows × rows] and a GEMM on [rows × (r1..<N)] — half the flops of a full GEMM.
             let alpha = w0 / Double(max(x1.cols, 1)), d = x1.cols
-            if d == 0 { k.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
+            if d == 0 { kOut.update(repeating: 0, count: rn * n2) }
             if d > 0 {
                 x1.data.withUnsafeBufferPointer { ap in
                     x2.data.withUnsafeBufferPointer { bp in
-                        k.withUnsafeMutableBufferPointer { kp in
+                        do {
+                            let kp = UnsafeMutableBufferPointer(start: kOut, count: rn * n2)
                             let a = ap.baseAddress! + r0 * d
                             if symmetric {
                                 // in sub-blocks of 1024 rows: SYRK on the diagonal square, GEMM to its right
@@ -144,19 +180,17 @@ public enum AnalyticKernels {
                 }
             }
             if b0 != 0 {
-                k.withUnsafeMutableBufferPointer { kp in
-                    for i in 0..<rn {
-                        let c0 = symmetric ? r0 + i : 0
-                        Double.affine(kp.baseAddress! + i * n2 + c0, 1, b0, n2 - c0)
-                    }
+                for i in 0..<rn {
+                    let c0 = symmetric ? r0 + i : 0
+                    Double.affine(kOut + i * n2 + c0, 1, b0, n2 - c0)
                 }
             }
             let gramDone = DispatchTime.now().uptimeNanoseconds
             let nt = max(1, min(options.threads, rn))
             let computeNTK = options.computeNTK
-            k.withUnsafeMutableBufferPointer { kp in
-                t.withUnsafeMutableBufferPointer { tp in
-                    let kb = kp.baseAddress!, tb = tp.baseAddress
+            do {
+                do {
+                    let kb = kOut, tb = tOut
                     DispatchQueue.concurrentPerform(iterations: nt) { w in
                         var i = w
                         while i < rn {
@@ -184,10 +218,7 @@ public enum AnalyticKernels {
                     }
                 }
             }
-            var block = Block(rows: rows, nngp: k, ntk: t)
-            block.gramSeconds = Double(gramDone - started) / 1e9
-            block.layerSeconds = Double(DispatchTime.now().uptimeNanoseconds - gramDone) / 1e9
-            return block
+            return (Double(gramDone - started) / 1e9, Double(DispatchTime.now().uptimeNanoseconds - gramDone) / 1e9)
         }
 
         /// The full [N1, N2] kernels from all blocks (mirroring the upper triangle when symmetric). The blocks'

@@ -65,14 +65,12 @@ extension NTKCommand {
                 let x = Matrix(rows: count, cols: 784, data: raw.train.rows(Array(0..<count), byteScale: 1 / 255.0))
                 let spec = NetworkSpec(inputDim: 784, widths: [1, 1, 1], outputs: 1, activation: .relu, wStd: 1.5, bStd: 0.05)
                 var phases: [(gram: Double, layers: Double, assemble: Double)] = []
+                let options = AnalyticKernels.Options()
                 let total = try median(repeats) { run in
-                    let plan = try AnalyticKernels.Plan(x1: x, x2: nil, spec: spec)
-                    var blocks = plan.blocks.map { plan.compute($0) }
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    let (gram, layers) = (blocks.reduce(0) { $0 + $1.gramSeconds }, blocks.reduce(0) { $0 + $1.layerSeconds })
-                    _ = plan.assemble(&blocks)
-                    if run >= 0 { phases.append((gram, layers,
-                                   Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)) }
+                    let plan = try AnalyticKernels.Plan(x1: x, x2: nil, spec: spec, options: options)
+                    let (_, gram, layers) = plan.computeAll()
+                    if run >= 0 { phases.append((gram, layers, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 - gram - layers)) }
                 }
                 let ph = phases.sorted { $0.gram + $0.layers < $1.gram + $1.layers }[phases.count / 2]
                 let gramFlops = Double(count) * Double(count + 1) * 784  // upper triangle: N(N+1)/2 dot products of length d
@@ -81,7 +79,7 @@ extension NTKCommand {
                 report("  of which 3-layer recursion (C, AVX2)", seconds: ph.layers,
                        extra: ["ns_per_entry_layer": .double(ph.layers / (3 * Double(count) * Double(count + 1) / 2) * 1e9),
                                "fraction_of_gram": .double(ph.layers / ph.gram)])
-                report("  of which mirror + assemble", seconds: ph.assemble)
+                report("  of which diagonals, allocation, mirror", seconds: ph.assemble)
                 // One full-batch training step (forward + backward + update) of 784-2048-2048-10 relu on MNIST.
                 let nStep = quick ? 256 : 1024, width = quick ? 512 : 2048
                 let stepSpec = NetworkSpec(inputDim: 784, widths: [width, width], outputs: 10, activation: .relu, wStd: 1.4, bStd: 0.05)
