@@ -58,15 +58,19 @@ void ntk_convert_f32_f64(double *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; ++i) y[i] = (double)x[i];
 }
 
-void ntk_mirror_upper(double *a, size_t n, size_t i0, size_t i1) {
-    enum { TILE = 32 };
-    if (i1 > n) i1 = n;
-    for (size_t ib = i0; ib < i1; ib += TILE) {
-        for (size_t jb = ib; jb < n; jb += TILE) {
-            const size_t ie = ib + TILE < i1 ? ib + TILE : i1, je = jb + TILE < n ? jb + TILE : n;
-            for (size_t i = ib; i < ie; ++i) {
-                for (size_t j = (jb > i + 1 ? jb : i + 1); j < je; ++j) a[j * n + i] = a[i * n + j];
-            }
-        }
+#define DEFINE_MIRROR(NAME, T)                                                                       \
+    void NAME(T *a, size_t n, size_t i0, size_t i1) {                                                \
+        enum { TILE = 32 };                                                                          \
+        if (i1 > n) i1 = n;                                                                          \
+        for (size_t ib = i0; ib < i1; ib += TILE) {                                                  \
+            for (size_t jb = ib; jb < n; jb += TILE) {                                               \
+                const size_t ie = ib + TILE < i1 ? ib + TILE : i1, je = jb + TILE < n ? jb + TILE : n; \
+                for (size_t i = ib; i < ie; ++i) {                                                   \
+                    for (size_t j = (jb > i + 1 ? jb : i + 1); j < je; ++j) a[j * n + i] = a[i * n + j]; \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
     }
-}
+
+DEFINE_MIRROR(ntk_mirror_upper, double)
+DEFINE_MIRROR(ntk_mirror_upper_f32, float)

@@ -29,6 +29,10 @@ public protocol NTKFloat: BinaryFloatingPoint, Sendable {
     /// C[m, n] = α·op(A)·op(B) + β·C, row-major (cblas_sgemm / cblas_dgemm).
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// Upper triangle of C[n, n] = α·A·Aᵀ (A [n, k], row-major; cblas_ssyrk / cblas_dsyrk). C's lower part is not touched.
+    static func syrk(n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// a[j, i] = a[i, j] for j > i, rows [i0, i1) of a row-major [n, n] matrix.
+    static func mirrorUpper(_ a: UnsafeMutablePointer<Self>, _ n: Int, _ i0: Int, _ i1: Int)
     /// z ← φ(z), dz ← φ'(z) (`ntk_act_forward_*`).
     static func activate(_ z: UnsafeMutablePointer<Self>, _ dz: UnsafeMutablePointer<Self>?, _ n: Int, _ act: Activation)
 }
@@ -63,6 +67,10 @@ extension Double: NTKFloat {
         cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+    public static func syrk(n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), 0, c, Int32(ldc))
+    }
+    public static func mirrorUpper(_ a: UnsafeMutablePointer<Double>, _ n: Int, _ i0: Int, _ i1: Int) { ntk_mirror_upper(a, n, i0, i1) }
     public static func activate(_ z: UnsafeMutablePointer<Double>, _ dz: UnsafeMutablePointer<Double>?, _ n: Int, _ act: Activation) {
         ntk_act_forward_f64(z, dz, n, act.c.0, act.c.1)
     }
@@ -85,6 +93,10 @@ extension Float: NTKFloat {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+    public static func syrk(n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), 0, c, Int32(ldc))
+    }
+    public static func mirrorUpper(_ a: UnsafeMutablePointer<Float>, _ n: Int, _ i0: Int, _ i1: Int) { ntk_mirror_upper_f32(a, n, i0, i1) }
     public static func activate(_ z: UnsafeMutablePointer<Float>, _ dz: UnsafeMutablePointer<Float>?, _ n: Int, _ act: Activation) {
         ntk_act_forward_f32(z, dz, n, act.c.0, act.c.1)
     }

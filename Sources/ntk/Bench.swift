@@ -100,6 +100,14 @@ extension NTKCommand {
                 let s64 = try median(repeats) { _ in try t64.stepOnce() }
                 report("train step 784-\(width)-\(width)-10 N=\(nStep) f64", seconds: s64, flops: stepFlops, peak: dgemmPeak)
 
+                // Empirical NTK of the same network (f32), traced and full, x2 = None.
+                let engine = EmpiricalNTK<Float>(MLP(spec: stepSpec, theta: theta0))
+                for output in [EmpiricalNTK<Float>.Output.traced, .full] {
+                    var flops = 0.0
+                    let secs = try median(repeats) { _ in flops = engine.compute(x1: xs, output: output).flops }
+                    report("empirical NTK \(output) 784-\(width)-\(width)-10 N=\(nStep) f32", seconds: secs, flops: flops, peak: sPeak.flops / sPeak.seconds / 1e9)
+                }
+
                 // Artifact write and read.
                 let mb = quick ? 16 : 128
                 let values: [Double] = (0..<(mb << 20) / 8).map { (i: Int) -> Double in

@@ -72,4 +72,13 @@ for act in ("relu", "erf"):
            "x_test": f32(rng.normal(size=(4, 6))), "y_test": f32(rng.normal(size=(4, 3))), **w}
     run("train", inp, f"train_{act}.npz", ["--activation", act, "--W_std", "1.3", "--b_std", "0.2",
                                            "--learning_rate", "0.5", "--steps", "100", "--record_steps", "0,1,10,100"])
+# Empirical NTK (nt.empirical_ntk_fn, traced and trace_axes=()) on given weights, x vs x2.
+for act in ("relu", "erf"):
+    dims = [5, 24, 16, 3]
+    w = {}
+    for l in range(3):
+        w[f"W{l}"] = f32(rng.normal(size=(dims[l], dims[l + 1])))
+        w[f"b{l}"] = f32(rng.normal(size=(dims[l + 1],)))
+    inp = {"x": f32(rng.normal(size=(6, 5))), "x2": f32(rng.normal(size=(4, 5))), **w}
+    run("empirical", inp, f"empirical_{act}.npz", ["--activation", act, "--W_std", "1.4", "--b_std", "0.3"])
 print("wrote", sorted(os.listdir(OUT)))

@@ -160,6 +160,7 @@ void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, 
 /* a[j·n + i] = a[i·n + j] for j > i and i0 ≤ i < i1: copies rows [i0, i1) of the upper triangle of a
  * row-major [n, n] matrix onto the lower, in cache-sized tiles (bands of rows can run on different threads). */
 void ntk_mirror_upper(double *a, size_t n, size_t i0, size_t i1);
+void ntk_mirror_upper_f32(float *a, size_t n, size_t i0, size_t i1);
 
 /* Fills out[0..n) with standard normal draws: SplitMix64 (state advanced in place) and Box–Muller, using both
  * values of each pair. The same state gives the same numbers on every machine and thread count. */
