@@ -249,19 +249,9 @@ public enum AnalyticKernels {
         }
     }
 
-    /// a[j, i] = a[i, j] for j > i (C, cache-tiled; bands of 64 rows interleaved across cores).
     static func mirrorUpperToLower(_ a: inout Matrix, threads: Int = ProcessInfo.processorCount) {
-        let n = a.rows, band = 64, bands = (n + band - 1) / band, nt = max(1, min(threads, bands))
-        a.data.withUnsafeMutableBufferPointer { p in
-            let base = p.baseAddress!
-            DispatchQueue.concurrentPerform(iterations: nt) { w in
-                var b = w
-                while b < bands {
-                    ntk_mirror_upper(base, n, b * band, min(n, (b + 1) * band))
-                    b += nt
-                }
-            }
-        }
+        let n = a.rows
+        a.data.withUnsafeMutableBufferPointer { mirrorUpperParallel($0.baseAddress!, n, threads: threads) }
     }
 
     /// One layer (activation + Dense) for one row, in place.

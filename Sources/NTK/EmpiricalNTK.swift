@@ -161,22 +161,13 @@ public struct EmpiricalNTK<T: NTKFloat> {
             }
             if perLayer {
                 if symmetric {
-                    wPart.withUnsafeMutableBufferPointer { T.mirrorUpper($0.baseAddress!, rows, 0, rows) }
-                    bPart.withUnsafeMutableBufferPointer { if !$0.isEmpty { T.mirrorUpper($0.baseAddress!, rows, 0, rows) } }
+                    wPart.withUnsafeMutableBufferPointer { mirrorUpperParallel($0.baseAddress!, rows) }
+                    bPart.withUnsafeMutableBufferPointer { if !$0.isEmpty { mirrorUpperParallel($0.baseAddress!, rows) } }
                 }
                 parts.append((wPart, cb != 0 ? bPart : nil))
             }
         }
-        if symmetric {
-            let nt = ProcessInfo.processorCount, band = 64, bands = (rows + band - 1) / band
-            ntk.withUnsafeMutableBufferPointer { p in
-                let base = p.baseAddress!
-                DispatchQueue.concurrentPerform(iterations: max(1, min(nt, bands))) { w in
-                    var b = w
-                    while b < bands { T.mirrorUpper(base, rows, b * band, min(rows, (b + 1) * band)); b += max(1, min(nt, bands)) }
-                }
-            }
-        }
+        if symmetric { ntk.withUnsafeMutableBufferPointer { mirrorUpperParallel($0.baseAddress!, rows) } }
         return Result(ntk: ntk, rows: rows, cols: cols, perLayer: parts, flops: flops)
     }
 }

@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 internal import CNTK
 internal import COpenBLAS
 
@@ -105,4 +107,17 @@ extension Float: NTKFloat {
 /// Converts bytes to float64 with a scale: y_i = scale·x_i (pixels 0…255 → [0, 1] with scale 1/255).
 public func convertBytes(_ y: UnsafeMutablePointer<Double>, _ x: UnsafePointer<UInt8>, count: Int, scale: Double) {
     ntk_convert_u8_f64(y, x, scale, count)
+}
+
+/// a[j, i] = a[i, j] for j > i on a row-major [n, n] matrix: the upper triangle copied onto the lower, in bands of
+/// 64 rows interleaved across `threads` cores (C, cache-tiled).
+func mirrorUpperParallel<T: NTKFloat>(_ a: UnsafeMutablePointer<T>, _ n: Int, threads: Int = ProcessInfo.processorCount) {
+    let band = 64, bands = (n + band - 1) / band, nt = max(1, min(threads, bands))
+    DispatchQueue.concurrentPerform(iterations: nt) { w in
+        var b = w
+        while b < bands {
+            T.mirrorUpper(a, n, b * band, min(n, (b + 1) * band))
+            b += nt
+        }
+    }
 }
