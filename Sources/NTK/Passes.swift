@@ -16,6 +16,8 @@ public final class Passes<T: NTKFloat> {
     /// f(x): [maxBatch, k]
     public private(set) var output: [T]
     var delta: [T], deltaNext: [T]
+    /// Tangents ȧ of the JVP pass (ping-pong).
+    var tangent: [T], tangentNext: [T]
     let ones: [T]
 
     public init(spec: NetworkSpec, maxBatch: Int) {
@@ -32,6 +34,8 @@ public final class Passes<T: NTKFloat> {
         let widest = ([spec.inputDim, spec.outputs] + spec.widths).max()!
         delta = [T](repeating: 0, count: maxBatch * widest)
         deltaNext = delta
+        tangent = delta
+        tangentNext = delta
         ones = [T](repeating: 1, count: maxBatch)
     }
 
@@ -58,6 +62,43 @@ public final class Passes<T: NTKFloat> {
                         derivs[l].withUnsafeMutableBufferPointer { d in T.activate(z.baseAddress!, d.baseAddress!, n * layer.fanOut, spec.activation) }
                         input = UnsafePointer(z.baseAddress!)
                     }
+                }
+            }
+        }
+    }
+
+    /// The Jacobian-vector product J(x)·v at the θ of the last `forward` (whose activations and φ' it reuses):
+    /// the tangent pass  ż_{l+1} = s_w,l·(ȧ_l·W_l + a_l·V_l) + s_b,l·v_b,l,  ȧ_l = φ'(z_l) ⊙ ż_l,  ȧ_0 = 0,
+    /// with V_l, v_b,l the slices of v. The result [n, k] is written into `out`. This is how the linearized
+    /// network f_lin(θ) = f(θ₀) + J(θ₀)·(θ − θ₀) is evaluated without forming J (PAPER Eq. 5).
+    public func jvp(theta: UnsafePointer<T>, x: UnsafePointer<T>, n: Int, direction v: UnsafePointer<T>, out: UnsafeMutablePointer<T>) {
+        let last = layout.layers.count - 1
+        ones.withUnsafeBufferPointer { onesP in
+            for (l, layer) in layout.layers.enumerated() {
+                let input: UnsafePointer<T> = l == 0 ? x : acts[l - 1].withUnsafeBufferPointer { UnsafePointer($0.baseAddress!) }
+                let body = { (zdot: UnsafeMutablePointer<T>) in
+                    // s_b·v_b (rank-1 with ones), then s_w·a_l·V_l, then s_w·ȧ_l·W_l (ȧ_0 = 0)
+                    if let b = layer.b {
+                        T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: 1, alpha: self.bScale[l], a: onesP.baseAddress!, lda: 1,
+                               b: v + b, ldb: layer.fanOut, beta: 0, c: zdot, ldc: layer.fanOut)
+                    }
+                    T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: layer.fanIn, alpha: self.wScale[l], a: input, lda: layer.fanIn,
+                           b: v + layer.w, ldb: layer.fanOut, beta: layer.b == nil ? 0 : 1, c: zdot, ldc: layer.fanOut)
+                    if l > 0 {
+                        self.tangent.withUnsafeBufferPointer { ad in
+                            T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: layer.fanIn, alpha: self.wScale[l], a: ad.baseAddress!,
+                                   lda: layer.fanIn, b: theta + layer.w, ldb: layer.fanOut, beta: 1, c: zdot, ldc: layer.fanOut)
+                        }
+                    }
+                }
+                if l == last {
+                    body(out)
+                } else {
+                    tangentNext.withUnsafeMutableBufferPointer { zp in
+                        body(zp.baseAddress!)
+                        derivs[l].withUnsafeBufferPointer { d in T.hadamard(zp.baseAddress!, zp.baseAddress!, d.baseAddress!, n * layer.fanOut) }
+                    }
+                    swap(&tangent, &tangentNext)
                 }
             }
         }

@@ -111,16 +111,27 @@ public struct TrainingDiverged: Error, CustomStringConvertible {
     }
 }
 
-/// Trains an MLP in precision T with preallocated buffers. Data: x [n, n₀], y [n, k] (test optional);
+/// What is trained: the network itself, or its first-order Taylor expansion around θ₀ (PAPER Eq. 5),
+/// f_lin(x; θ) = f(x; θ₀) + J(x; θ₀)·(θ − θ₀), evaluated with one tangent (JVP) pass at θ₀, whose gradient
+/// J(θ₀)ᵀ·∂L/∂f is the ordinary backward pass at θ₀.
+public enum TrainedModel: String, Sendable { case network, linearized }
+
+/// Trains an MLP (or its linearization) in precision T with preallocated buffers. Data: x [n, n₀], y [n, k] (test optional);
 /// classification accuracy is measured when `labels` are given (argmax of f; sign for k = 1).
 public final class Trainer<T: NTKFloat> {
     public let spec: NetworkSpec
     public let config: TrainingConfig
+    public let model: TrainedModel
     let passes: Passes<T>
+    let theta0T: [T]
+    /// linearized: θ − θ₀, f(θ₀), and the tangent J·(θ − θ₀)
+    var direction: [T], baseOut: [T], tangentOut: [T], baseOutAtTheta0: [T]
+    /// The inputs whose θ₀ activations the passes currently hold (linearized model).
+    var cachedInput: (UnsafePointer<T>, Int)?
     let xTrain: [T], yTrain: [T], xTest: [T], yTest: [T]
     let labelsTrain: [Int]?, labelsTest: [Int]?
     public let nTrain: Int, nTest: Int
-    let theta0: [Double]
+    public let theta0: [Double]
     public private(set) var theta: [T]
     var velocity: [T]
     var grad: [T]
@@ -134,9 +145,10 @@ public final class Trainer<T: NTKFloat> {
     var initialLoss: Double?
 
     public init(spec: NetworkSpec, theta0: [Double], xTrain: Matrix, yTrain: Matrix, xTest: Matrix? = nil, yTest: Matrix? = nil,
-                labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig) {
+                labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig, model: TrainedModel = .network) {
         self.spec = spec
         self.config = config
+        self.model = model
         nTrain = xTrain.rows
         nTest = xTest?.rows ?? 0
         let batch = min(config.batchSize ?? nTrain, nTrain)
@@ -146,6 +158,12 @@ public final class Trainer<T: NTKFloat> {
         self.labelsTrain = labelsTrain; self.labelsTest = labelsTest
         self.theta0 = theta0
         theta = theta0.map { T($0) }
+        theta0T = theta
+        direction = model == .linearized ? [T](repeating: 0, count: theta0.count) : []
+        let outCount = model == .linearized ? max(nTrain, nTest, 1) * spec.outputs : 0
+        baseOut = [T](repeating: 0, count: outCount)
+        tangentOut = baseOut
+        baseOutAtTheta0 = baseOut
         velocity = [T](repeating: 0, count: theta0.count)
         grad = velocity
         dOut = [T](repeating: 0, count: batch * spec.outputs)
@@ -165,6 +183,42 @@ public final class Trainer<T: NTKFloat> {
     }
 
     var batchSize: Int { min(config.batchSize ?? nTrain, nTrain) }
+
+    /// The model's outputs for n rows of x, into `passes.output` (network) or `baseOut` (linearized); the
+    /// passes' caches then hold the activations the backward pass needs (at θ, or at θ₀ when linearized).
+    func evaluate(_ x: UnsafePointer<T>, n: Int) -> UnsafePointer<T> {
+        switch model {
+        case .network:
+            theta.withUnsafeBufferPointer { passes.forward(theta: $0.baseAddress!, x: x, n: n) }
+            return passes.output.withUnsafeBufferPointer { $0.baseAddress! }
+        case .linearized:
+            let k = spec.outputs
+            theta0T.withUnsafeBufferPointer { th0 in
+                // θ₀ never changes: the forward pass at θ₀ is reused while the same inputs come back (full batch)
+                if cachedInput?.0 != x || cachedInput?.1 != n {
+                    passes.forward(theta: th0.baseAddress!, x: x, n: n)
+                    baseOutAtTheta0.withUnsafeMutableBufferPointer { b in
+                        passes.output.withUnsafeBufferPointer { b.baseAddress!.update(from: $0.baseAddress!, count: n * k) }
+                    }
+                    cachedInput = (x, n)
+                }
+                direction.withUnsafeMutableBufferPointer { dir in
+                    theta.withUnsafeBufferPointer { th in
+                        dir.baseAddress!.update(from: th.baseAddress!, count: dir.count)
+                        T.axpy(dir.baseAddress!, -1, th0.baseAddress!, dir.count)  // θ − θ₀
+                    }
+                    tangentOut.withUnsafeMutableBufferPointer { tp in
+                        passes.jvp(theta: th0.baseAddress!, x: x, n: n, direction: dir.baseAddress!, out: tp.baseAddress!)
+                    }
+                }
+            }
+            baseOut.withUnsafeMutableBufferPointer { b in
+                baseOutAtTheta0.withUnsafeBufferPointer { b.baseAddress!.update(from: $0.baseAddress!, count: n * k) }
+                tangentOut.withUnsafeBufferPointer { T.axpy(b.baseAddress!, 1, $0.baseAddress!, n * k) }  // f₀ + J·(θ − θ₀)
+            }
+            return baseOut.withUnsafeBufferPointer { $0.baseAddress! }
+        }
+    }
     var fullBatch: Bool { batchSize == nTrain }
 
     /// One optimizer step on the next batch; returns the batch loss before the step.
@@ -172,7 +226,9 @@ public final class Trainer<T: NTKFloat> {
     public func stepOnce() throws -> Double {
         let b = batchSize, k = spec.outputs, d = spec.inputDim
         var loss = 0.0
-        theta.withUnsafeBufferPointer { th in
+        // the backward pass runs at θ (network) or θ₀ (linearized: its gradient is J(θ₀)ᵀ·∂L/∂f)
+        let backwardTheta = model == .network ? theta : theta0T
+        backwardTheta.withUnsafeBufferPointer { th in
             let xPtr: UnsafePointer<T>, yPtr: UnsafePointer<T>
             if fullBatch {
                 xPtr = xTrain.withUnsafeBufferPointer { $0.baseAddress! }
@@ -183,10 +239,8 @@ public final class Trainer<T: NTKFloat> {
                 yPtr = batchY.withUnsafeBufferPointer { $0.baseAddress! }
             }
             _ = d
-            passes.forward(theta: th.baseAddress!, x: xPtr, n: b)
-            loss = passes.output.withUnsafeBufferPointer { f in
-                dOut.withUnsafeMutableBufferPointer { g in config.loss.evaluate(f.baseAddress!, yPtr, n: b, k: k, grad: g.baseAddress!) }
-            }
+            let f = evaluate(xPtr, n: b)
+            loss = dOut.withUnsafeMutableBufferPointer { g in config.loss.evaluate(f, yPtr, n: b, k: k, grad: g.baseAddress!) }
             grad.withUnsafeMutableBufferPointer { g in
                 g.update(repeating: 0)
                 dOut.withUnsafeBufferPointer { passes.backward(theta: th.baseAddress!, x: xPtr, n: b, dOutput: $0.baseAddress!, grad: g.baseAddress!) }
@@ -222,6 +276,7 @@ public final class Trainer<T: NTKFloat> {
     /// Copies the next `batchSize` samples (seeded reshuffle at each epoch) into the batch buffers.
     func nextBatch() {
         let b = batchSize, k = spec.outputs, d = spec.inputDim
+        cachedInput = nil  // the batch buffer's contents change under the same pointer
         for r in 0..<b {
             if position >= nTrain {
                 rng.shuffle(&order)
@@ -239,8 +294,8 @@ public final class Trainer<T: NTKFloat> {
         let k = spec.outputs
         func outputs(_ x: [T], _ n: Int) -> [Double] {
             guard n > 0 else { return [] }
-            theta.withUnsafeBufferPointer { th in x.withUnsafeBufferPointer { passes.forward(theta: th.baseAddress!, x: $0.baseAddress!, n: n) } }
-            return passes.output.prefix(n * k).map { Double($0) }
+            let f = x.withUnsafeBufferPointer { evaluate($0.baseAddress!, n: n) }
+            return (0..<n * k).map { Double(f[$0]) }
         }
         let ftr = outputs(xTrain, nTrain), fte = outputs(xTest, nTest)
         func loss(_ f: [Double], _ y: [T]) -> Double {

@@ -7,7 +7,8 @@ import NTK
 ///
 /// Output (kind `trained`): `final_W0, final_b0, …` (θ_T, neural-tangents layout); `steps` [R] (int32), `time`,
 /// `train_loss`, `test_loss`, `train_accuracy`, `test_accuracy` [R]; `fx_train` [R, n, k], `fx_test` [R, m, k];
-/// `relative_change` [R, L+1].
+/// `relative_change` [R, L+1]; and with `linearize: true` (the default) the same records of the linearized
+/// network, prefixed `lin_`, trained on the same batches (PAPER Eq. 5: "train and linearize").
 ///
 /// `train`: `loss` (mse | cross_entropy), `learning_rate`, `steps`, `batch_size` (null: full batch),
 /// `momentum` (0), `lr_scale_w` / `lr_scale_b` (per-layer multipliers, PAPER §1.6), `dtype` (float32 | float64),
@@ -16,13 +17,15 @@ import NTK
 /// Divergence (NaN/Inf, or the loss growing 10⁴×) stops the run with a suggested stable learning rate.
 public struct TrainStage: StageKind {
     public static let name = "train"
-    public static let algorithmVersion = 1
-    public static let summary = "train the network (GD/SGD/momentum; MSE/CE) with log-spaced records → trained artifact"
+    public static let algorithmVersion = 2
+    public static let summary = "train the network and its linearization (GD/SGD/momentum; MSE/CE) with log-spaced records → trained artifact"
     public static let outputs: [ArtifactKind] = [.trained]
 
     public let config: TrainingConfig
     public let dtype: DataConfig.Precision
     public let checkpointEvery: Int
+    /// Also train the linearization f_lin = f₀ + J₀(θ − θ₀) on the same batches ("train and linearize").
+    public let linearize: Bool
 
     public init(params: StageParams) throws {
         var r = try params.reader("train")
@@ -47,6 +50,7 @@ public struct TrainStage: StageKind {
         c.lrScaleB = try scales("lr_scale_b")
         dtype = try r.choice("dtype", default: .float32)
         checkpointEvery = try r.int("checkpoint_every", default: 500, min: 1)!
+        linearize = try r.bool("linearize", default: true)
         try r.finish()
         guard c.learningRate > 0 else { throw r.fail("learning_rate", "must be > 0") }
         c.seed = UInt64(bitPattern: Int64(try params.int("seed", default: 0)))
@@ -77,43 +81,73 @@ public struct TrainStage: StageKind {
     func train<T: NTKFloat>(_: T.Type, _ ds: DatasetArtifact, _ p: ParamsArtifact, _ ctx: StageContext) throws -> ArtifactFile {
         let k = ds.outputs
         let classOf = Dictionary(uniqueKeysWithValues: ds.classes.enumerated().map { (Int32($0.element), $0.offset) })
-        let trainer = Trainer<T>(spec: p.spec, theta0: p.theta,
-                                 xTrain: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), yTrain: Matrix(rows: ds.nTrain, cols: k, data: ds.yTrain),
-                                 xTest: Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest), yTest: Matrix(rows: ds.nTest, cols: k, data: ds.yTest),
-                                 labelsTrain: ds.labelsTrain.map { classOf[$0] ?? -1 }, labelsTest: ds.labelsTest.map { classOf[$0] ?? -1 }, config: config)
-        var records: [TrainingRecord] = []
-        if let f = ctx.checkpoints?.load("train"), let s = Self.state(from: f) {
-            trainer.restore(s)
-            records = Self.records(from: f, n: ds.nTrain, m: ds.nTest, k: k)
-            ctx.reporter.log("resumed training at step \(s.step) of \(config.steps) from a checkpoint")
+        func makeTrainer(_ model: TrainedModel) -> Trainer<T> {
+            Trainer<T>(spec: p.spec, theta0: p.theta,
+                       xTrain: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), yTrain: Matrix(rows: ds.nTrain, cols: k, data: ds.yTrain),
+                       xTest: Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest), yTest: Matrix(rows: ds.nTest, cols: k, data: ds.yTest),
+                       labelsTrain: ds.labelsTrain.map { classOf[$0] ?? -1 }, labelsTest: ds.labelsTest.map { classOf[$0] ?? -1 },
+                       config: config, model: model)
+        }
+        // The network and (optionally) its linearization, stepped together: same seed, same batches.
+        let trainers = [makeTrainer(.network)] + (linearize ? [makeTrainer(.linearized)] : [])
+        let prefixes = ["", "lin_"]
+        var records = [[TrainingRecord]](repeating: [], count: trainers.count)
+        if let f = ctx.checkpoints?.load("train") {
+            var restored = 0
+            for (i, t) in trainers.enumerated() {
+                if let s = Self.state(from: f, prefix: prefixes[i]) {
+                    t.restore(s)
+                    records[i] = Self.records(from: f, prefix: prefixes[i], n: ds.nTrain, m: ds.nTest, k: k)
+                    restored += 1
+                }
+            }
+            if restored == trainers.count { ctx.reporter.log("resumed training at step \(trainers[0].step) of \(config.steps) from a checkpoint") } else {
+                for t in trainers { t.restore(Self.freshState(t)) }
+                records = [[TrainingRecord]](repeating: [], count: trainers.count)
+            }
         }
         let logAt = Set(config.logSteps)
-        let task = ctx.reporter.begin("training \(T.dtypeName)", total: max(config.steps, 1), unit: "steps")
+        let task = ctx.reporter.begin(linearize ? "training network and linearization, \(T.dtypeName)" : "training \(T.dtypeName)",
+                                      total: max(config.steps, 1), unit: "steps")
         let started = Date()
         while true {
-            if logAt.contains(trainer.step) && records.last?.step != trainer.step { records.append(trainer.record()) }
-            if trainer.step >= config.steps { break }
-            do { try trainer.stepOnce() } catch let d as TrainingDiverged {
-                throw NTKError("training diverged at step \(d.step): the loss is \(d.loss.isFinite ? String(format: "%.3g", d.loss) : "\(d.loss)") with learning rate \(config.learningRate)",
-                               key: "params.train.learning_rate", hint: suggestion(ds, p))
+            let step = trainers[0].step
+            if logAt.contains(step) && records[0].last?.step != step {
+                for (i, t) in trainers.enumerated() { records[i].append(t.record()) }
             }
-            if trainer.step % checkpointEvery == 0 && trainer.step < config.steps, let store = ctx.checkpoints {
-                try store.save("train", Self.tensors(trainer.state, records: records))
+            if step >= config.steps { break }
+            for (i, t) in trainers.enumerated() {
+                do { try t.stepOnce() } catch let d as TrainingDiverged {
+                    throw NTKError("training \(i == 0 ? "the network" : "the linearized network") diverged at step \(d.step): the loss is \(d.loss.isFinite ? String(format: "%.3g", d.loss) : "\(d.loss)") with learning rate \(config.learningRate)",
+                                   key: "params.train.learning_rate", hint: suggestion(ds, p))
+                }
             }
-            if trainer.step % max(1, config.steps / 100) == 0 { task.update(trainer.step) }
+            let now = trainers[0].step
+            if now % checkpointEvery == 0 && now < config.steps, let store = ctx.checkpoints {
+                try store.save("train", trainers.enumerated().flatMap { i, t in Self.tensors(t.state, records: records[i], prefix: prefixes[i]) })
+            }
+            if now % max(1, config.steps / 100) == 0 { task.update(now) }
         }
         task.finish()
         let secs = Date().timeIntervalSince(started)
-        if let last = records.last {
-            ctx.reporter.log(String(format: "%.1f steps/s; step %d (t = %g): train loss %.5f%@%@", secs > 0 ? Double(config.steps) / secs : 0, last.step, last.time, last.trainLoss,
+        for (i, rs) in records.enumerated() {
+            guard let last = rs.last else { continue }
+            ctx.reporter.log(String(format: "%@ step %d (t = %g): train loss %.5f%@%@", i == 0 ? "network:   " : "linearized:", last.step, last.time, last.trainLoss,
                                     last.testLoss.map { String(format: ", test loss %.5f", $0) } ?? "",
                                     last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
+        }
+        if records.count == 2, let a = records[0].last, let b = records[1].last, !a.fxTest.isEmpty {
+            let rmse = (zip(a.fxTest, b.fxTest).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(a.fxTest.count)).squareRoot()
+            ctx.reporter.log(String(format: "RMSE between the network's and the linearization's test outputs at step %d: %.3g; %.1f steps/s", a.step, rmse,
+                                    secs > 0 ? Double(config.steps) / secs : 0))
         }
         var meta = ctx.metadata(kind: Self.name)
         meta["network"] = p.networkJSON
         meta["dtype"] = .string(T.dtypeName)
-        let final = ParamsArtifact(spec: p.spec, theta: trainer.state.theta)
-        return ArtifactFile(kind: .trained, metadata: meta, tensors: final.tensors(prefix: "final_") + Self.recordTensors(records, n: ds.nTrain, m: ds.nTest, k: k))
+        meta["linearized"] = .bool(linearize)
+        let final = ParamsArtifact(spec: p.spec, theta: trainers[0].state.theta)
+        return ArtifactFile(kind: .trained, metadata: meta, tensors: final.tensors(prefix: "final_")
+            + records.enumerated().flatMap { i, rs in Self.recordTensors(rs, prefix: prefixes[i], n: ds.nTrain, m: ds.nTest, k: k) })
     }
 
     /// The stable-learning-rate hint: for MSE, 2·N·k/λ_max of the traced empirical NTK at θ₀, estimated on up to
@@ -131,26 +165,26 @@ public struct TrainStage: StageKind {
 
     // MARK: records and state as tensors (the artifact and the checkpoint share the format)
 
-    static func recordTensors(_ rs: [TrainingRecord], n: Int, m: Int, k: Int) -> [Tensor] {
+    static func recordTensors(_ rs: [TrainingRecord], prefix p: String = "", n: Int, m: Int, k: Int) -> [Tensor] {
         let r = rs.count, layers = rs.first?.relativeChange.count ?? 0
         return [
-            Tensor(name: "steps", shape: [r], int32: rs.map { Int32($0.step) }),
-            Tensor(name: "time", shape: [r], values: rs.map(\.time)),
-            Tensor(name: "train_loss", shape: [r], values: rs.map(\.trainLoss)),
-            Tensor(name: "test_loss", shape: [r], values: rs.map { $0.testLoss ?? .nan }),
-            Tensor(name: "train_accuracy", shape: [r], values: rs.map { $0.trainAccuracy ?? .nan }),
-            Tensor(name: "test_accuracy", shape: [r], values: rs.map { $0.testAccuracy ?? .nan }),
-            Tensor(name: "fx_train", shape: [r, n, k], values: rs.flatMap(\.fxTrain)),
-            Tensor(name: "fx_test", shape: [r, m, k], values: rs.flatMap(\.fxTest)),
-            Tensor(name: "relative_change", shape: [r, layers], values: rs.flatMap(\.relativeChange)),
+            Tensor(name: p + "steps", shape: [r], int32: rs.map { Int32($0.step) }),
+            Tensor(name: p + "time", shape: [r], values: rs.map(\.time)),
+            Tensor(name: p + "train_loss", shape: [r], values: rs.map(\.trainLoss)),
+            Tensor(name: p + "test_loss", shape: [r], values: rs.map { $0.testLoss ?? .nan }),
+            Tensor(name: p + "train_accuracy", shape: [r], values: rs.map { $0.trainAccuracy ?? .nan }),
+            Tensor(name: p + "test_accuracy", shape: [r], values: rs.map { $0.testAccuracy ?? .nan }),
+            Tensor(name: p + "fx_train", shape: [r, n, k], values: rs.flatMap(\.fxTrain)),
+            Tensor(name: p + "fx_test", shape: [r, m, k], values: rs.flatMap(\.fxTest)),
+            Tensor(name: p + "relative_change", shape: [r, layers], values: rs.flatMap(\.relativeChange)),
         ]
     }
 
-    static func records(from f: ArtifactFile, n: Int, m: Int, k: Int) -> [TrainingRecord] {
-        guard let steps = f.tensor("steps")?.integers() else { return [] }
-        let time = f.tensor("time")!.doubles(), tl = f.tensor("train_loss")!.doubles(), vl = f.tensor("test_loss")!.doubles()
-        let ta = f.tensor("train_accuracy")!.doubles(), va = f.tensor("test_accuracy")!.doubles()
-        let ftr = f.tensor("fx_train")!.doubles(), fte = f.tensor("fx_test")!.doubles(), rc = f.tensor("relative_change")!
+    static func records(from f: ArtifactFile, prefix p: String = "", n: Int, m: Int, k: Int) -> [TrainingRecord] {
+        guard let steps = f.tensor(p + "steps")?.integers() else { return [] }
+        let time = f.tensor(p + "time")!.doubles(), tl = f.tensor(p + "train_loss")!.doubles(), vl = f.tensor(p + "test_loss")!.doubles()
+        let ta = f.tensor(p + "train_accuracy")!.doubles(), va = f.tensor(p + "test_accuracy")!.doubles()
+        let ftr = f.tensor(p + "fx_train")!.doubles(), fte = f.tensor(p + "fx_test")!.doubles(), rc = f.tensor(p + "relative_change")!
         let layers = rc.shape.count == 2 ? rc.shape[1] : 0
         let rcv = rc.doubles()
         func opt(_ v: Double) -> Double? { v.isNaN ? nil : v }
@@ -161,19 +195,24 @@ public struct TrainStage: StageKind {
         }
     }
 
-    static func tensors(_ s: TrainingState, records: [TrainingRecord]) -> [Tensor] {
+    static func tensors(_ s: TrainingState, records: [TrainingRecord], prefix p: String) -> [Tensor] {
         let n = records.first?.fxTrain.count ?? 0, m = records.first?.fxTest.count ?? 0
         return [
-            Tensor(name: "state_theta", shape: [s.theta.count], values: s.theta),
-            Tensor(name: "state_velocity", shape: [s.velocity.count], values: s.velocity),
-            Tensor(name: "state_order", shape: [s.order.count], int32: s.order.map { Int32($0) }),
-            Tensor(name: "state_scalars", shape: [4], values: [Double(s.step), Double(s.position), Double(bitPattern: s.rngState), s.initialLoss ?? .nan]),
-        ] + recordTensors(records, n: n, m: m, k: 1)
+            Tensor(name: p + "state_theta", shape: [s.theta.count], values: s.theta),
+            Tensor(name: p + "state_velocity", shape: [s.velocity.count], values: s.velocity),
+            Tensor(name: p + "state_order", shape: [s.order.count], int32: s.order.map { Int32($0) }),
+            Tensor(name: p + "state_scalars", shape: [4], values: [Double(s.step), Double(s.position), Double(bitPattern: s.rngState), s.initialLoss ?? .nan]),
+        ] + recordTensors(records, prefix: p, n: n, m: m, k: 1)
     }
 
-    static func state(from f: ArtifactFile) -> TrainingState? {
-        guard let th = f.tensor("state_theta"), let v = f.tensor("state_velocity"), let o = f.tensor("state_order")?.integers(),
-              let sc = f.tensor("state_scalars")?.doubles(), sc.count == 4 else { return nil }
+    static func freshState<T>(_ t: Trainer<T>) -> TrainingState {
+        TrainingState(step: 0, theta: t.theta0, velocity: [Double](repeating: 0, count: t.theta0.count), rngState: t.config.seed,
+                      order: Array(0..<t.nTrain), position: t.nTrain, initialLoss: nil)
+    }
+
+    static func state(from f: ArtifactFile, prefix p: String) -> TrainingState? {
+        guard let th = f.tensor(p + "state_theta"), let v = f.tensor(p + "state_velocity"), let o = f.tensor(p + "state_order")?.integers(),
+              let sc = f.tensor(p + "state_scalars")?.doubles(), sc.count == 4 else { return nil }
         return TrainingState(step: Int(sc[0]), theta: th.doubles(), velocity: v.doubles(), rngState: sc[2].bitPattern, order: o,
                              position: Int(sc[1]), initialLoss: sc[3].isNaN ? nil : sc[3])
     }
