@@ -73,6 +73,27 @@ public struct EmpiricalNTK<T: NTKFloat> {
         return (acts, signals)
     }
 
+    /// The empirical NNGP kernel of the read-out features x̄(x) = [σ_w·a_L(x)/√n_L, σ_b] (PAPER §2.5):
+    /// K̂(x, x') = σ_w²/n_L·a_L(x)·a_L(x') + σ_b², [N1, N2] (the read-out's own c_w, c_b in standard parameterization).
+    public func nngp(x1: Matrix, x2: Matrix? = nil) -> [T] {
+        let last = net.layers.count - 1, layer = net.layers[last], spec = net.spec
+        var flops = 0.0
+        let a1 = features(x1.data.map { T($0) }, n: x1.rows, flops: &flops).acts[last]
+        let a2 = x2.map { features($0.data.map { T($0) }, n: $0.rows, flops: &flops).acts[last] } ?? a1
+        let n2 = x2?.rows ?? x1.rows
+        let cw = spec.wStd[last] * spec.wStd[last] / Double(layer.fanIn), cb = spec.bStd[last] * spec.bStd[last]
+        var k = [T](repeating: T(cb), count: x1.rows * n2)
+        a1.withUnsafeBufferPointer { a in
+            a2.withUnsafeBufferPointer { b in
+                k.withUnsafeMutableBufferPointer { c in
+                    T.gemm(transA: false, transB: true, m: x1.rows, n: n2, k: layer.fanIn, alpha: T(cw), a: a.baseAddress!, lda: layer.fanIn,
+                           b: b.baseAddress!, ldb: layer.fanIn, beta: 1, c: c.baseAddress!, ldc: n2)
+                }
+            }
+        }
+        return k
+    }
+
     /// Θ̂ between the rows of x1 [N1, d] and x2 [N2, d] (x2 nil: x1 with itself, using SYRK and symmetry).
     @_specialize(where T == Float)
     @_specialize(where T == Double)

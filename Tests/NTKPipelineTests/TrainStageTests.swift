@@ -111,3 +111,44 @@ final class TrainStageTests: XCTestCase {
         XCTAssertEqual(TestSupport.read(d + "/pipeline.lock"), lock)
     }
 }
+
+/// The empirical_kernels stage at θ₀ and at θ_T, and predict on empirical kernels.
+final class EmpiricalKernelsStageTests: XCTestCase {
+    func testEmpiricalKernelsAtThetaZeroAndThetaT() throws {
+        let yaml = TrainStageTests.yaml() + """
+
+          ntk0:
+            kind: empirical_kernels
+            deps: [artifacts/dataset.npz, artifacts/params.npz]
+            params: [empirical]
+            outs: [artifacts/ntk0.npz]
+          ntkT:
+            kind: empirical_kernels
+            deps: [artifacts/dataset.npz, artifacts/params.npz, artifacts/trained.npz]
+            params: [empirical]
+            outs: [artifacts/ntkT.npz]
+          predict:
+            deps: [artifacts/dataset.npz, artifacts/ntk0.npz]
+            params: [predict]
+            outs: [artifacts/predictions.npz]
+        """
+        let withParams = yaml.replacingOccurrences(of: "  train: {", with: "  empirical: {output: traced}\n  predict: {times: [10, inf]}\n  train: {")
+        let d = TestSupport.tempDir()
+        TestSupport.tinyIDX(at: d + "/data", perClass: 12)
+        try withParams.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        let r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ds = try DatasetArtifact(file: try ArtifactFile.read(d + "/artifacts/dataset.npz"), path: "")
+        let p = try ParamsArtifact(file: try ArtifactFile.read(d + "/artifacts/params.npz"), path: "")
+        let k0 = try ArtifactFile.read(d + "/artifacts/ntk0.npz"), kT = try ArtifactFile.read(d + "/artifacts/ntkT.npz")
+        XCTAssertEqual(k0.metadata["at"], .string("theta0"))
+        XCTAssertEqual(kT.metadata["at"], .string("thetaT"))
+        let expected = EmpiricalNTK<Double>(MLP(spec: p.spec, theta: p.theta)).compute(x1: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain)).ntk
+        XCTAssertEqual(k0.tensor("ntk_train_train")?.doubles(), expected)
+        let a = k0.tensor("ntk_train_train")!.doubles(), b = kT.tensor("ntk_train_train")!.doubles()
+        let change = zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() / a.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        XCTAssertGreaterThan(change, 0, "training moves the kernel")
+        XCTAssertLessThan(change, 0.5, "but a width-64 network's kernel stays close")
+        XCTAssertTrue(r.stderr.contains("NTK-GP t=∞"), r.stderr)
+    }
+}
