@@ -87,7 +87,7 @@ extension NTKCommand {
                 Example: ntk exec load --set data.path=data/mnist --set data.n_train=100 --out /tmp/dataset.npz
                 """)
 
-        @Argument(help: "Stage kind (load).")
+        @Argument(help: "Stage kind: load, init, train, analytic_kernels, empirical_kernels, predict (see `ntk info`).")
         var kind: String
 
         @Option(name: .customLong("in"), help: "An input artifact or file (repeatable).")
@@ -124,7 +124,8 @@ extension NTKCommand {
             print("simd path: \(Platform.simdPath)\(forced ? " (forced by NTK_SIMD=scalar)" : "")")
             print("blas: \(Platform.blasConfig.trimmingCharacters(in: .whitespaces)); kernel \(Platform.blasCore); threads \(Platform.blasThreads)")
             print("cores: \(ProcessInfo.processInfo.activeProcessorCount)")
-            print("stage kinds: \(stageKinds.map { "\($0.name) (\($0.summary))" }.joined(separator: ", "))")
+            print("stage kinds:")
+            for k in stageKinds { print("  \(k.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(k.summary)") }
         }
     }
 }
