@@ -116,7 +116,11 @@ public struct TrainingDiverged: Error, CustomStringConvertible {
 /// J(θ₀)ᵀ·∂L/∂f is the ordinary backward pass at θ₀.
 public enum TrainedModel: String, Sendable { case network, linearized }
 
-/// Trains an MLP (or its linearization) in precision T with preallocated buffers. Data: x [n, n₀], y [n, k] (test optional);
+/// Trains an MLP (or its linearization) in precision T with preallocated buffers.
+///
+/// Buffer rule (llm.c's "allocate once"): every array here and in `Passes` is sized in `init` and never resized,
+/// and the object holds its only reference, so a pointer taken from one stays valid for the object's lifetime;
+/// the hot loop uses such pointers and allocates nothing. Data: x [n, n₀], y [n, k] (test optional);
 /// classification accuracy is measured when `labels` are given (argmax of f; sign for k = 1).
 public final class Trainer<T: NTKFloat> {
     public let spec: NetworkSpec
@@ -224,7 +228,7 @@ public final class Trainer<T: NTKFloat> {
     /// One optimizer step on the next batch; returns the batch loss before the step.
     @discardableResult
     public func stepOnce() throws -> Double {
-        let b = batchSize, k = spec.outputs, d = spec.inputDim
+        let b = batchSize, k = spec.outputs
         var loss = 0.0
         // the backward pass runs at θ (network) or θ₀ (linearized: its gradient is J(θ₀)ᵀ·∂L/∂f)
         let backwardTheta = model == .network ? theta : theta0T
@@ -238,7 +242,6 @@ public final class Trainer<T: NTKFloat> {
                 xPtr = batchX.withUnsafeBufferPointer { $0.baseAddress! }
                 yPtr = batchY.withUnsafeBufferPointer { $0.baseAddress! }
             }
-            _ = d
             let f = evaluate(xPtr, n: b)
             loss = dOut.withUnsafeMutableBufferPointer { g in config.loss.evaluate(f, yPtr, n: b, k: k, grad: g.baseAddress!) }
             grad.withUnsafeMutableBufferPointer { g in
