@@ -35,7 +35,7 @@ public struct EmpiricalNTK<T: NTKFloat> {
     /// Activations a_l (a_0 = x) and backprop signals Δ_l [N·k, n_{l+1}] of every Dense layer l for inputs x [n, d].
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func features(_ x: [T], n: Int, flops: inout Double) -> (acts: [[T]], signals: [[T]]) {
+    func features(_ x: [T], n: Int, flops: inout Double) -> (acts: [[T]], signals: [[T]], lastHidden: [T]) {
         let spec = net.spec, k = spec.outputs, layers = net.layers
         let passes = Passes<T>(spec: spec, maxBatch: max(n, 1))
         let theta = net.theta.map { T($0) }
@@ -43,6 +43,24 @@ public struct EmpiricalNTK<T: NTKFloat> {
         flops += 2 * Double(n) * layers.reduce(0) { $0 + Double($1.fanIn * $1.fanOut) }
         let acts = [x] + passes.acts  // maxBatch = n: each buffer holds exactly [n, n_l]
         var signals = [[T]](repeating: [], count: layers.count)
+        // The last hidden layer's signals are δ^i = φ'(z_L) ⊙ W̃_L[:, i], so Σ_i δ^i(a)·δ^i(b) = Σ_p w_p·φ'_p(a)·φ'_p(b)
+        // with w_p = ‖W̃_L[p, :]‖²: its traced Gram needs only F = φ'(z_L)·diag(√w) [n, n_L] — k times fewer flops.
+        var lastHidden: [T] = []
+        if layers.count >= 2 {
+            let l = layers.count - 2, width = layers[l].fanOut, readout = layers[l + 1]
+            let s = Double(passes.wScale[l + 1])
+            let root = (0..<width).map { p in
+                T((0..<readout.fanOut).reduce(0.0) { acc, i in let w = s * net.theta[readout.w + p * readout.fanOut + i]; return acc + w * w }.squareRoot())
+            }
+            lastHidden = [T](repeating: 0, count: n * width)
+            passes.derivs[l].withUnsafeBufferPointer { dv in
+                lastHidden.withUnsafeMutableBufferPointer { f in
+                    root.withUnsafeBufferPointer { r in
+                        for a in 0..<n { T.hadamard(f.baseAddress! + a * width, dv.baseAddress! + a * width, r.baseAddress!, width) }
+                    }
+                }
+            }
+        }
         // read-out: ∂f_i/∂z = e_i
         var delta = [T](repeating: 0, count: n * k * k)
         for a in 0..<n { for i in 0..<k { delta[(a * k + i) * k + i] = 1 } }
@@ -70,7 +88,7 @@ public struct EmpiricalNTK<T: NTKFloat> {
             signals[l] = d
             delta = d
         }
-        return (acts, signals)
+        return (acts, signals, lastHidden)
     }
 
     /// The empirical NNGP kernel of the read-out features x̄(x) = [σ_w·a_L(x)/√n_L, σ_b] (PAPER §2.5):
@@ -130,11 +148,13 @@ public struct EmpiricalNTK<T: NTKFloat> {
                 }
             }
             flops += (symmetric ? 1 : 2) * Double(n1) * Double(n2) * Double(layer.fanIn)
-            // D = Δ Δ'ᵀ: traced over the [N, k·n] view (scaled 1/k), full over [N·k, n]
-            let inner = full ? layer.fanOut : k * layer.fanOut
+            // D = Δ Δ'ᵀ: traced over the [N, k·n] view (scaled 1/k), full over [N·k, n]; the traced last hidden
+            // layer through its compact form F (see `features`)
+            let compact = !full && l == net.layers.count - 2
+            let inner = full || compact ? layer.fanOut : k * layer.fanOut
             let alpha = T(full ? 1 : 1 / Double(k))
-            f1.signals[l].withUnsafeBufferPointer { a in
-                f2.signals[l].withUnsafeBufferPointer { b in
+            (compact ? f1.lastHidden : f1.signals[l]).withUnsafeBufferPointer { a in
+                (compact ? f2.lastHidden : f2.signals[l]).withUnsafeBufferPointer { b in
                     sig.withUnsafeMutableBufferPointer { s in
                         if symmetric {
                             T.syrk(n: rows, k: inner, alpha: alpha, a: a.baseAddress!, lda: inner, c: s.baseAddress!, ldc: cols)
