@@ -163,7 +163,7 @@ def main():
     # Alternate the two tools ROUNDS times (the machine's load drifts; neural-tangents' times vary most).
     rounds = []
     for _ in range(int(os.environ.get("ROUNDS", "3"))):
-        ours = json.loads(sh([NTK, "bench", "--json", "--repeats", str(repeats), "--n", str(n)], cwd=ROOT))
+        ours = json.loads(sh([NTK, "bench", "--json", "--scaling", "--repeats", str(repeats), "--n", str(n)], cwd=ROOT))
         res = {r["name"]: r for r in ours["results"]}
         ours_analytic = next(v for k, v in res.items() if k.startswith("analytic"))
         theirs = json.loads(sh([py, "-c", NT_ANALYTIC, os.path.join(tmp, "x.npz"), str(repeats), os.path.join(tmp, "nt.npz")],
@@ -239,6 +239,12 @@ def main():
         r = next(v for k, v in res.items() if k.startswith(f"empirical NTK {name}"))
         t = nt_emp[name]["median_s"]
         lines.append(f"| {name} | {r['seconds']:.3f} s ({r['gflops']:.0f} GFLOP/s) | {100 * r['fraction_of_peak']:.0f} % | {t:.3f} s | **{t / r['seconds']:.1f}×** |")
+    lines += ["", "## Scaling (ntk)", "", "Seeded normal inputs (d = 784); exponents fitted on log-log axes.", "",
+              "| measurement | seconds | fitted exponent |", "|---|---|---|"]
+    for k, v in res.items():
+        if k.startswith("scaling"):
+            lines.append(f"| {k[len('scaling: '):]} | {v['seconds']:.4f} | {v.get('fitted_p', float('nan')):.2f} |" if "fitted_p" in v
+                         else f"| {k[len('scaling: '):]} | {v['seconds']:.4f} | |")
     lines += ["", "## Artifact I/O (ntk)", "", "| | seconds | MB/s |", "|---|---|---|"]
     for k, v in res.items():
         if k.startswith("artifact"):

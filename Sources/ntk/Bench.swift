@@ -22,6 +22,9 @@ extension NTKCommand {
         @Option(help: "Sample count N for the analytic kernels.")
         var n: Int?
 
+        @Flag(help: "Also measure how the kernels scale: analytic time vs N, empirical time vs width, with fitted exponents.")
+        var scaling = false
+
         @Option(help: "Data directory (IDX) for realistic inputs.")
         var data = "data/mnist"
 
@@ -108,6 +111,8 @@ extension NTKCommand {
                     report("empirical NTK \(output) 784-\(width)-\(width)-10 N=\(nStep) f32", seconds: secs, flops: flops, peak: sPeak.flops / sPeak.seconds / 1e9)
                 }
 
+                if scaling { try measureScaling(report: report) }
+
                 // Artifact write and read.
                 let mb = quick ? 16 : 128
                 let values: [Double] = (0..<(mb << 20) / 8).map { (i: Int) -> Double in
@@ -128,6 +133,39 @@ extension NTKCommand {
                     print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "results": .array(rows)]).pretty, terminator: "")
                 }
             }
+        }
+
+        /// Time vs size on log-log axes: analytic NNGP+NTK (relu depth 3, d = 784) vs N, expected ∝ N² (Gram and
+        /// recursion are both N²); empirical NTK (traced, f32, N = 512) vs width w, expected between w¹ and w²
+        /// (Grams ∝ N²·k·w, the first layer's signals ∝ N·k·w²). Inputs are seeded normal draws.
+        func measureScaling(report: (String, Double, Double?, Double?, [String: JSONValue]) -> Void) throws {
+            func slope(_ xs: [Double], _ ys: [Double]) -> Double {
+                let lx = xs.map(log), ly = ys.map(log), mx = lx.reduce(0, +) / Double(lx.count), my = ly.reduce(0, +) / Double(ly.count)
+                return zip(lx, ly).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / lx.reduce(0) { $0 + ($1 - mx) * ($1 - mx) }
+            }
+            var rng = SplitMix64(seed: 1)
+            let sizes = quick ? [250, 500, 1000, 2000] : [1000, 2000, 4000, 8000]
+            var times: [Double] = []
+            let spec = NetworkSpec(inputDim: 784, widths: [1, 1, 1], outputs: 1, activation: .relu, wStd: 1.5, bStd: 0.05)
+            for n in sizes {
+                let x = Matrix(rows: n, cols: 784, data: (0..<n * 784).map { _ in rng.normal() / 28 })
+                let t = try median(max(1, repeats / 2)) { _ in _ = try AnalyticKernels.compute(x1: x, spec: spec) }
+                times.append(t)
+                report("scaling: analytic N=\(n)", t, nil, nil, [:])
+            }
+            report("scaling: analytic time ∝ N^p", times.last!, nil, nil, ["fitted_p": .double(slope(sizes.map(Double.init), times))])
+            let widths = quick ? [64, 128, 256, 512] : [256, 512, 1024, 2048]
+            times = []
+            let n = quick ? 128 : 512
+            let x = Matrix(rows: n, cols: 784, data: (0..<n * 784).map { _ in rng.normal() / 28 })
+            for w in widths {
+                let net = MLP.initialize(NetworkSpec(inputDim: 784, widths: [w, w], outputs: 10, activation: .relu, wStd: 1.4, bStd: 0.05), seed: 0)
+                let e = EmpiricalNTK<Float>(net)
+                let t = median(max(1, repeats / 2)) { _ in _ = e.compute(x1: x) }
+                times.append(t)
+                report("scaling: empirical traced width=\(w) N=\(n)", t, nil, nil, [:])
+            }
+            report("scaling: empirical time ∝ width^p", times.last!, nil, nil, ["fitted_p": .double(slope(widths.map(Double.init), times))])
         }
 
         /// Median wall time of `count` runs after one warm-up.
