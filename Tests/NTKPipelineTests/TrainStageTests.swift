@@ -151,4 +151,23 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         XCTAssertLessThan(change, 0.5, "but a width-64 network's kernel stays close")
         XCTAssertTrue(r.stderr.contains("NTK-GP t=∞"), r.stderr)
     }
+
+    /// `ntk exec empirical_kernels` on explicit files: x1/x2 in a plain .npz plus a params artifact.
+    func testExecOnExplicitFiles() throws {
+        let d = TestSupport.tempDir()
+        var rng = SplitMix64(seed: 3)
+        let spec = NetworkSpec(inputDim: 4, widths: [16], outputs: 2, activation: .erf, wStd: 1.2, bStd: 0.1)
+        let net = MLP.initialize(spec, seed: 4)
+        try ParamsArtifact(spec: spec, theta: net.theta).file(metadata: [:]).write(to: d + "/params.npz")
+        let x1 = (0..<20).map { _ in rng.normal() }, x2 = (0..<12).map { _ in rng.normal() }
+        try ArtifactFile(kind: .dataset, metadata: [:], tensors: [Tensor(name: "x1", shape: [5, 4], values: x1), Tensor(name: "x2", shape: [3, 4], values: x2)])
+            .write(to: d + "/x.npz")
+        let r = try TestSupport.ntk(["exec", "empirical_kernels", "--in", "x.npz", "--in", "params.npz", "--out", "k.npz", "--set", "empirical.output=full"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let k = try ArtifactFile.read(d + "/k.npz")
+        let expected = EmpiricalNTK<Double>(net).compute(x1: Matrix(rows: 5, cols: 4, data: x1), x2: Matrix(rows: 3, cols: 4, data: x2), output: .full)
+        XCTAssertEqual(k.tensor("ntk")?.shape, [10, 6])
+        XCTAssertEqual(k.tensor("ntk")?.doubles(), expected.ntk)
+        XCTAssertEqual(k.tensor("nngp")?.shape, [5, 3])
+    }
 }

@@ -45,7 +45,7 @@ public struct AnalyticKernelsStage: StageKind {
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
         var meta = ctx.metadata(kind: Self.name)
         meta["source"] = .string("analytic")
-        if let plain = try plainInputs(ctx) {
+        if let plain = try Self.plainInputs(ctx) {
             let spec = model.spec(inputDim: plain.x1.cols, outputs: 1)
             let k = try compute("x1_x2", plain.x1, plain.x2, spec, ctx)
             let n2 = plain.x2?.rows ?? plain.x1.rows
@@ -80,7 +80,7 @@ public struct AnalyticKernelsStage: StageKind {
     }
 
     /// x1 (and x2) from a plain .npz dep, if the stage runs on explicit files.
-    func plainInputs(_ ctx: StageContext) throws -> (x1: Matrix, x2: Matrix?)? {
+    static func plainInputs(_ ctx: StageContext) throws -> (x1: Matrix, x2: Matrix?)? {
         for d in ctx.deps where d.resolved.hasSuffix(".npz") {
             let arrays = try UserArrays.read(d.resolved)
             guard let x1 = arrays["x1"] else { continue }

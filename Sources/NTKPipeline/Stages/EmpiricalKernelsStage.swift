@@ -7,6 +7,10 @@ import NTK
 /// runs on either): `ntk_train_train` [n, n] traced (mean over logits) or [n·k, n·k] full, `ntk_test_train`,
 /// `nngp_train_train`, `nngp_test_train`, `nngp_test_test`; metadata `source: empirical`, `at: theta0|thetaT`.
 ///
+/// On explicit files (`ntk exec empirical_kernels --in x.npz --in params.npz --out k.npz`): a plain `.npz` with `x1`
+/// [N1, d] and optionally `x2` [N2, d], and a `params` artifact → `ntk` ([N1, N2] traced or [N1·k, N2·k] full)
+/// and `nngp` [N1, N2].
+///
 /// Params `empirical`: `output` (traced | full), `dtype` (float32 | float64; kernels are stored in float64).
 public struct EmpiricalKernelsStage: StageKind {
     public static let name = "empirical_kernels"
@@ -29,9 +33,26 @@ public struct EmpiricalKernelsStage: StageKind {
     public var requiredDeps: [String] { [] }
 
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
+        var meta = ctx.metadata(kind: Self.name)
+        meta["source"] = .string("empirical")
+        meta["output"] = .string(full ? "full" : "traced")
+        meta["dtype"] = .string(dtype.rawValue)
+        // On explicit files: a plain .npz with x1 (and optionally x2) and a params artifact → `ntk`, `nngp`.
+        if let plain = try AnalyticKernelsStage.plainInputs(ctx) {
+            let (ppath, pfile) = try ctx.artifact(.params)
+            let net = MLP(spec: try ParamsArtifact(file: pfile, path: ppath).spec, theta: try ParamsArtifact(file: pfile, path: ppath).theta)
+            guard net.spec.inputDim == plain.x1.cols else { throw NTKError("x1 has \(plain.x1.cols) features, the network expects \(net.spec.inputDim)", at: ppath) }
+            func run<T: NTKFloat>(_: T.Type) -> [Tensor] {
+                let e = EmpiricalNTK<T>(net)
+                let r = e.compute(x1: plain.x1, x2: plain.x2, output: full ? .full : .traced)
+                let n2 = plain.x2?.rows ?? plain.x1.rows
+                return [Tensor(name: "ntk", shape: [r.rows, r.cols], values: r.ntk.map { Double($0) }),
+                        Tensor(name: "nngp", shape: [plain.x1.rows, n2], values: e.nngp(x1: plain.x1, x2: plain.x2).map { Double($0) })]
+            }
+            return [ArtifactFile(kind: .kernels, metadata: meta, tensors: dtype == .float32 ? run(Float.self) : run(Double.self))]
+        }
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
-        var meta = ctx.metadata(kind: Self.name)
         let net: MLP
         // θ_T from a trained artifact if one is among the deps, else θ₀ from the params artifact.
         if let d = ctx.deps.first(where: { $0.resolved.hasSuffix(".npz") && (try? ArtifactFile.read($0.resolved).kind) == .trained }) {
@@ -69,9 +90,6 @@ public struct EmpiricalKernelsStage: StageKind {
         let tensors = dtype == .float32 ? run(Float.self) : run(Double.self)
         ctx.reporter.log(String(format: "empirical NTK (%@, %@) of %d+%d inputs in %.2f s", full ? "full" : "traced", dtype.rawValue, n, m,
                                 Date().timeIntervalSince(started)))
-        meta["source"] = .string("empirical")
-        meta["output"] = .string(full ? "full" : "traced")
-        meta["dtype"] = .string(dtype.rawValue)
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
     }
 }
