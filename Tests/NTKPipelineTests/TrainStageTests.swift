@@ -170,4 +170,48 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         XCTAssertEqual(k.tensor("ntk")?.doubles(), expected.ntk)
         XCTAssertEqual(k.tensor("nngp")?.shape, [5, 3])
     }
+
+    /// Under a memory cap the kernels are computed in tiles (features checkpointed): same numbers; and a run killed
+    /// mid-way resumes from the finished tiles' features.
+    func testTiledUnderMemoryCapAndResume() throws {
+        let yaml = TrainStageTests.yaml().replacingOccurrences(of: "  train: {", with: "  empirical: {output: traced, max_memory: 400K}\n  train: {")
+            .replacingOccurrences(of: "n_train: 24, n_test: 9", with: "n_train: 150, n_test: 30") + """
+
+          ntk0:
+            kind: empirical_kernels
+            deps: [artifacts/dataset.npz, artifacts/params.npz]
+            params: [empirical]
+            outs: [artifacts/ntk0.npz]
+        """
+        let d = TestSupport.tempDir()
+        TestSupport.tinyIDX(at: d + "/data", perClass: 80)
+        try yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
+        p.arguments = ["run", "ntk0"]
+        p.currentDirectoryURL = URL(fileURLWithPath: d)
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var tiles = 0
+        for _ in 0..<4000 where tiles < 2 {
+            Thread.sleep(forTimeInterval: 0.003)
+            tiles = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []).filter { $0.contains("train_train-x1") }.count
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let r = try TestSupport.ntk(["run", "ntk0"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("tiles of"), r.stderr)
+        XCTAssertGreaterThanOrEqual(tiles, 2, "the kill should land after two tiles were checkpointed")
+        XCTAssertTrue(r.stderr.contains("resumed from checkpoints"), r.stderr)
+        let ds = try DatasetArtifact(file: try ArtifactFile.read(d + "/artifacts/dataset.npz"), path: "")
+        let params = try ParamsArtifact(file: try ArtifactFile.read(d + "/artifacts/params.npz"), path: "")
+        let e = EmpiricalNTK<Double>(MLP(spec: params.spec, theta: params.theta))
+        let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
+        let k = try ArtifactFile.read(d + "/artifacts/ntk0.npz")
+        for (a, b) in zip(k.tensor("ntk_train_train")!.doubles(), e.compute(x1: xtr).ntk) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b))) }
+        for (a, b) in zip(k.tensor("ntk_test_train")!.doubles(), e.compute(x1: xte, x2: xtr).ntk) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b))) }
+    }
 }

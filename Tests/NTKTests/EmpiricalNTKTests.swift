@@ -107,3 +107,24 @@ final class EmpiricalNTKTests: XCTestCase {
         }
     }
 }
+
+extension EmpiricalNTKTests {
+    /// The tiled computation (tile sizes that do not divide N) equals the one-shot traced kernel.
+    func testTiledEqualsOneShot() {
+        var rng = SplitMix64(seed: 9)
+        let x1 = Matrix(rows: 23, cols: 5, data: (0..<115).map { _ in rng.normal() }), x2 = Matrix(rows: 10, cols: 5, data: (0..<50).map { _ in rng.normal() })
+        for param in Parameterization.allCases {
+            let spec = NetworkSpec(inputDim: 5, widths: [32, 16], outputs: 3, activation: .relu, wStd: [1.3, 1.3, 1.3], bStd: [0.1, 0, 0.2], parameterization: param)
+            let e = EmpiricalNTK<Double>(MLP.initialize(spec, seed: 2))
+            for tile in [4, 7, 23, 50] {
+                var computed = 0
+                let sym = e.computeTiled(n1: 23, n2: 23, symmetric: true, tileRows: tile) { _, _, rows in computed += 1; return e.tileFeatures(x1, rows: rows) }
+                let oneShot = e.compute(x1: x1).ntk
+                for (a, b) in zip(sym, oneShot) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b)), "\(param) tile \(tile)") }
+                let cross = e.computeTiled(n1: 23, n2: 10, symmetric: false, tileRows: tile) { set, _, rows in e.tileFeatures(set == 0 ? x1 : x2, rows: rows) }
+                for (a, b) in zip(cross, e.compute(x1: x1, x2: x2).ntk) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b)), "\(param) cross tile \(tile)") }
+                XCTAssertLessThanOrEqual(computed, (23 + tile - 1) / tile * ((23 + tile - 1) / tile + 1) / 2 + (23 + tile - 1) / tile)
+            }
+        }
+    }
+}

@@ -20,6 +20,8 @@ public struct EmpiricalKernelsStage: StageKind {
 
     public let full: Bool
     public let dtype: DataConfig.Precision
+    /// Working-memory cap: with it, the traced kernels are computed in tiles whose features are checkpointed.
+    public let maxMemory: Int?
 
     public init(params: StageParams) throws {
         var r = try params.reader("empirical")
@@ -27,7 +29,12 @@ public struct EmpiricalKernelsStage: StageKind {
         guard output == "traced" || output == "full" else { throw r.fail("output", "unknown value \"\(output)\" (one of: traced, full)") }
         full = output == "full"
         dtype = try r.choice("dtype", default: .float64)
+        if let cap = try r.string("max_memory") {
+            guard let bytes = parseBytes(cap), bytes > 0 else { throw r.fail("max_memory", "expected a size like 512M or 4G, found \"\(cap)\"") }
+            maxMemory = bytes
+        } else { maxMemory = nil }
         try r.finish()
+        if full && maxMemory != nil { throw r.fail("max_memory", "tiles support the traced kernel only (output: traced)") }
     }
 
     public var requiredDeps: [String] { [] }
@@ -74,22 +81,82 @@ public struct EmpiricalKernelsStage: StageKind {
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
         let k = ds.outputs, n = ds.nTrain, m = ds.nTest
         let started = Date()
-        func run<T: NTKFloat>(_: T.Type) -> [Tensor] {
+        func run<T: NTKFloat>(_: T.Type) throws -> [Tensor] {
             let e = EmpiricalNTK<T>(net)
             let out: EmpiricalNTK<T>.Output = full ? .full : .traced
-            let tt = e.compute(x1: xtr, output: out), st = e.compute(x1: xte, x2: xtr, output: out)
             let d = { (v: [T]) in v.map { Double($0) } }
+            let tt: [T], st: [T]
+            if let cap = maxMemory {
+                let rows = tileRows(cap: cap, net: net, size: MemoryLayout<T>.size)
+                ctx.reporter.log("tiles of \(rows) rows under the \(cap >> 20) MiB working-memory cap")
+                tt = try tiled(e, "train_train", xtr, nil, rows, ctx)
+                st = try tiled(e, "test_train", xte, xtr, rows, ctx)
+            } else {
+                tt = e.compute(x1: xtr, output: out).ntk
+                st = e.compute(x1: xte, x2: xtr, output: out).ntk
+            }
             return [
-                Tensor(name: "ntk_train_train", shape: full ? [n * k, n * k] : [n, n], values: d(tt.ntk)),
-                Tensor(name: "ntk_test_train", shape: full ? [m * k, n * k] : [m, n], values: d(st.ntk)),
+                Tensor(name: "ntk_train_train", shape: full ? [n * k, n * k] : [n, n], values: d(tt)),
+                Tensor(name: "ntk_test_train", shape: full ? [m * k, n * k] : [m, n], values: d(st)),
                 Tensor(name: "nngp_train_train", shape: [n, n], values: d(e.nngp(x1: xtr))),
                 Tensor(name: "nngp_test_train", shape: [m, n], values: d(e.nngp(x1: xte, x2: xtr))),
                 Tensor(name: "nngp_test_test", shape: [m, m], values: d(e.nngp(x1: xte))),
             ]
         }
-        let tensors = dtype == .float32 ? run(Float.self) : run(Double.self)
+        let tensors = dtype == .float32 ? try run(Float.self) : try run(Double.self)
         ctx.reporter.log(String(format: "empirical NTK (%@, %@) of %d+%d inputs in %.2f s", full ? "full" : "traced", dtype.rawValue, n, m,
                                 Date().timeIntervalSince(started)))
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
+    }
+
+    /// Rows per tile so that two tiles' features, the transient buffers of building one, and the two B×B Gram
+    /// buffers fit in `cap` bytes.
+    func tileRows(cap: Int, net: MLP, size: Int) -> Int {
+        let k = net.spec.outputs, widths = net.spec.widths
+        let perRow = size * (net.layers.reduce(0) { $0 + $1.fanIn } + 2 * k * widths.reduce(0, +) + 4 * (widths.max() ?? 1))
+        let byFeatures = cap / (3 * max(perRow, 1)), byGram = Int((Double(cap) / Double(8 * size)).squareRoot())
+        return max(1, min(byFeatures, byGram))
+    }
+
+    /// One traced kernel in tiles, each tile's features computed once and checkpointed (a killed run resumes).
+    func tiled<T: NTKFloat>(_ e: EmpiricalNTK<T>, _ name: String, _ x1: Matrix, _ x2: Matrix?, _ rows: Int, _ ctx: StageContext) throws -> [T] {
+        let task = ctx.reporter.begin("empirical NTK \(name) in tiles", total: 1, unit: "tile pairs")
+        var resumed = 0
+        let result = try e.computeTiled(n1: x1.rows, n2: (x2 ?? x1).rows, symmetric: x2 == nil, tileRows: rows, features: { set, tile, range in
+            let key = "\(name)-\(set == 0 ? "x1" : "x2")-\(tile)"
+            if let f = ctx.checkpoints?.load(key), let tf = Self.decode(f, rows: range, layers: e.net.layers.count, as: T.self) {
+                resumed += 1
+                return tf
+            }
+            let tf = e.tileFeatures(set == 0 ? x1 : x2!, rows: range)
+            try ctx.checkpoints?.save(key, Self.encode(tf))
+            return tf
+        }, progress: { done, total in
+            task.update(done * 100 / max(total, 1))
+        })
+        task.finish()
+        if resumed > 0 { ctx.reporter.log("\(name): \(resumed) tile(s) of features resumed from checkpoints") }
+        return result
+    }
+
+    static func encode<T: NTKFloat>(_ f: EmpiricalNTK<T>.TileFeatures) -> [Tensor] {
+        f.acts.enumerated().map { Tensor(name: "a\($0.offset)", shape: [$0.element.count], values: $0.element) }
+            + f.signals.enumerated().map { Tensor(name: "s\($0.offset)", shape: [$0.element.count], values: $0.element) }
+            + [Tensor(name: "last", shape: [f.lastHidden.count], values: f.lastHidden)]
+    }
+
+    static func decode<T: NTKFloat>(_ file: ArtifactFile, rows: Range<Int>, layers: Int, as _: T.Type) -> EmpiricalNTK<T>.TileFeatures? {
+        func values(_ name: String) -> [T]? {
+            guard let t = file.tensor(name) else { return nil }
+            return T.self == Float.self ? t.floats().map { T($0) } : t.doubles().map { T($0) }
+        }
+        var acts: [[T]] = [], signals: [[T]] = []
+        for l in 0..<layers {
+            guard let a = values("a\(l)"), let s = values("s\(l)") else { return nil }
+            acts.append(a)
+            signals.append(s)
+        }
+        guard let last = values("last") else { return nil }
+        return EmpiricalNTK<T>.TileFeatures(rows: rows, acts: acts, signals: signals, lastHidden: last)
     }
 }
