@@ -22,6 +22,12 @@ extension NTKCommand {
         @Option(help: "Sample count N for the analytic kernels.")
         var n: Int?
 
+        @Option(help: "Only measure the tiled empirical NTK (traced, float32, 784-2048-2048-10) of this many inputs under --cap: time and peak RSS.")
+        var tiledN: Int?
+
+        @Option(help: "Working-memory cap for --tiled-n (e.g. 2G).")
+        var cap = "2G"
+
         @Flag(help: "Also measure how the kernels scale: analytic time vs N, empirical time vs width, with fitted exponents.")
         var scaling = false
 
@@ -50,6 +56,7 @@ extension NTKCommand {
                     rows.append(.object(r))
                     if !json { print(line) }
                 }
+                if let tiledN { return try measureTiled(n: tiledN) }
                 if !json {
                     print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore) × \(Platform.blasThreads) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
                 }
@@ -166,6 +173,50 @@ extension NTKCommand {
                 report("scaling: empirical traced width=\(w) N=\(n)", t, nil, nil, [:])
             }
             report("scaling: empirical time ∝ width^p", times.last!, nil, nil, ["fitted_p": .double(slope(widths.map(Double.init), times))])
+        }
+
+        /// The traced empirical NTK of n seeded-normal inputs in tiles, features kept on disk (as the pipeline stage
+        /// does), under the working-memory cap; prints time, tile size, the kernel's size and the peak RSS.
+        func measureTiled(n: Int) throws {
+            guard let capBytes = parseSize(cap) else { throw NTKError("--cap: expected a size like 2G, found \(cap)") }
+            let spec = NetworkSpec(inputDim: 784, widths: [2048, 2048], outputs: 10, activation: .relu, wStd: 1.4, bStd: 0.05)
+            let net = MLP.initialize(spec, seed: 0)
+            var rng = SplitMix64(seed: 1)
+            let x = Matrix(rows: n, cols: 784, data: (0..<n * 784).map { _ in Double(Float(rng.normal() / 28)) })
+            let e = EmpiricalNTK<Float>(net)
+            let k = 10, perRow = 4 * (net.layers.reduce(0) { $0 + $1.fanIn } + 2 * k * 4096 + 4 * 2048)
+            let rows = max(1, min(capBytes / (3 * perRow), Int((Double(capBytes) / 32).squareRoot())))
+            let dir = NSTemporaryDirectory() + "ntk-tiles-\(getpid())"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let store = Checkpoints(directory: dir)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let kernel = try e.computeTiled(n1: n, n2: n, symmetric: true, tileRows: rows, features: { _, tile, range in
+                if let f = store.load("t\(tile)") {
+                    return .init(rows: range, acts: (0..<3).map { f.tensor("a\($0)")!.floats() }, signals: (0..<3).map { f.tensor("s\($0)")!.floats() },
+                                 lastHidden: f.tensor("last")!.floats())
+                }
+                let tf = e.tileFeatures(x, rows: range)
+                try store.save("t\(tile)", tf.acts.enumerated().map { Tensor(name: "a\($0.offset)", shape: [$0.element.count], values: $0.element) }
+                                         + tf.signals.enumerated().map { Tensor(name: "s\($0.offset)", shape: [$0.element.count], values: $0.element) }
+                                         + [Tensor(name: "last", shape: [tf.lastHidden.count], values: tf.lastHidden)])
+                return tf
+            }, progress: { done, total in if !json && done % 10 == 0 { FileHandle.standardError.write(Data("  \(done)/\(total) tile pairs\n".utf8)) } })
+            let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            var u = rusage()
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+            let rss = Double(u.ru_maxrss) * 1024, kernelBytes = Double(kernel.count * 4)
+            let out: JSONValue = .object(["n": .int(n), "seconds": .double(secs), "tile_rows": .int(rows), "cap_bytes": .int(capBytes),
+                                          "kernel_bytes": .double(kernelBytes), "peak_rss_bytes": .double(rss),
+                                          "within_kernel_plus_cap": .bool(rss <= kernelBytes + Double(capBytes))])
+            print(json ? out.pretty : "tiled empirical NTK traced, N=\(n), 784-2048-2048-10 f32: \(String(format: "%.1f", secs)) s, tiles of \(rows) rows, kernel \(format(bytes: Int(kernelBytes))), cap \(cap), peak RSS \(format(bytes: Int(rss))) (kernel + cap = \(format(bytes: Int(kernelBytes) + capBytes)))", terminator: json ? "" : "\n")
+        }
+
+        func parseSize(_ s: String) -> Int? {
+            let t = s.uppercased().replacingOccurrences(of: "B", with: "")
+            let mult: [Character: Double] = ["K": 0x1p10, "M": 0x1p20, "G": 0x1p30]
+            if let u = t.last, let m = mult[u], let v = Double(t.dropLast()) { return Int(v * m) }
+            return Int(t)
         }
 
         /// Median wall time of `count` runs after one warm-up.
