@@ -65,6 +65,15 @@ public struct ArtifactFile {
         }
     }
 
+    /// Whether a file looks like an ntk artifact (a zip whose first member is metadata.json) — a plain numpy .npz
+    /// is not one; a damaged artifact still is (and reading it then fails loudly).
+    public static func looksLikeArtifact(_ path: String) -> Bool {
+        guard let f = try? Files.read(path) else { return false }
+        // a zip too damaged to list: let the strict read say what is wrong with it
+        guard let entries = try? Zip.entries(f, strict: false) else { return f.starts(with: [0x50, 0x4b]) }
+        return entries.first?.name == metadataMember
+    }
+
     /// Reads and verifies an artifact written by ntk.
     public static func read(_ path: String) throws -> ArtifactFile {
         let f = try Files.read(path)

@@ -109,7 +109,7 @@ public struct StageContext {
     /// The one dep that is an artifact of `kind`; an error if none is, naming what each dep is.
     public func artifact(_ kind: ArtifactKind) throws -> (path: String, file: ArtifactFile) {
         var seen: [String] = []
-        for d in deps where d.resolved.hasSuffix(".npz") {
+        for d in deps where d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) {
             let f = try ArtifactFile.read(d.resolved)
             if f.kind == kind { return (d.resolved, f) }
             seen.append("\(d.path) is a '\(f.kind.rawValue)' artifact")
