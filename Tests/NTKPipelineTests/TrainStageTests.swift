@@ -214,4 +214,21 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         for (a, b) in zip(k.tensor("ntk_train_train")!.doubles(), e.compute(x1: xtr).ntk) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b))) }
         for (a, b) in zip(k.tensor("ntk_test_train")!.doubles(), e.compute(x1: xte, x2: xtr).ntk) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b))) }
     }
+
+    /// A numpy-written .npz among a stage's deps (no metadata member) is input, not a damaged artifact.
+    func testNumpyWrittenInputsBesideArtifacts() throws {
+        try XCTSkipIf(ProcessInfo.processInfo.environment["NTK_SKIP_NUMPY"] != nil, "NTK_SKIP_NUMPY set")
+        let d = TestSupport.tempDir()
+        let spec = NetworkSpec(inputDim: 4, widths: [8], outputs: 2, activation: .relu, wStd: 1.2, bStd: 0.1)
+        try ParamsArtifact(spec: spec, theta: MLP.initialize(spec, seed: 4).theta).file(metadata: [:]).write(to: d + "/params.npz")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import numpy as np; np.savez('\(d)/x.npz', x1=np.arange(12.0).reshape(3, 4) / 10)"]
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "python3 with numpy is needed (CI installs it)")
+        let r = try TestSupport.ntk(["exec", "empirical_kernels", "--in", "x.npz", "--in", "params.npz", "--out", "k.npz"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try ArtifactFile.read(d + "/k.npz").tensor("ntk")?.shape, [3, 3])
+    }
 }
