@@ -7,7 +7,7 @@ extension NTKCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print an artifact: metadata, tensor table with statistics, first values.")
 
-        @Argument(help: "The artifact (.npz).", completion: .file(extensions: ["npz"]))
+        @Argument(help: "The artifact (.npz), or any numpy .npz/.npy.", completion: .file(extensions: ["npz", "npy"]))
         var file: String
 
         @Option(help: "Print this tensor's values.")
@@ -20,8 +20,18 @@ extension NTKCommand {
         var json = false
 
         func run() throws {
+            var plain = false
             try NTKCommand.guarded {
-                let a = try ArtifactFile.read(file)
+                // A plain numpy .npz/.npy (no ntk metadata) is shown too, as its arrays.
+                let a: ArtifactFile
+                if ArtifactFile.looksLikeArtifact(file) {
+                    a = try ArtifactFile.read(file)
+                } else {
+                    let arrays = try UserArrays.read(file)
+                    a = ArtifactFile(kind: .dataset, metadata: ["note": .string("plain numpy file: no ntk metadata")],
+                                     tensors: arrays.keys.sorted().map { arrays[$0]! })
+                    plain = true
+                }
                 var shown = a.tensors
                 if let tensor {
                     guard let t = a.tensor(tensor) else {
@@ -32,7 +42,7 @@ extension NTKCommand {
                 let limit = values ?? (tensor == nil ? 6 : Int.max)
                 if json {
                     var m = a.metadata
-                    m["kind"] = .string(a.kind.rawValue)
+                    m["kind"] = plain ? .null : .string(a.kind.rawValue)
                     let out: JSONValue = .object([
                         "file": .string(file), "metadata": .object(m),
                         "tensors": .array(shown.map { t in
@@ -49,7 +59,8 @@ extension NTKCommand {
                     return
                 }
                 let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
-                print("\(file): \(a.kind.rawValue) artifact, \(format(bytes: size)) on disk")
+                print(plain ? "\(file): plain numpy file (no ntk metadata), \(format(bytes: size)) on disk"
+                            : "\(file): \(a.kind.rawValue) artifact, \(format(bytes: size)) on disk")
                 print("metadata:")
                 for line in JSONValue.object(a.metadata).pretty.split(separator: "\n") { print("  " + line) }
                 print("tensors:")

@@ -167,3 +167,24 @@ final class ArtifactTests: XCTestCase {
         XCTAssertEqual(s.finalize(), SHA256.hex(data))
     }
 }
+
+extension ArtifactTests {
+    /// `ntk dump` shows a plain numpy file as its arrays, and still reports a damaged artifact as damaged even
+    /// when the flipped bit is in the name of its metadata member.
+    func testDumpPlainNumpyAndDamagedNames() throws {
+        let d = TestSupport.tempDir()
+        let r = try TestSupport.ntk(["dump", TestSupport.fixtures + "/numpy_stored.npz"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("plain numpy file") && r.stdout.contains("x_train"), r.stdout)
+        try sample().write(to: d + "/a.npz", level: 0)
+        var f = TestSupport.read(d + "/a.npz")
+        // flip a bit in the central directory's copy of "metadata.json"
+        let name = Array("metadata.json".utf8)
+        let at = (30..<f.count - name.count).last { Array(f[$0..<$0 + name.count]) == name }!
+        f[at + 2] ^= 0x01
+        TestSupport.write(d + "/b.npz", f)
+        let bad = try TestSupport.ntk(["dump", "b.npz"], in: d)
+        XCTAssertEqual(bad.status, 1, bad.stdout)
+        XCTAssertTrue(bad.stderr.contains("b.npz"), bad.stderr)
+    }
+}

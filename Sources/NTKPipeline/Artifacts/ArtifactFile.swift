@@ -71,7 +71,10 @@ public struct ArtifactFile {
         guard let f = try? Files.read(path) else { return false }
         // a zip too damaged to list: let the strict read say what is wrong with it
         guard let entries = try? Zip.entries(f, strict: false) else { return f.starts(with: [0x50, 0x4b]) }
-        return entries.first?.name == metadataMember
+        // the name is stored twice (local header at offset 0, central directory): one flipped copy still counts
+        let name = Array(metadataMember.utf8)
+        let inLocalHeader = f.count >= 30 + name.count && Array(f[30..<30 + name.count]) == name
+        return entries.first?.name == metadataMember || inLocalHeader
     }
 
     /// Reads and verifies an artifact written by ntk.
