@@ -231,4 +231,36 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try ArtifactFile.read(d + "/k.npz").tensor("ntk")?.shape, [3, 3])
     }
+
+    /// PAPER Figure 3's comparison in one pipeline: the network and its linearization trained by full-batch GD, and
+    /// the closed form with the full empirical NTK at θ₀ from the same f₀ — equal to the trained linearization to
+    /// round-off, close to the network.
+    func testClosedFormBesideTrainedNetworkAndLinearization() throws {
+        let yaml = TrainStageTests.yaml(steps: 60, lr: 1).replacingOccurrences(of: "  train: {", with: "  empirical: {output: full}\n  predict: {times: [inf]}\n  train: {") + """
+
+          ntk0:
+            kind: empirical_kernels
+            deps: [artifacts/dataset.npz, artifacts/params.npz]
+            params: [empirical]
+            outs: [artifacts/ntk0.npz]
+          predict:
+            deps: [artifacts/dataset.npz, artifacts/ntk0.npz, artifacts/trained.npz]
+            params: [predict]
+            outs: [artifacts/predictions.npz]
+        """
+        let d = TestSupport.tempDir()
+        TestSupport.tinyIDX(at: d + "/data", perClass: 12)
+        try yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        let r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let p = try ArtifactFile.read(d + "/artifacts/predictions.npz")
+        guard case .object(let metrics)? = p.metadata["metrics"], case .array(let rows)? = metrics["closed_form"], case .object(let last)? = rows.last,
+              case .double(let vsLin)? = last["rmse_closed_vs_linearized"], case .double(let vsNet)? = last["rmse_closed_vs_network"] else {
+            return XCTFail("no closed-form metrics: \(p.metadata)")
+        }
+        XCTAssertLessThan(vsLin, 1e-9, "exact discrete closed form = trained linearization")
+        XCTAssertLessThan(vsNet, 0.2, "and close to the width-64 network")
+        XCTAssertGreaterThan(vsNet, vsLin)
+        XCTAssertTrue(r.stderr.contains("closed form with this kernel vs the trained network"), r.stderr)
+    }
 }

@@ -8,13 +8,16 @@ import NTK
 ///
 /// Output (kind `predictions`): `times` [T]; `ntk_mean_test`, `nngp_mean_test` [T, m, k]; `ntk_var_test`,
 /// `nngp_var_test` [T, m] (with nngp_test_test in the kernels); metadata `metrics`: test accuracy and MSE per
-/// mode and time, and any kernel repairs.
+/// mode and time, and any kernel repairs. With a `trained` artifact among the deps (and an empirical kernel at
+/// θ₀, traced or full), also the linearized dynamics in closed form from the trained run's f₀ at its recorded
+/// steps: `closed_steps`, `closed_fx_train` [R, n, k], `closed_fx_test` [R, m, k], and `metrics.closed_form`
+/// (test RMSE against the network and against the trained linearization).
 ///
 /// Params `predict`: `learning_rate` (1.0), `times` ([1, 10, 100, 1000, inf]), `diag_reg` (0; relative to the
 /// mean diagonal, as neural-tangents).
 public struct PredictStage: StageKind {
     public static let name = "predict"
-    public static let algorithmVersion = 1
+    public static let algorithmVersion = 2
     public static let summary = "NTK-GP and NNGP predictions in closed form → predictions artifact"
     public static let outputs: [ArtifactKind] = [.predictions]
 
@@ -58,37 +61,101 @@ public struct PredictStage: StageKind {
         }
         let n = ds.nTrain, m = ds.nTest, k = ds.outputs
         let y = Matrix(rows: n, cols: k, data: ds.yTrain), yTest = Matrix(rows: m, cols: k, data: ds.yTest)
-        let ens = try EnsemblePredictor(nngpTrainTrain: try kernel("nngp_train_train", n, n), ntkTrainTrain: try kernel("ntk_train_train", n, n),
-                                        yTrain: y, learningRate: learningRate, diagReg: diagReg)
-        let ntd = try kernel("ntk_test_train", m, n), gtd = try kernel("nngp_test_train", m, n)
-        let gtt = kfile.tensor("nngp_test_test") != nil ? try kernel("nngp_test_test", m, m) : nil
-        let classOf = Dictionary(uniqueKeysWithValues: ds.classes.enumerated().map { (Int32($0.element), $0.offset) })
-
-        var tensors: [Tensor] = [Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity })]
+        var tensors: [Tensor] = []
         var metrics: [String: JSONValue] = [:]
-        for mode in EnsemblePredictor.Mode.allCases {
-            var means: [Double] = [], vars: [Double] = []
-            var rows: [JSONValue] = []
-            for t in times {
-                let g = try ens.predict(mode, t: t, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: gtt)
-                guard g.mean.data.allSatisfy(\.isFinite) else { throw NTKError("\(mode.rawValue) predictions are not finite at t = \(t.map { "\($0)" } ?? "∞")") }
-                means += g.mean.data
-                if let c = g.covariance { vars += c.diagonal }
-                let acc = accuracy(g.mean, labels: ds.labelsTest, classOf: classOf)
-                let mse = 0.5 * (g.mean - yTest).data.reduce(0) { $0 + $1 * $1 } / Double(m * k)
-                rows.append(.object(["t": t.map { .double($0) } ?? .string("inf"), "test_accuracy": .double(acc), "test_mse": .double(mse)]))
-                ctx.reporter.log(String(format: "%@ t=%@: test accuracy %.4f, MSE %.5f", mode == .ntk ? "NTK-GP" : "NNGP  ", t.map { String(format: "%g", $0) } ?? "∞", acc, mse))
+        var repairs: [String] = []
+        let traced = kfile.tensor("ntk_train_train")?.shape == [n, n]
+        if traced {
+            let ens = try EnsemblePredictor(nngpTrainTrain: try kernel("nngp_train_train", n, n), ntkTrainTrain: try kernel("ntk_train_train", n, n),
+                                            yTrain: y, learningRate: learningRate, diagReg: diagReg)
+            let ntd = try kernel("ntk_test_train", m, n), gtd = try kernel("nngp_test_train", m, n)
+            let gtt = kfile.tensor("nngp_test_test") != nil ? try kernel("nngp_test_test", m, m) : nil
+            let classOf = Dictionary(uniqueKeysWithValues: ds.classes.enumerated().map { (Int32($0.element), $0.offset) })
+            tensors.append(Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity }))
+            for mode in EnsemblePredictor.Mode.allCases {
+                var means: [Double] = [], vars: [Double] = []
+                var rows: [JSONValue] = []
+                for t in times {
+                    let g = try ens.predict(mode, t: t, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: gtt)
+                    guard g.mean.data.allSatisfy(\.isFinite) else { throw NTKError("\(mode.rawValue) predictions are not finite at t = \(t.map { "\($0)" } ?? "∞")") }
+                    means += g.mean.data
+                    if let c = g.covariance { vars += c.diagonal }
+                    let acc = accuracy(g.mean, labels: ds.labelsTest, classOf: classOf)
+                    let mse = 0.5 * (g.mean - yTest).data.reduce(0) { $0 + $1 * $1 } / Double(m * k)
+                    rows.append(.object(["t": t.map { .double($0) } ?? .string("inf"), "test_accuracy": .double(acc), "test_mse": .double(mse)]))
+                    ctx.reporter.log(String(format: "%@ t=%@: test accuracy %.4f, MSE %.5f", mode == .ntk ? "NTK-GP" : "NNGP  ", t.map { String(format: "%g", $0) } ?? "∞", acc, mse))
+                }
+                tensors.append(Tensor(name: "\(mode.rawValue)_mean_test", shape: [times.count, m, k], values: means))
+                if !vars.isEmpty { tensors.append(Tensor(name: "\(mode.rawValue)_var_test", shape: [times.count, m], values: vars)) }
+                metrics[mode.rawValue] = .array(rows)
             }
-            tensors.append(Tensor(name: "\(mode.rawValue)_mean_test", shape: [times.count, m, k], values: means))
-            if !vars.isEmpty { tensors.append(Tensor(name: "\(mode.rawValue)_var_test", shape: [times.count, m], values: vars)) }
-            metrics[mode.rawValue] = .array(rows)
+            repairs += ens.repairs
         }
-        for r in ens.repairs { ctx.reporter.log("repair: " + r) }
+        // With a trained artifact among the deps: the linearized dynamics in closed form from the same f₀, at the
+        // recorded steps, beside the trained network and its trained linearization (PAPER Figure 3's comparison).
+        if let d = ctx.deps.first(where: { $0.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact($0.resolved) && (try? ArtifactFile.read($0.resolved).kind) == .trained }) {
+            let t = try ArtifactFile.read(d.resolved)
+            try closedForm(t, path: d.path, kernel: kernel, traced: traced, y: y, n: n, m: m, k: k, tensors: &tensors, metrics: &metrics, repairs: &repairs, ctx: ctx)
+        } else if !traced {
+            throw NTKError("full [n·k, n·k] kernels are used for the closed-form dynamics of a trained network: add its trained artifact to the deps", at: kpath)
+        }
+        for r in repairs { ctx.reporter.log("repair: " + r) }
         var meta = ctx.metadata(kind: Self.name)
         meta["metrics"] = .object(metrics)
-        meta["repairs"] = .array(ens.repairs.map { .string($0) })
+        meta["repairs"] = .array(repairs.map { .string($0) })
         meta["learning_rate"] = .double(learningRate)
         return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
+    }
+
+    /// f_t = f₀ + (closed form) at each recorded step of a trained artifact: exact discrete gradient descent for MSE
+    /// ((I − ηΘ̂/(nk))^s, traced or full kernel), the Dormand–Prince flow for cross-entropy; with RMSEs against the
+    /// network's and the linearization's recorded test outputs.
+    func closedForm(_ t: ArtifactFile, path: String, kernel: (String, Int, Int) throws -> Matrix, traced: Bool, y: Matrix, n: Int, m: Int, k: Int,
+                    tensors: inout [Tensor], metrics: inout [String: JSONValue], repairs: inout [String], ctx: StageContext) throws {
+        guard let steps = t.tensor("steps")?.integers(), steps.first == 0, let fxTrain = t.tensor("fx_train"), let fxTest = t.tensor("fx_test"),
+              fxTrain.shape == [steps.count, n, k], fxTest.shape == [steps.count, m, k] else {
+            throw NTKError("trained artifact without records from step 0 of this dataset's shape", at: path)
+        }
+        guard case .object(let p)? = t.metadata["params"], case .object(let tr)? = p["train"] else { throw NTKError("trained artifact without its train params", at: path) }
+        let lr: Double = { if case .double(let v)? = tr["learning_rate"] { return v }; if case .int(let v)? = tr["learning_rate"] { return Double(v) }; return 1 }()
+        let loss: Loss = { if case .string(let v)? = tr["loss"], let l = Loss(rawValue: v) { return l }; return .mse }()
+        let rk = traced ? n : n * k, ck = traced ? m : m * k
+        let ktt = try kernel("ntk_train_train", rk, rk), kst = try kernel("ntk_test_train", ck, rk)
+        let ftr = fxTrain.doubles(), fte = fxTest.doubles()
+        let f0 = Matrix(rows: n, cols: k, data: Array(ftr[0..<n * k])), g0 = Matrix(rows: m, cols: k, data: Array(fte[0..<m * k]))
+        var closedTrain: [Matrix], closedTest: [Matrix]
+        switch loss {
+        case .mse:
+            let p = try GradientDescentMSE(kTrainTrain: ktt, yTrain: y, learningRate: lr)
+            closedTrain = try p.train(at: steps.map { .steps($0) }, fxTrain0: f0)
+            closedTest = try p.test(at: steps.map { .steps($0) }, fxTrain0: f0, fxTest0: g0, kTestTrain: kst)
+            repairs += p.kernel.repairs
+        case .cross_entropy:
+            let r = try FunctionSpaceODE(kTrainTrain: ktt, yTrain: y, loss: .cross_entropy, learningRate: lr)
+                .predict(times: steps.map(Double.init), fxTrain0: f0, fxTest0: g0, kTestTrain: kst)
+            closedTrain = r.map(\.train)
+            closedTest = r.map { $0.test! }
+        }
+        tensors.append(Tensor(name: "closed_steps", shape: [steps.count], int32: steps.map { Int32($0) }))
+        tensors.append(Tensor(name: "closed_fx_train", shape: [steps.count, n, k], values: closedTrain.flatMap(\.data)))
+        tensors.append(Tensor(name: "closed_fx_test", shape: [steps.count, m, k], values: closedTest.flatMap(\.data)))
+        func rmse(_ a: ArraySlice<Double>, _ b: [Double]) -> Double { (zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(max(b.count, 1))).squareRoot() }
+        let linTest = t.tensor("lin_fx_test")?.doubles()
+        var rows: [JSONValue] = []
+        for (i, s) in steps.enumerated() {
+            let range = i * m * k..<(i + 1) * m * k
+            var row: [String: JSONValue] = ["step": .int(s), "rmse_closed_vs_network": .double(rmse(fte[range], closedTest[i].data))]
+            if let linTest {
+                row["rmse_closed_vs_linearized"] = .double(rmse(linTest[range], closedTest[i].data))
+                row["rmse_network_vs_linearized"] = .double(rmse(fte[range], Array(linTest[range])))
+            }
+            rows.append(.object(row))
+        }
+        metrics["closed_form"] = .array(rows)
+        if case .object(let last)? = rows.last {
+            ctx.reporter.log("closed form with this kernel vs the trained network at step \(steps.last!): test RMSE \(last["rmse_closed_vs_network"]!.canonical)"
+                             + (last["rmse_closed_vs_linearized"].map { ", vs the trained linearization \($0.canonical)" } ?? ""))
+        }
     }
 
     /// Fraction of test samples whose predicted class is right: argmax over k > 1 outputs, the sign for ±1 targets.
