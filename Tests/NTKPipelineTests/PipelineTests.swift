@@ -58,6 +58,69 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(status.stdout, "load: up to date\nsubset: up to date\nother: up to date\n")
     }
 
+    /// A sweep: `matrix` expands a stage per value, each cached on its own.
+    static func sweep(_ sizes: String, matrixKey: String = "subset.n_train") -> String {
+        threeStages.replacingOccurrences(of: """
+              subset:
+                kind: load
+                deps: ["${subset.path}"]
+                params: [seed, subset]
+                outs: [artifacts/subset.npz]
+            """, with: """
+              subset:
+                kind: load
+                matrix:
+                  \(matrixKey): \(sizes)
+                deps: ["${subset.path}"]
+                params: [seed, subset]
+                outs: ["artifacts/subset-${subset.n_train}.npz"]
+            """)
+    }
+
+    func testMatrixExpandsAStagePerValueAndAddingOneRunsOnlyIt() throws {
+        let d = project()
+        XCTAssertNotEqual(Self.sweep("[4, 6]"), Self.threeStages)
+        try Self.sweep("[4, 6]").write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        var r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(ran(r), ["load", "subset@n_train=4", "subset@n_train=6", "other"])
+        for n in [4, 6] {  // each expansion saw its own value
+            let a = try ArtifactFile.read(d + "/artifacts/subset-\(n).npz")
+            XCTAssertEqual(a.tensors.first { $0.name == "x_train" }?.shape.first, n)
+        }
+        let four = TestSupport.read(d + "/artifacts/subset-4.npz")
+
+        try Self.sweep("[4, 6, 2]").write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        r = try TestSupport.ntk(["status"], in: d)
+        XCTAssertEqual(r.stdout, "load: up to date\nsubset@n_train=4: up to date\nsubset@n_train=6: up to date\n"
+                       + "subset@n_train=2: stale — never run\nother: up to date\n")
+        r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(ran(r), ["subset@n_train=2"])
+        XCTAssertEqual(TestSupport.read(d + "/artifacts/subset-4.npz"), four)
+
+        // The stage's key targets all its expansions (and what they need, which is up to date).
+        r = try TestSupport.ntk(["run", "--force", "subset"], in: d)
+        XCTAssertEqual(ran(r), ["subset@n_train=4", "subset@n_train=6", "subset@n_train=2"])
+    }
+
+    func testMatrixErrorsNameTheKey() throws {
+        let d = project()
+        for (yaml, message) in [(Self.sweep("[4, 6]", matrixKey: "other.n_train"), "matrix key 'other.n_train' is not among the stage's params"),
+                                (Self.sweep("[4, 6]", matrixKey: "subset.width"), "matrix key 'subset.width' is not defined under params"),
+                                (Self.sweep("4"), "matrix.subset.n_train must be a non-empty list"),
+                                (Self.sweep("[4, 4]"), "matrix.subset.n_train lists 4 twice"),
+                                (Self.sweep("[4, 6]").replacingOccurrences(of: "subset-${subset.n_train}", with: "subset"),
+                                 "out 'artifacts/subset.npz' is written by both stage subset@n_train=4 and stage subset@n_train=6")] {
+            try yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+            let r = try TestSupport.ntk(["run"], in: d)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains(message), r.stderr)
+            XCTAssertTrue(r.stderr.contains("pipeline.yaml:"), r.stderr)  // located in the file
+            XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/artifacts"))
+        }
+    }
+
     func testParamChangeRerunsOnlyTheStagesThatReadItAndTheirDependents() throws {
         let d = project()
         let setup = try TestSupport.ntk(["run"], in: d)

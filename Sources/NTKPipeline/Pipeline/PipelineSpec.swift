@@ -13,11 +13,23 @@ import Foundation
 ///     deps: ["${data.path}"]  # files/directories read; ${key} is replaced by a param value
 ///     params: [seed, data]    # param keys read, locked by value
 ///     outs: [artifacts/load/dataset.npz]
+///   train:
+///     matrix:                 # a sweep: one stage per combination, each cached on its own
+///       model.width: [64, 256, 1024]
+///     outs: ["artifacts/train/w${model.width}/trained.npz"]   # ${key} sees the combination's values
 /// ```
-/// Paths are relative to the pipeline file's directory. Unknown keys are errors.
+/// A `matrix` stage expands into `train@width=64`, `train@width=256`, … (the last part of each key, `=`,
+/// the value; several keys give their cartesian product, joined by `,`). Each expansion sees params with
+/// its values set, so adding a value runs only the new expansion. Naming the stage (`ntk run train`)
+/// targets all its expansions. Paths are relative to the pipeline file's directory. Unknown keys are errors.
 public struct PipelineSpec {
     public struct Stage {
+        /// Unique name: the stage's key, or for a matrix expansion `key@width=64,depth=2`.
         public var name: String
+        /// The stage's key in the file (for matrix expansions, shared by all of them).
+        public var group: String
+        /// The params tree this stage sees (the file's, with a matrix expansion's values set).
+        public var values: JSONValue
         public var kind: String
         public var deps: [String]
         public var params: [String]
@@ -30,9 +42,15 @@ public struct PipelineSpec {
     public var stages: [Stage]
     public var lines: [String: Int]
 
-    /// "pipeline.yaml:12" for a dotted key, if known.
+    /// "pipeline.yaml:12" for a dotted key, if known. A matrix expansion's keys
+    /// ("stages.train@width=64.deps") are located at the stage they expand.
     public func locate(_ key: String) -> String? {
         var k = key
+        if k.hasPrefix("stages."), let at = k.firstIndex(of: "@") {
+            let group = String(k[..<at])
+            let field = ["deps", "params", "outs", "kind", "desc", "matrix"].first { k.hasSuffix("." + $0) }
+            k = field.map { group + "." + $0 } ?? group
+        }
         while !k.isEmpty {
             if let l = lines[k] { return "\((file as NSString).lastPathComponent):\(l)" }
             guard let dot = k.lastIndex(of: ".") else { break }
@@ -62,23 +80,68 @@ public struct PipelineSpec {
         for name in doc.keyOrder["stages"] ?? stageMap.keys.sorted() {
             var r = try ConfigReader(stageMap[name], path: "stages.\(name)", locate: spec.locate)
             let kind = try r.string("kind", default: name)!
-            func paths(_ key: String) throws -> [String] {
+            func strings(_ key: String) throws -> [String] {
                 guard let v = r.raw(key) else { return [] }
                 guard case .array(let a) = v else { throw r.fail(key, "expected a list of paths, found \(v.typeName)") }
                 return try a.map {
                     guard case .string(let s) = $0 else { throw r.fail(key, "expected a list of paths, found an element \($0.canonical)") }
-                    return try spec.interpolate(s, in: "stages.\(name).\(key)")
+                    return s
                 }
             }
-            let deps = try paths("deps"), params = try paths("params"), outs = try paths("outs")
+            let deps = try strings("deps"), params = try strings("params"), outs = try strings("outs")
             let desc = try r.string("desc")
+            let matrix = r.raw("matrix")
             try r.finish()
             for p in params where spec.params.at(path: p) == nil {
                 throw NTKError("declares param '\(p)', which is not defined under params", at: spec.locate("stages.\(name).params"), key: "stages.\(name).params")
             }
-            spec.stages.append(Stage(name: name, kind: kind, deps: deps, params: params, outs: outs, desc: desc))
+            let expansions = try spec.expand(matrix, stage: name, params: params, order: doc.keyOrder["stages.\(name).matrix"])
+            for (suffix, values) in expansions {
+                let full = suffix.isEmpty ? name : name + "@" + suffix
+                func paths(_ list: [String], _ key: String) throws -> [String] {
+                    try list.map { try spec.interpolate($0, in: "stages.\(name).\(key)", params: values) }
+                }
+                spec.stages.append(Stage(name: full, group: name, values: values, kind: kind, deps: try paths(deps, "deps"),
+                                         params: params, outs: try paths(outs, "outs"), desc: desc))
+            }
         }
         return spec
+    }
+
+    /// A stage's `matrix` (dotted param key → list of values) as (name suffix, params with those values set),
+    /// in the cartesian product's order (first key slowest); one unnamed expansion without a matrix.
+    func expand(_ matrix: JSONValue?, stage: String, params declared: [String], order: [String]?) throws -> [(String, JSONValue)] {
+        guard let matrix else { return [("", params)] }
+        let key = "stages.\(stage).matrix"
+        guard case .object(let m) = matrix, !m.isEmpty else {
+            throw NTKError("matrix must map param keys to lists of values (e.g. model.width: [64, 256])", at: locate(key), key: key)
+        }
+        var result: [(String, JSONValue)] = [("", params)]
+        for k in order ?? m.keys.sorted() {
+            guard case .array(let list) = m[k]!, !list.isEmpty else {
+                throw NTKError("matrix.\(k) must be a non-empty list of values, found \(m[k]!.canonical)", at: locate(key + "." + k), key: key + "." + k)
+            }
+            if let twice = list.enumerated().first(where: { i, v in list[..<i].contains(v) })?.element {
+                throw NTKError("matrix.\(k) lists \(twice.canonical) twice", at: locate(key + "." + k), key: key + "." + k)
+            }
+            guard params.at(path: k) != nil else {
+                throw NTKError("matrix key '\(k)' is not defined under params", at: locate(key + "." + k), key: key + "." + k)
+            }
+            guard declared.contains(where: { k == $0 || k.hasPrefix($0 + ".") }) else {
+                throw NTKError("matrix key '\(k)' is not among the stage's params, so its expansions would not differ",
+                               at: locate(key + "." + k), key: key + "." + k, hint: "add \(k) (or a parent key) to stages.\(stage).params")
+            }
+            let label = k.split(separator: ".").last.map(String.init) ?? k
+            let path = k.split(separator: ".").map(String.init)
+            result = result.flatMap { (suffix, values) in
+                list.map { v -> (String, JSONValue) in
+                    let text: String
+                    if case .string(let s) = v { text = s } else { text = v.canonical }
+                    return ((suffix.isEmpty ? "" : suffix + ",") + label + "=" + text, values.setting(path: path, to: v))
+                }
+            }
+        }
+        return result
     }
 
     /// Params with `--set key=value` overrides applied (values typed as YAML scalars: 500, true, [0, 1], inf).
@@ -95,7 +158,7 @@ public struct PipelineSpec {
     }
 
     /// Replaces each `${key}` by the value of params.key.
-    func interpolate(_ s: String, in key: String) throws -> String {
+    func interpolate(_ s: String, in key: String, params: JSONValue) throws -> String {
         var out = ""
         var rest = Substring(s)
         while let open = rest.range(of: "${") {
@@ -116,4 +179,10 @@ public struct PipelineSpec {
     }
 
     public func stage(_ name: String) -> Stage? { stages.first { $0.name == name } }
+
+    /// The stages a target names: one stage by its full name, or all expansions of a matrix stage.
+    public func stages(named target: String) -> [Stage] {
+        if let s = stage(target) { return [s] }
+        return stages.filter { $0.group == target }
+    }
 }

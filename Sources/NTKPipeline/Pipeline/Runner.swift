@@ -37,7 +37,7 @@ public final class Runner {
                 throw NTKError("unknown stage kind '\(s.kind)' (known: \(stageKinds.map { $0.name }.joined(separator: ", ")))",
                                at: spec.locate("stages.\(s.name)"), key: "stages.\(s.name).kind")
             }
-            let params = StageParams(stage: s.name, values: spec.params, declared: s.params, locate: spec.locate)
+            let params = StageParams(stage: s.name, values: s.values, declared: s.params, locate: spec.locate)
             let k = try kind.init(params: params)
             let declared = Set(s.deps.map(normalise))
             for r in k.requiredDeps where !declared.contains(normalise(r)) {
@@ -51,7 +51,8 @@ public final class Runner {
             kinds[s.name] = k
             for o in s.outs {
                 let n = normalise(o)
-                if let other = producer[n] { throw NTKError("out '\(o)' is written by both stage \(other) and stage \(s.name)", key: "stages.\(s.name).outs") }
+                if let other = producer[n] { throw NTKError("out '\(o)' is written by both stage \(other) and stage \(s.name)",
+                                                              at: spec.locate("stages.\(s.name).outs"), key: "stages.\(s.name).outs") }
                 producer[n] = s.name
             }
         }
@@ -63,8 +64,13 @@ public final class Runner {
 
     /// Stages upstream of (and including) the targets, in dependency order; all stages if no targets.
     public func order(targets: [String]) throws -> [PipelineSpec.Stage] {
-        for t in targets where spec.stage(t) == nil {
-            throw NTKError("no stage named '\(t)' (stages: \(spec.stages.map(\.name).joined(separator: ", ")))", at: spec.file)
+        var named = Set<String>()
+        for t in targets {
+            let matches = spec.stages(named: t)
+            if matches.isEmpty {
+                throw NTKError("no stage named '\(t)' (stages: \(spec.stages.map(\.name).joined(separator: ", ")))", at: spec.file)
+            }
+            named.formUnion(matches.map(\.name))
         }
         var result: [PipelineSpec.Stage] = []
         var state: [String: Int] = [:]  // 1 visiting, 2 done
@@ -76,7 +82,7 @@ public final class Runner {
             state[s.name] = 2
             result.append(s)
         }
-        for s in spec.stages where targets.isEmpty || targets.contains(s.name) { try visit(s) }
+        for s in spec.stages where targets.isEmpty || named.contains(s.name) { try visit(s) }
         return result
     }
 
@@ -102,7 +108,7 @@ public final class Runner {
         var r: [String] = []
         if e.kind != s.kind { r.append("kind changed (\(e.kind) → \(s.kind))") }
         if e.algorithmVersion != kind.algorithmVersion { r.append("algorithm version changed (\(e.algorithmVersion) → \(kind.algorithmVersion))") }
-        let now = StageParams(stage: s.name, values: spec.params, declared: s.params).locked
+        let now = StageParams(stage: s.name, values: s.values, declared: s.params).locked
         r += Self.paramDiff(old: e.params, new: now, prefix: "")
         let lockedDeps = Dictionary(e.deps.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         if Set(lockedDeps.keys) != Set(s.deps) { r.append("deps list changed") }
@@ -153,7 +159,7 @@ public final class Runner {
         defer { hasher.save() }
         for s in try order(targets: targets) {
             var reasons = try self.reasons(s, lock: lock)
-            if force && (targets.isEmpty || targets.contains(s.name)) { reasons.insert("forced", at: 0) }
+            if force && (targets.isEmpty || targets.contains(s.name) || targets.contains(s.group)) { reasons.insert("forced", at: 0) }
             if reasons.isEmpty {
                 reporter.log("\(s.name): up to date")
                 outcomes.append(Outcome(stage: s.name, ran: false, reasons: [], seconds: 0))
@@ -181,7 +187,7 @@ public final class Runner {
             }
             deps.append(Lock.FileEntry(path: d, sha256: h.sha256, size: h.size))
         }
-        let params = StageParams(stage: s.name, values: spec.params, declared: s.params, locate: spec.locate)
+        let params = StageParams(stage: s.name, values: s.values, declared: s.params, locate: spec.locate)
         var ctx = StageContext(stage: s.name, params: params,
                                deps: zip(s.deps, deps).map { ($0.0, resolve($0.0), $0.1.sha256) }, reporter: reporter)
         let key = SHA256.hex(Array((JSONValue.object([
