@@ -106,7 +106,7 @@ final class PipelineTests: XCTestCase {
 
     func testMatrixErrorsNameTheKey() throws {
         let d = project()
-        for (yaml, message) in [(Self.sweep("[4, 6]", matrixKey: "other.n_train"), "matrix key 'other.n_train' is not among the stage's params"),
+        for (yaml, message) in [(Self.sweep("[4, 6]", matrixKey: "other.n_train"), "matrix key 'other.n_train' is neither among the stage's params nor used in its deps"),
                                 (Self.sweep("[4, 6]", matrixKey: "subset.width"), "matrix key 'subset.width' is not defined under params"),
                                 (Self.sweep("4"), "matrix.subset.n_train must be a non-empty list"),
                                 (Self.sweep("[4, 4]"), "matrix.subset.n_train lists 4 twice"),

@@ -95,7 +95,7 @@ public struct PipelineSpec {
             for p in params where spec.params.at(path: p) == nil {
                 throw NTKError("declares param '\(p)', which is not defined under params", at: spec.locate("stages.\(name).params"), key: "stages.\(name).params")
             }
-            let expansions = try spec.expand(matrix, stage: name, params: params, order: doc.keyOrder["stages.\(name).matrix"])
+            let expansions = try spec.expand(matrix, stage: name, params: params, deps: deps, order: doc.keyOrder["stages.\(name).matrix"])
             for (suffix, values) in expansions {
                 let full = suffix.isEmpty ? name : name + "@" + suffix
                 func paths(_ list: [String], _ key: String) throws -> [String] {
@@ -110,7 +110,7 @@ public struct PipelineSpec {
 
     /// A stage's `matrix` (dotted param key → list of values) as (name suffix, params with those values set),
     /// in the cartesian product's order (first key slowest); one unnamed expansion without a matrix.
-    func expand(_ matrix: JSONValue?, stage: String, params declared: [String], order: [String]?) throws -> [(String, JSONValue)] {
+    func expand(_ matrix: JSONValue?, stage: String, params declared: [String], deps: [String], order: [String]?) throws -> [(String, JSONValue)] {
         guard let matrix else { return [("", params)] }
         let key = "stages.\(stage).matrix"
         guard case .object(let m) = matrix, !m.isEmpty else {
@@ -127,8 +127,9 @@ public struct PipelineSpec {
             guard params.at(path: k) != nil else {
                 throw NTKError("matrix key '\(k)' is not defined under params", at: locate(key + "." + k), key: key + "." + k)
             }
-            guard declared.contains(where: { k == $0 || k.hasPrefix($0 + ".") }) else {
-                throw NTKError("matrix key '\(k)' is not among the stage's params, so its expansions would not differ",
+            // it must change what the stage computes: a param it reads, or a path it reads (`${k}` in deps)
+            guard declared.contains(where: { k == $0 || k.hasPrefix($0 + ".") }) || deps.contains(where: { $0.contains("${\(k)}") }) else {
+                throw NTKError("matrix key '\(k)' is neither among the stage's params nor used in its deps, so its expansions would not differ",
                                at: locate(key + "." + k), key: key + "." + k, hint: "add \(k) (or a parent key) to stages.\(stage).params")
             }
             let label = k.split(separator: ".").last.map(String.init) ?? k
