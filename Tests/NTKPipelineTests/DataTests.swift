@@ -144,6 +144,26 @@ final class DataTests: XCTestCase {
         assertError(try ArrayDataReader.read(path: d + "/a.npz", numClasses: 3), contains: [d + "/a.npz", "y_train"])
     }
 
+    func testUserArraysLabelsFromPlusMinusOneTargetsOrGivenLabels() throws {
+        let d = TestSupport.tempDir()
+        func write(_ extra: [Tensor]) throws {
+            try ArtifactFile(kind: .dataset, metadata: [:], tensors: [
+                Tensor(name: "x_train", shape: [3, 2], values: [1.0, 2, 3, 4, 5, 6]), Tensor(name: "y_train", shape: [3, 1], values: [-1.0, 1, 1]),
+                Tensor(name: "x_test", shape: [2, 2], values: [1.0, 2, 3, 4]), Tensor(name: "y_test", shape: [2, 1], values: [1.0, -1]),
+            ] + extra).write(to: d + "/a.npz")
+        }
+        try write([])
+        var r = try ArrayDataReader.read(path: d + "/a.npz", numClasses: 2)
+        XCTAssertEqual(r.train.labels, [0, 1, 1])
+        XCTAssertEqual(r.test.labels, [1, 0])
+        try write([Tensor(name: "labels_train", shape: [3], int32: [2, 0, 1]), Tensor(name: "labels_test", shape: [2], int32: [1, 2])])
+        r = try ArrayDataReader.read(path: d + "/a.npz", numClasses: 3)
+        XCTAssertEqual(r.train.labels, [2, 0, 1])
+        XCTAssertEqual(r.test.labels, [1, 2])
+        try write([Tensor(name: "labels_train", shape: [2], int32: [2, 0]), Tensor(name: "labels_test", shape: [2], int32: [1, 2])])
+        assertError(try ArrayDataReader.read(path: d + "/a.npz", numClasses: 3), contains: [d + "/a.npz", "labels_train has shape [2]"])
+    }
+
     // MARK: selection and preprocessing
 
     func config(_ edit: (inout DataConfig) -> Void) -> DataConfig {

@@ -104,6 +104,32 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(ran(r), ["subset@n_train=4", "subset@n_train=6", "subset@n_train=2"])
     }
 
+    func testMatrixStagesChainThroughTheirDeps() throws {
+        // `again` re-reads each subset: its matrix key is the path it reads, so each expansion depends on one
+        // `subset` expansion; targeting one expansion runs only what it needs.
+        let d = project()
+        let yaml = Self.sweep("[4, 6]").replacingOccurrences(of: "  other: {format: idx", with: """
+              again: {format: arrays, num_classes: 3, classes: [0, 2], path: x, n_train: 2, n_test: 2, dtype: float64}
+              other: {format: idx
+            """) + """
+
+              again:
+                kind: load
+                matrix:
+                  again.path: [artifacts/subset-4.npz, artifacts/subset-6.npz]
+                deps: ["${again.path}"]
+                params: [seed, again]
+                outs: ["${again.path}.again.npz"]
+            """
+        try yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        var r = try TestSupport.ntk(["run", "again@path=artifacts/subset-6.npz"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(ran(r), ["load", "subset@n_train=6", "again@path=artifacts/subset-6.npz"])
+        r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(ran(r), ["subset@n_train=4", "other", "again@path=artifacts/subset-4.npz"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/artifacts/subset-4.npz.again.npz"))
+    }
+
     func testMatrixErrorsNameTheKey() throws {
         let d = project()
         for (yaml, message) in [(Self.sweep("[4, 6]", matrixKey: "other.n_train"), "matrix key 'other.n_train' is neither among the stage's params nor used in its deps"),
