@@ -264,6 +264,13 @@ def main():
         t = nt_emp[name]["median_s"]
         lines.append(f"| {name} | {r['seconds']:.3f} s ({r['gflops']:.0f} GFLOP/s) | {100 * r['fraction_of_peak']:.0f} % | {t:.3f} s | **{t / r['seconds']:.1f}×** |")
     lines.append(f"| time to the first traced kernel, fresh process | {ours_emp_first:.2f} s | | {nt_emp_first:.2f} s | {nt_emp_first / ours_emp_first:.1f}× |")
+    lines += ["", "## Other hot paths (ntk only; no peer measured yet)", "",
+              "| measurement | seconds | GFLOP/s | % of peak (same run) |", "|---|---|---|---|"]
+    for k, v in res.items():
+        if k.startswith(("linearized step", "predictor setup", "prediction at")):
+            g = f"{v['gflops']:.1f}" if "gflops" in v else ""
+            frac = f"{100 * v['fraction_of_peak']:.0f} %" if "fraction_of_peak" in v else ""
+            lines.append(f"| {k} | {v['seconds']:.4f} | {g} | {frac} |")
     lines += ["", "## Scaling (ntk)", "", "Seeded normal inputs (d = 784); exponents fitted on log-log axes.", "",
               "| measurement | seconds | fitted exponent |", "|---|---|---|"]
     for k, v in res.items():

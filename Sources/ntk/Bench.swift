@@ -110,6 +110,35 @@ extension NTKCommand {
                 let s64 = try median(repeats) { _ in try t64.stepOnce() }
                 report("train step 784-\(width)-\(width)-10 N=\(nStep) f64", seconds: s64, flops: stepFlops, peak: dgemmPeak)
 
+                // One linearized-model step (JVP at θ₀ for f_lin − f₀, then the VJP at θ₀): the tangent costs a
+                // forward's flops plus the W₀·da products of the hidden layers; the VJP is the network's backward.
+                var cl = c
+                cl.learningRate = 1
+                let lin = Trainer<Float>(spec: stepSpec, theta0: theta0, xTrain: xs, yTrain: ys, config: cl, model: .linearized)
+                let linFlops = 2 * Double(nStep) * (2 * dense.reduce(0, +) + 2 * dense.dropFirst().reduce(0, +))
+                let sl = try median(repeats) { _ in try lin.stepOnce() }
+                report("linearized step (JVP+VJP) 784-\(width)-\(width)-10 N=\(nStep) f32", seconds: sl, flops: linFlops, peak: sPeak.flops / sPeak.seconds / 1e9)
+
+                // Closed-form predictor on the analytic NTK: setup (eigendecomposition of Θ(X, X), LAPACK dsyevd) and
+                // one prediction time on a test set (Θ(x*, X)·U·diag·Uᵀ·(f₀ − Y)).
+                let nPred = quick ? 256 : 1000, nTest = quick ? 128 : 500
+                let xTr = Matrix(rows: nPred, cols: 784, data: raw.train.rows(Array(0..<nPred), byteScale: 1 / 255.0))
+                let xTe = Matrix(rows: nTest, cols: 784, data: raw.test.rows(Array(0..<nTest), byteScale: 1 / 255.0))
+                var yTr = Matrix(rows: nPred, cols: 10)
+                for r in 0..<nPred { yTr[r, Int(raw.train.labels[r])] = 1 }
+                let kTT = try AnalyticKernels.compute(x1: xTr, spec: spec).ntk
+                let kST = try AnalyticKernels.compute(x1: xTe, x2: xTr, spec: spec).ntk
+                var predictor: GradientDescentMSE?
+                let setup = try median(repeats) { _ in  // the eigendecomposition is lazy: force it
+                    predictor = try GradientDescentMSE(kTrainTrain: kTT, yTrain: yTr)
+                    _ = try predictor!.kernel.eigh()
+                }
+                report("predictor setup (eigh of Θ) N=\(nPred) f64", seconds: setup, extra: ["dsyevd_flops_approx": .double(4.0 / 3 * pow(Double(nPred), 3) + 2 * pow(Double(nPred), 3))])
+                let zeroTr = Matrix(rows: nPred, cols: 10), zeroTe = Matrix(rows: nTest, cols: 10)
+                let perTime = try median(repeats) { _ in _ = try predictor!.test(at: [.continuous(100)], fxTrain0: zeroTr, fxTest0: zeroTe, kTestTrain: kST) }
+                report("prediction at one time, \(nTest) test × \(nPred) train × 10 f64", seconds: perTime,
+                       flops: 2 * Double(nTest) * Double(nPred) * 10 + 4 * Double(nPred) * Double(nPred) * 10, peak: dgemmPeak)
+
                 // Empirical NTK of the same network (f32), traced and full, x2 = None.
                 let engine = EmpiricalNTK<Float>(MLP(spec: stepSpec, theta: theta0))
                 for output in [EmpiricalNTK<Float>.Output.traced, .full] {
