@@ -39,6 +39,18 @@ public final class Passes<T: NTKFloat> {
         ones = [T](repeating: 1, count: maxBatch)
     }
 
+    /// Dense layer l with the weights and bias taken from `params` (θ, or a direction v for the tangent pass):
+    /// z [n, fanOut] = s_b,l·1·bᵀ + s_w,l·input [n, fanIn]·W [fanIn, fanOut]  (the bias as a rank-1 GEMM with ones).
+    private func dense(_ l: Int, params: UnsafePointer<T>, input: UnsafePointer<T>, n: Int, ones: UnsafePointer<T>, into z: UnsafeMutablePointer<T>) {
+        let layer = layout.layers[l]
+        if let b = layer.b {
+            T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: 1, alpha: bScale[l], a: ones, lda: 1,
+                   b: params + b, ldb: layer.fanOut, beta: 0, c: z, ldc: layer.fanOut)
+        }
+        T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: layer.fanIn, alpha: wScale[l], a: input, lda: layer.fanIn,
+               b: params + layer.w, ldb: layer.fanOut, beta: layer.b == nil ? 0 : 1, c: z, ldc: layer.fanOut)
+    }
+
     /// Computes f(x) for n rows of x [n, n₀] into `output` (first n·k entries).
     public func forward(theta: UnsafePointer<T>, x: UnsafePointer<T>, n: Int) {
         precondition(n <= maxBatch)
@@ -46,14 +58,7 @@ public final class Passes<T: NTKFloat> {
         ones.withUnsafeBufferPointer { onesP in
             var input = x
             for (l, layer) in layout.layers.enumerated() {
-                let body = { (z: UnsafeMutablePointer<T>) in
-                    if let b = layer.b {
-                        T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: 1, alpha: self.bScale[l], a: onesP.baseAddress!, lda: 1,
-                               b: theta + b, ldb: layer.fanOut, beta: 0, c: z, ldc: layer.fanOut)
-                    }
-                    T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: layer.fanIn, alpha: self.wScale[l], a: input, lda: layer.fanIn,
-                           b: theta + layer.w, ldb: layer.fanOut, beta: layer.b == nil ? 0 : 1, c: z, ldc: layer.fanOut)
-                }
+                let body = { (z: UnsafeMutablePointer<T>) in self.dense(l, params: theta, input: input, n: n, ones: onesP.baseAddress!, into: z) }
                 if l == last {
                     output.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
                 } else {
@@ -77,13 +82,8 @@ public final class Passes<T: NTKFloat> {
             for (l, layer) in layout.layers.enumerated() {
                 let input: UnsafePointer<T> = l == 0 ? x : acts[l - 1].withUnsafeBufferPointer { UnsafePointer($0.baseAddress!) }
                 let body = { (zdot: UnsafeMutablePointer<T>) in
-                    // s_b·v_b (rank-1 with ones), then s_w·a_l·V_l, then s_w·ȧ_l·W_l (ȧ_0 = 0)
-                    if let b = layer.b {
-                        T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: 1, alpha: self.bScale[l], a: onesP.baseAddress!, lda: 1,
-                               b: v + b, ldb: layer.fanOut, beta: 0, c: zdot, ldc: layer.fanOut)
-                    }
-                    T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: layer.fanIn, alpha: self.wScale[l], a: input, lda: layer.fanIn,
-                           b: v + layer.w, ldb: layer.fanOut, beta: layer.b == nil ? 0 : 1, c: zdot, ldc: layer.fanOut)
+                    // s_b·v_b + s_w·a_l·V_l (the Dense layer applied to v's slices), then s_w·ȧ_l·W_l (ȧ_0 = 0)
+                    self.dense(l, params: v, input: input, n: n, ones: onesP.baseAddress!, into: zdot)
                     if l > 0 {
                         self.tangent.withUnsafeBufferPointer { ad in
                             T.gemm(transA: false, transB: false, m: n, n: layer.fanOut, k: layer.fanIn, alpha: self.wScale[l], a: ad.baseAddress!,

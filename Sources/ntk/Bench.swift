@@ -112,9 +112,7 @@ extension NTKCommand {
 
                 // One linearized-model step (JVP at θ₀ for f_lin − f₀, then the VJP at θ₀): the tangent costs a
                 // forward's flops plus the W₀·da products of the hidden layers; the VJP is the network's backward.
-                var cl = c
-                cl.learningRate = 1
-                let lin = Trainer<Float>(spec: stepSpec, theta0: theta0, xTrain: xs, yTrain: ys, config: cl, model: .linearized)
+                let lin = Trainer<Float>(spec: stepSpec, theta0: theta0, xTrain: xs, yTrain: ys, config: c, model: .linearized)
                 let linFlops = 2 * Double(nStep) * (2 * dense.reduce(0, +) + 2 * dense.dropFirst().reduce(0, +))
                 let sl = try median(repeats) { _ in try lin.stepOnce() }
                 report("linearized step (JVP+VJP) 784-\(width)-\(width)-10 N=\(nStep) f32", seconds: sl, flops: linFlops, peak: sPeak.flops / sPeak.seconds / 1e9)
