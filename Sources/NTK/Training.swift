@@ -8,7 +8,7 @@ public enum Loss: String, CaseIterable, Sendable {
     case cross_entropy
 
     /// The loss and, into `grad`, its gradient with respect to f.
-    func evaluate<T: NTKFloat>(_ f: UnsafePointer<T>, _ y: UnsafePointer<T>, n: Int, k: Int, grad: UnsafeMutablePointer<T>?) -> Double {
+    public func evaluate<T: NTKFloat>(_ f: UnsafePointer<T>, _ y: UnsafePointer<T>, n: Int, k: Int, grad: UnsafeMutablePointer<T>?) -> Double {
         let norm = Double(n * k)
         var total = 0.0
         switch self {

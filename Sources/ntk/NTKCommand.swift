@@ -57,6 +57,7 @@ extension NTKCommand {
                 reporter.log(ran == 0
                     ? String(format: "everything is up to date; nothing to do (%.2f s)", Date().timeIntervalSince(started))
                     : String(format: "ran %d of %d stage(s) in %.2f s", ran, outcomes.count, Date().timeIntervalSince(started)))
+                for line in try runner.reportSummary(stages: outcomes.map(\.stage)) { reporter.log(line) }
             }
         }
     }

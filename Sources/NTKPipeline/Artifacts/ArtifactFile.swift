@@ -1,10 +1,26 @@
 import NTK
 
 /// What an artifact holds; every stage output declares one, and a stage checks the kinds of its inputs.
+///
+/// Most are `.npz` artifacts (below); `report`, `metrics` and `table` are documents for people and other tools
+/// (HTML, JSON, CSV) that a stage returns as bytes and the runner writes and hashes like any other out.
 public enum ArtifactKind: String, CaseIterable, Sendable {
-    case dataset, params, trained, kernels, predictions
+    case dataset, params, trained, kernels, predictions, evaluation
     /// A stage's partial result (e.g. finished kernel blocks), kept until the stage completes.
     case checkpoint
+    /// Self-contained HTML, JSON, CSV.
+    case report, metrics, table
+
+    /// The file extension an out of this kind must have.
+    public var fileExtension: String {
+        switch self {
+        case .report: "html"
+        case .metrics: "json"
+        case .table: "csv"
+        default: "npz"
+        }
+    }
+    public var isDocument: Bool { fileExtension != "npz" }
 }
 
 /// An artifact on disk: a `.npz` (zip of `.npy` members) that `numpy.load` opens, plus one member
@@ -30,6 +46,8 @@ public struct ArtifactFile {
     /// Everything else recorded about the artifact (stage, params, seed, inputs, …).
     public var metadata: [String: JSONValue]
     public var tensors: [Tensor]
+    /// The bytes of a document kind (HTML, JSON, CSV), written as they are; nil for `.npz` artifacts.
+    public var document: [UInt8]? = nil
 
     public init(kind: ArtifactKind, metadata: [String: JSONValue], tensors: [Tensor]) {
         self.kind = kind
@@ -37,7 +55,20 @@ public struct ArtifactFile {
         self.tensors = tensors
     }
 
+    /// A document out (kind `report`, `metrics` or `table`).
+    public init(document kind: ArtifactKind, text: String) {
+        precondition(kind.isDocument)
+        self.init(kind: kind, metadata: [:], tensors: [])
+        document = Array(text.utf8)
+    }
+
     public func tensor(_ name: String) -> Tensor? { tensors.first { $0.name == name } }
+
+    /// The params the producing stage read under `name` (e.g. "train"), declared as `name` or as `….name`.
+    public func param(_ name: String) -> JSONValue? {
+        guard case .object(let p)? = metadata["params"] else { return nil }
+        return p[name] ?? p.first { $0.key.hasSuffix("." + name) }?.value
+    }
 
     /// The metadata as written: the caller's fields plus format, kind, producer, SIMD path and tensor table.
     public var fullMetadata: JSONValue {
@@ -55,6 +86,7 @@ public struct ArtifactFile {
 
     /// Writes the artifact atomically. `level`: 0 stores members uncompressed (fastest), 1…9 deflates.
     public func write(to path: String, level: Int = 1) throws {
+        if let document { return try Files.writeAtomically(path, bytes: document) }
         try Files.writeAtomically(path) { write in
             var zip = Zip.Writer()
             try zip.add(name: Self.metadataMember, data: Array(fullMetadata.pretty.utf8), level: level, to: write)

@@ -21,7 +21,8 @@ import Foundation
 /// A `matrix` stage expands into `train@width=64`, `train@width=256`, … (the last part of each key, `=`,
 /// the value; several keys give their cartesian product, joined by `,`). Each expansion sees params with
 /// its values set, so adding a value runs only the new expansion. Naming the stage (`ntk run train`)
-/// targets all its expansions. Paths are relative to the pipeline file's directory. Unknown keys are errors.
+/// targets all its expansions. A dep `outs:train` stands for every out of stage (or sweep group) `train`.
+/// Paths are relative to the pipeline file's directory. Unknown keys are errors.
 public struct PipelineSpec {
     public struct Stage {
         /// Unique name: the stage's key, or for a matrix expansion `key@width=64,depth=2`.
@@ -103,6 +104,18 @@ public struct PipelineSpec {
                 }
                 spec.stages.append(Stage(name: full, group: name, values: values, kind: kind, deps: try paths(deps, "deps"),
                                          params: params, outs: try paths(outs, "outs"), desc: desc))
+            }
+        }
+        // `outs:GROUP` in deps: every out of that stage or sweep group (all its expansions), e.g. for a report.
+        let all = spec.stages
+        for i in spec.stages.indices {
+            spec.stages[i].deps = try spec.stages[i].deps.flatMap { d -> [String] in
+                guard d.hasPrefix("outs:") else { return [d] }
+                let group = String(d.dropFirst(5)), outs = all.filter { $0.group == group }.flatMap(\.outs)
+                guard !outs.isEmpty else {
+                    throw NTKError("'\(d)': no stage named \(group) writes outs", at: spec.locate("stages.\(spec.stages[i].group).deps"), key: "stages.\(spec.stages[i].group).deps")
+                }
+                return outs
             }
         }
         return spec

@@ -49,6 +49,10 @@ public final class Runner {
                                at: spec.locate("stages.\(s.name).outs"), key: "stages.\(s.name).outs")
             }
             kinds[s.name] = k
+            for (o, want) in zip(s.outs, kind.outputs) where (o as NSString).pathExtension != want.fileExtension {
+                throw NTKError("out '\(o)' holds a \(want.rawValue) and must end in .\(want.fileExtension)",
+                               at: spec.locate("stages.\(s.name).outs"), key: "stages.\(s.name).outs")
+            }
             for o in s.outs {
                 let n = normalise(o)
                 if let other = producer[n] { throw NTKError("out '\(o)' is written by both stage \(other) and stage \(s.name)",
@@ -57,6 +61,24 @@ public final class Runner {
             }
         }
         _ = try order(targets: [])  // rejects cycles
+    }
+
+    /// For each `report` stage among `stages`: its headline numbers (from its metrics.json) and where the page is.
+    public func reportSummary(stages names: [String]) throws -> [String] {
+        var lines: [String] = []
+        for s in spec.stages where names.contains(s.name) && s.kind == ReportStage.name && s.outs.count == 3 {
+            let html = (normalise(s.outs[0]) as NSString).standardizingPath
+            if case .object(let m)? = try? JSONValue.parse(String(decoding: try Files.read(resolve(s.outs[1])), as: UTF8.self)),
+               case .array(let sections)? = m["sections"] {
+                for case .object(let sec) in sections {
+                    guard case .object(let h)? = sec["headline"], !h.isEmpty else { continue }
+                    let title = sec["title"]?.text ?? ""
+                    lines.append(title + ": " + h.sorted { $0.key < $1.key }.map { "\($0.key) = \(String(format: "%.4g", $0.value.number ?? .nan))" }.joined(separator: ", "))
+                }
+            }
+            lines.append("report: " + (html.hasPrefix("/") ? html : FileManager.default.currentDirectoryPath + "/" + html))
+        }
+        return lines
     }
 
     func resolve(_ p: String) -> String { p.hasPrefix("/") || root.isEmpty ? p : root + "/" + p }

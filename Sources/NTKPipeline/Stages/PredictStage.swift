@@ -70,7 +70,6 @@ public struct PredictStage: StageKind {
                                             yTrain: y, learningRate: learningRate, diagReg: diagReg)
             let ntd = try kernel("ntk_test_train", m, n), gtd = try kernel("nngp_test_train", m, n)
             let gtt = kfile.tensor("nngp_test_test") != nil ? try kernel("nngp_test_test", m, m) : nil
-            let classOf = Dictionary(uniqueKeysWithValues: ds.classes.enumerated().map { (Int32($0.element), $0.offset) })
             tensors.append(Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity }))
             for mode in EnsemblePredictor.Mode.allCases {
                 var means: [Double] = [], vars: [Double] = []
@@ -80,8 +79,8 @@ public struct PredictStage: StageKind {
                     guard g.mean.data.allSatisfy(\.isFinite) else { throw NTKError("\(mode.rawValue) predictions are not finite at t = \(t.map { "\($0)" } ?? "∞")") }
                     means += g.mean.data
                     if let c = g.covariance { vars += c.diagonal }
-                    let acc = accuracy(g.mean, labels: ds.labelsTest, classOf: classOf)
-                    let mse = 0.5 * (g.mean - yTest).data.reduce(0) { $0 + $1 * $1 } / Double(m * k)
+                    let acc = Scores.accuracy(g.mean.data, k: k, labels: ds.labelsTest, classes: ds.classes)
+                    let mse = Scores.mse(g.mean.data, yTest.data)
                     rows.append(.object(["t": t.map { .double($0) } ?? .string("inf"), "test_accuracy": .double(acc), "test_mse": .double(mse)]))
                     ctx.reporter.log(String(format: "%@ t=%@: test accuracy %.4f, MSE %.5f", mode == .ntk ? "NTK-GP" : "NNGP  ", t.map { String(format: "%g", $0) } ?? "∞", acc, mse))
                 }
@@ -116,38 +115,27 @@ public struct PredictStage: StageKind {
               fxTrain.shape == [steps.count, n, k], fxTest.shape == [steps.count, m, k] else {
             throw NTKError("trained artifact without records from step 0 of this dataset's shape", at: path)
         }
-        guard case .object(let p)? = t.metadata["params"], case .object(let tr)? = p["train"] else { throw NTKError("trained artifact without its train params", at: path) }
+        guard case .object(let tr)? = t.param("train") else { throw NTKError("trained artifact without its train params", at: path) }
         let lr: Double = { if case .double(let v)? = tr["learning_rate"] { return v }; if case .int(let v)? = tr["learning_rate"] { return Double(v) }; return 1 }()
         let loss: Loss = { if case .string(let v)? = tr["loss"], let l = Loss(rawValue: v) { return l }; return .mse }()
         let rk = traced ? n : n * k, ck = traced ? m : m * k
         let ktt = try kernel("ntk_train_train", rk, rk), kst = try kernel("ntk_test_train", ck, rk)
         let ftr = fxTrain.doubles(), fte = fxTest.doubles()
         let f0 = Matrix(rows: n, cols: k, data: Array(ftr[0..<n * k])), g0 = Matrix(rows: m, cols: k, data: Array(fte[0..<m * k]))
-        var closedTrain: [Matrix], closedTest: [Matrix]
-        switch loss {
-        case .mse:
-            let p = try GradientDescentMSE(kTrainTrain: ktt, yTrain: y, learningRate: lr)
-            closedTrain = try p.train(at: steps.map { .steps($0) }, fxTrain0: f0)
-            closedTest = try p.test(at: steps.map { .steps($0) }, fxTrain0: f0, fxTest0: g0, kTestTrain: kst)
-            repairs += p.kernel.repairs
-        case .cross_entropy:
-            let r = try FunctionSpaceODE(kTrainTrain: ktt, yTrain: y, loss: .cross_entropy, learningRate: lr)
-                .predict(times: steps.map(Double.init), fxTrain0: f0, fxTest0: g0, kTestTrain: kst)
-            closedTrain = r.map(\.train)
-            closedTest = r.map { $0.test! }
-        }
+        let closed = try ClosedFormDynamics(ktt: ktt, kst: kst, y: y, f0: f0, g0: g0, steps: steps, learningRate: lr, loss: loss)
+        let closedTrain = closed.train, closedTest = closed.test
+        repairs += closed.repairs
         tensors.append(Tensor(name: "closed_steps", shape: [steps.count], int32: steps.map { Int32($0) }))
         tensors.append(Tensor(name: "closed_fx_train", shape: [steps.count, n, k], values: closedTrain.flatMap(\.data)))
         tensors.append(Tensor(name: "closed_fx_test", shape: [steps.count, m, k], values: closedTest.flatMap(\.data)))
-        func rmse(_ a: ArraySlice<Double>, _ b: [Double]) -> Double { (zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(max(b.count, 1))).squareRoot() }
         let linTest = t.tensor("lin_fx_test")?.doubles()
         var rows: [JSONValue] = []
         for (i, s) in steps.enumerated() {
             let range = i * m * k..<(i + 1) * m * k
-            var row: [String: JSONValue] = ["step": .int(s), "rmse_closed_vs_network": .double(rmse(fte[range], closedTest[i].data))]
+            var row: [String: JSONValue] = ["step": .int(s), "rmse_closed_vs_network": .double(Scores.rmse(fte[range], closedTest[i].data))]
             if let linTest {
-                row["rmse_closed_vs_linearized"] = .double(rmse(linTest[range], closedTest[i].data))
-                row["rmse_network_vs_linearized"] = .double(rmse(fte[range], Array(linTest[range])))
+                row["rmse_closed_vs_linearized"] = .double(Scores.rmse(linTest[range], closedTest[i].data))
+                row["rmse_network_vs_linearized"] = .double(Scores.rmse(fte[range], linTest[range]))
             }
             rows.append(.object(row))
         }
@@ -156,18 +144,5 @@ public struct PredictStage: StageKind {
             ctx.reporter.log("closed form with this kernel vs the trained network at step \(steps.last!): test RMSE \(last["rmse_closed_vs_network"]!.canonical)"
                              + (last["rmse_closed_vs_linearized"].map { ", vs the trained linearization \($0.canonical)" } ?? ""))
         }
-    }
-
-    /// Fraction of test samples whose predicted class is right: argmax over k > 1 outputs, the sign for ±1 targets.
-    func accuracy(_ mean: Matrix, labels: [Int32], classOf: [Int32: Int]) -> Double {
-        var right = 0
-        for i in 0..<mean.rows {
-            let predicted: Int
-            if mean.cols == 1 { predicted = mean[i, 0] > 0 ? 1 : 0 } else {
-                predicted = (0..<mean.cols).max { mean[i, $0] < mean[i, $1] }!
-            }
-            if classOf[labels[i]] == predicted { right += 1 }
-        }
-        return Double(right) / Double(max(mean.rows, 1))
     }
 }

@@ -22,7 +22,8 @@ public protocol StageKind {
 }
 
 /// All stage kinds ntk knows.
-public let stageKinds: [any StageKind.Type] = [LoadStage.self, InitStage.self, TrainStage.self, AnalyticKernelsStage.self, EmpiricalKernelsStage.self, PredictStage.self]
+public let stageKinds: [any StageKind.Type] = [LoadStage.self, InitStage.self, TrainStage.self, AnalyticKernelsStage.self, EmpiricalKernelsStage.self,
+                                              PredictStage.self, EvaluateStage.self, KernelConvergenceStage.self, ReportStage.self]
 
 public func stageKind(named name: String) -> (any StageKind.Type)? { stageKinds.first { $0.name == name } }
 
@@ -45,15 +46,27 @@ public struct StageParams {
         self.locate = locate
     }
 
+    /// The declared param a stage means by `key`: `key` itself, or else the one declared key that ends in `.key` —
+    /// so experiments sharing a file keep their settings apart (`params: [fig1.model, fig1.train]` is read as
+    /// `model` and `train`).
+    public func resolve(_ key: String) -> String {
+        if anyKey || declared.contains(key) { return key }
+        let scoped = declared.filter { $0.hasSuffix("." + key) }
+        return scoped.count == 1 ? scoped[0] : key
+    }
+
     func check(_ key: String) throws {
         guard anyKey || declared.contains(key) else {
-            throw NTKError("reads params.\(key) but does not list it under params (add \(key) to stages.\(stage).params)",
+            let scoped = declared.filter { $0.hasSuffix("." + key) }
+            throw NTKError(scoped.count > 1 ? "reads params.\(key), and \(scoped.joined(separator: " and ")) both end in .\(key); declare one"
+                                            : "reads params.\(key) but does not list it under params (add \(key) to stages.\(stage).params)",
                            at: locate("stages.\(stage).params"), key: "stages.\(stage)")
         }
     }
 
-    /// A reader for the mapping at `key` (e.g. "data").
+    /// A reader for the mapping at `key` (e.g. "data", or a declared "fig1.data").
     public func reader(_ key: String) throws -> ConfigReader {
+        let key = resolve(key)
         try check(key)
         return try ConfigReader(values.at(path: key), path: "params." + key, locate: locate)
     }
@@ -61,7 +74,7 @@ public struct StageParams {
     /// The key of the stage's settings mapping: `preferred` if declared (or outside a pipeline), else the
     /// only declared param whose value is a mapping.
     public func mappingKey(preferring preferred: String) throws -> String {
-        if anyKey || declared.contains(preferred) { return preferred }
+        if anyKey || declared.contains(preferred) || resolve(preferred) != preferred { return resolve(preferred) }
         let maps = declared.filter { if case .object? = values.at(path: $0) { true } else { false } }
         guard maps.count == 1 else {
             throw NTKError("needs one mapping of settings among its params (\(preferred), or exactly one other); found \(maps.isEmpty ? "none" : maps.joined(separator: ", "))",
@@ -72,6 +85,7 @@ public struct StageParams {
 
     /// An integer param at `key` (e.g. "seed"); `defaultValue` only applies outside a pipeline.
     public func int(_ key: String, default defaultValue: Int) throws -> Int {
+        let key = resolve(key)
         try check(key)
         if anyKey && values.at(path: key) == nil { return defaultValue }
         guard case .int(let i)? = values.at(path: key) else {
@@ -106,6 +120,15 @@ public struct StageContext {
         return d
     }
 
+    /// Every dep that is an artifact of `kind`, in the order of the deps.
+    public func artifacts(_ kind: ArtifactKind) throws -> [(path: String, file: ArtifactFile)] {
+        try deps.compactMap { d in
+            guard d.resolved.hasSuffix(".npz"), ArtifactFile.looksLikeArtifact(d.resolved) else { return nil }
+            let f = try ArtifactFile.read(d.resolved)
+            return f.kind == kind ? (d.resolved, f) : nil
+        }
+    }
+
     /// The one dep that is an artifact of `kind`; an error if none is, naming what each dep is.
     public func artifact(_ kind: ArtifactKind) throws -> (path: String, file: ArtifactFile) {
         var seen: [String] = []
@@ -124,7 +147,8 @@ public struct StageContext {
             "stage": .string(stage), "stage_kind": .string(kind), "params": params.locked,
             "inputs": .object(Dictionary(uniqueKeysWithValues: deps.map { ($0.path, .string($0.sha256)) })),
         ]
-        if let s = params.values.at(path: "seed"), params.anyKey || params.declared.contains("seed") { m["seed"] = s }
+        let seed = params.resolve("seed")
+        if let s = params.values.at(path: seed), params.anyKey || params.declared.contains(seed) { m["seed"] = s }
         return m
     }
 }

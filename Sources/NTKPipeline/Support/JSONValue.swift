@@ -40,6 +40,18 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
+    /// The value of a number (integer or not); nil for anything else.
+    public var number: Double? {
+        switch self {
+        case .int(let i): Double(i)
+        case .double(let d): d
+        default: nil
+        }
+    }
+
+    /// The value of a string; nil for anything else.
+    public var text: String? { if case .string(let s) = self { s } else { nil } }
+
     public var typeName: String {
         switch self {
         case .null: "null"
