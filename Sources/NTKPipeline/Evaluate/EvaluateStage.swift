@@ -20,7 +20,11 @@ import NTK
 /// `empirical_kernels` artifact at θ_T among the deps, `output_scale` = √mean y², and the t = ∞ accuracies of the
 /// NTK-GP and the NNGP posterior); `settings` merges the params recorded by every dep.
 ///
-/// Params `evaluate` (optional): `samples` (4).
+/// More `trained` artifacts among the deps (e.g. the same network in another parameterization, Figure S8) join as
+/// models `network_b`, `network_c`, … (their stage names in metadata `model_labels`).
+///
+/// Params `evaluate` (optional): `samples` (4), `closed_form` (true; false skips the closed forms and the GP means,
+/// e.g. for minibatches or momentum, whose dynamics the MSE closed form does not describe).
 public struct EvaluateStage: StageKind {
     public static let name = "evaluate"
     public static let algorithmVersion = 1
@@ -28,14 +32,16 @@ public struct EvaluateStage: StageKind {
     public static let outputs: [ArtifactKind] = [.evaluation]
 
     public let samples: Int
+    public let withClosedForms: Bool
 
     public init(params: StageParams) throws {
         let key = params.resolve("evaluate")
         if params.anyKey || params.declared.contains(key), params.values.at(path: key) != nil {
             var r = try params.reader("evaluate")
             samples = try r.int("samples", default: 4, min: 1)!
+            withClosedForms = try r.bool("closed_form", default: true)
             try r.finish()
-        } else { samples = 4 }
+        } else { samples = 4; withClosedForms = true }
     }
 
     public var requiredDeps: [String] { [] }
@@ -46,7 +52,8 @@ public struct EvaluateStage: StageKind {
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
-        let (tpath, t) = try ctx.artifact(.trained)
+        let trainedAll = try ctx.artifacts(.trained)
+        guard let (tpath, t) = trainedAll.first else { throw NTKError("needs a 'trained' artifact among its deps", key: "stages.\(ctx.stage).deps") }
         let n = ds.nTrain, m = ds.nTest, k = ds.outputs
         guard let steps = t.tensor("steps")?.integers(), steps.first == 0, let time = t.tensor("time")?.doubles(),
               let fxTrain = t.tensor("fx_train"), fxTrain.shape == [steps.count, n, k], t.tensor("fx_test")?.shape == [steps.count, m, k] else {
@@ -66,6 +73,17 @@ public struct EvaluateStage: StageKind {
         // The models, in a fixed order.
         var models: [(String, Series)] = [("network", Series(train: split("fx_train", n)!, test: split("fx_test", m)!))]
         if let a = split("lin_fx_train", n), let b = split("lin_fx_test", m) { models.append(("linearized", Series(train: a, test: b))) }
+        var labels: [String: JSONValue] = [:]
+        for (i, other) in trainedAll.dropFirst().enumerated() {
+            guard other.file.tensor("steps")?.integers() == steps, let a = other.file.tensor("fx_train"), let b = other.file.tensor("fx_test"),
+                  a.shape == [r, n, k], b.shape == [r, m, k] else {
+                throw NTKError("records at other steps or of another dataset than \(tpath)'s; train both with the same steps", at: other.path)
+            }
+            let (av, bv) = (a.doubles(), b.doubles())
+            let name = "network_" + String(UnicodeScalar(UInt8(98 + i)))
+            models.append((name, Series(train: (0..<r).map { Array(av[$0 * n * k..<($0 + 1) * n * k]) }, test: (0..<r).map { Array(bv[$0 * m * k..<($0 + 1) * m * k]) })))
+            labels[name] = other.file.metadata["stage"] ?? .string(name)
+        }
         let y = Matrix(rows: n, cols: k, data: ds.yTrain)
         let f0 = Matrix(rows: n, cols: k, data: models[0].1.train[0]), g0 = Matrix(rows: m, cols: k, data: models[0].1.test[0])
         var repairs: [String] = []
@@ -89,9 +107,9 @@ public struct EvaluateStage: StageKind {
             return Series(train: c.train.map(\.data), test: c.test.map(\.data))
         }
         let empirical0 = kernelFile(source: "empirical", at: "theta0"), analytic = kernelFile(source: "analytic")
-        if let e = empirical0 { models.append(("closed_empirical", try closedForm(e))) }
-        if let a = analytic { models.append(("closed_analytic", try closedForm(a))) }
-        if let a = analytic, loss == .mse {
+        if let e = empirical0, withClosedForms { models.append(("closed_empirical", try closedForm(e))) }
+        if let a = analytic, withClosedForms { models.append(("closed_analytic", try closedForm(a))) }
+        if let a = analytic, loss == .mse, withClosedForms {
             let ens = try EnsemblePredictor(nngpTrainTrain: try tensor(a, "nngp_train_train", n, n), ntkTrainTrain: try tensor(a, "ntk_train_train", n, n),
                                             yTrain: y, learningRate: lr)
             let ntd = try tensor(a, "ntk_test_train", m, n), gtd = try tensor(a, "nngp_test_train", m, n)
@@ -151,6 +169,7 @@ public struct EvaluateStage: StageKind {
         var meta = ctx.metadata(kind: Self.name)
         meta["summary"] = .object(summary.mapValues { .double($0) })
         meta["models"] = .array(models.map { .string($0.0) })
+        meta["model_labels"] = .object(labels)
         meta["settings"] = Self.settings(ctx)
         meta["repairs"] = .array(repairs.map { .string($0) })
         for rp in repairs { ctx.reporter.log("repair: " + rp) }

@@ -197,32 +197,34 @@ public struct ReportStage: StageKind {
         guard let t = f.tensor("time")?.doubles() else { return [] }
         let models: [String] = { if case .array(let a)? = f.metadata["models"] { return a.compactMap(\.text) }; return [] }()
         let color = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($0.element, $0.offset) })
+        var names = Self.modelNames
+        if case .object(let extra)? = f.metadata["model_labels"] { for (k, v) in extra { names[k] = "network (\(v.text ?? k))" } }
         func series(_ name: String) -> [Double]? { f.tensor(name)?.doubles() }
         var plots: [SVGPlot] = []
         // Test outputs at sample points (the first output; all logits of the first sample when k > 1).
         var outs = SVGPlot(title: "test outputs at sample points" + suffix, xLabel: "t = η·step", yLabel: "f(x)", logX: true)
-        for mdl in models where ["network", "linearized", "closed_empirical", "closed_analytic"].contains(mdl) {
+        for mdl in models where !["ntkgp", "nngp"].contains(mdl) {
             guard let tsr = f.tensor("samples_" + mdl), tsr.shape.count == 3 else { continue }
             let (r, s, k) = (tsr.shape[0], tsr.shape[1], tsr.shape[2]), v = tsr.doubles()
             let curves: [(Int, Int)] = k == 1 ? (0..<s).map { ($0, 0) } : (0..<k).map { (0, $0) }
             for (i, j) in curves {
-                outs.series.append(.init(label: Self.modelNames[mdl] ?? mdl, x: t, y: (0..<r).map { v[($0 * s + i) * k + j] }, color: color[mdl]!, dashed: mdl != "network"))
+                outs.series.append(.init(label: names[mdl] ?? mdl, x: t, y: (0..<r).map { v[($0 * s + i) * k + j] }, color: color[mdl]!, dashed: !mdl.hasPrefix("network")))
             }
         }
         plots.append(outs)
         var loss = SVGPlot(title: "loss" + suffix, xLabel: "t = η·step", yLabel: "loss (solid: train, dashed: test)", logX: true, logY: true)
         var acc = SVGPlot(title: "test accuracy" + suffix, xLabel: "t = η·step", yLabel: "accuracy", logX: true)
         for mdl in models {
-            if let a = series("train_loss_" + mdl) { loss.series.append(.init(label: Self.modelNames[mdl] ?? mdl, x: t, y: a, color: color[mdl]!)) }
-            if let a = series("test_loss_" + mdl) { loss.series.append(.init(label: Self.modelNames[mdl] ?? mdl, x: t, y: a, color: color[mdl]!, dashed: true)) }
-            if let a = series("test_accuracy_" + mdl) { acc.series.append(.init(label: Self.modelNames[mdl] ?? mdl, x: t, y: a, color: color[mdl]!)) }
+            if let a = series("train_loss_" + mdl) { loss.series.append(.init(label: names[mdl] ?? mdl, x: t, y: a, color: color[mdl]!)) }
+            if let a = series("test_loss_" + mdl) { loss.series.append(.init(label: names[mdl] ?? mdl, x: t, y: a, color: color[mdl]!, dashed: true)) }
+            if let a = series("test_accuracy_" + mdl) { acc.series.append(.init(label: names[mdl] ?? mdl, x: t, y: a, color: color[mdl]!)) }
         }
         plots += [loss, acc]
         var rmse = SVGPlot(title: "test RMSE between models" + suffix, xLabel: "t = η·step", yLabel: "RMSE", logX: true, logY: true)
-        for (i, b) in ["linearized", "closed_empirical", "closed_analytic"].enumerated() {
-            if let a = series("rmse_network__" + b) { rmse.series.append(.init(label: "network vs " + (Self.modelNames[b] ?? b), x: t, y: a, color: i + 1)) }
+        for b in models.dropFirst() where !["ntkgp", "nngp"].contains(b) {
+            if let a = series("rmse_network__" + b) { rmse.series.append(.init(label: "network vs " + (names[b] ?? b), x: t, y: a, color: color[b]!)) }
         }
-        if let a = series("rmse_linearized__closed_empirical") { rmse.series.append(.init(label: "linearized vs closed form, Θ̂₀", x: t, y: a, color: 4, dashed: true)) }
+        if let a = series("rmse_linearized__closed_empirical") { rmse.series.append(.init(label: "linearized vs closed form, Θ̂₀", x: t, y: a, color: color["closed_empirical"] ?? 4, dashed: true)) }
         plots.append(rmse)
         if let w = f.tensor("weight_change"), w.shape.count == 2 {
             var p = SVGPlot(title: "relative weight change per layer" + suffix, xLabel: "t = η·step", yLabel: "‖θˡ_t − θˡ₀‖/‖θˡ₀‖ (dashed: linearized)", logX: true, logY: true)
