@@ -138,6 +138,49 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("'outs:convv': no stage named convv"), missing.stderr)
     }
 
+    func testEnsembleAgainstTheGaussianProcesses() throws {
+        let yaml = """
+            schema: 1
+            params:
+              seed: 0
+              data: {format: idx, num_classes: 3, path: data, n_train: 12, n_test: 3, classes: [0, 2], targets: pm1, standardize: global,
+                     dtype: float64, interpolate: {points: 6, from: -1, to: 1.5}}
+              model: {depth: 1, width: 64, activation: tanh, w_std: 1.2, b_std: 0}
+              kernel: {test_test: true}
+              train: {loss: mse, learning_rate: 0.5, steps: 40, dtype: float64, linearize: false}
+              ensemble: {members: 8, snapshots: [0, 5, 20]}
+              report: {title: e, sections: [{title: ensemble, from: ensemble, headline: [mean_z_max]}]}
+            stages:
+              load: {deps: ["${data.path}"], params: [seed, data], outs: [artifacts/dataset.npz]}
+              kernels: {kind: analytic_kernels, deps: [artifacts/dataset.npz], params: [model, kernel], outs: [artifacts/analytic.npz]}
+              ensemble: {deps: [artifacts/dataset.npz, artifacts/analytic.npz], params: [seed, model, train, ensemble], outs: [artifacts/ensemble.npz]}
+              report: {deps: ["outs:ensemble"], params: [report], outs: [artifacts/report.html, artifacts/metrics.json, artifacts/series.csv]}
+            """
+        let d = project(yaml)
+        let r = try TestSupport.ntk(["run"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // The test set interpolates training sample 0 (α = 1) and the first of the other class (α = 0).
+        let ds = try DatasetArtifact(file: try ArtifactFile.read(d + "/artifacts/dataset.npz"), path: "")
+        let alpha = try ArtifactFile.read(d + "/artifacts/dataset.npz").tensor("alpha")!.doubles()
+        XCTAssertEqual(alpha, [-1, -0.5, 0, 0.5, 1, 1.5])
+        let b = ds.labelsTrain.firstIndex { $0 != ds.labelsTrain[0] }!
+        XCTAssertEqual(Array(ds.xTest[4 * ds.features..<5 * ds.features]), Array(ds.xTrain[0..<ds.features]))
+        XCTAssertEqual(Array(ds.xTest[2 * ds.features..<3 * ds.features]), Array(ds.xTrain[b * ds.features..<(b + 1) * ds.features]))
+        // At t = 0 the NTK-GP is the prior: mean 0, variance K(x, x).
+        let e = try ArtifactFile.read(d + "/artifacts/ensemble.npz")
+        XCTAssertEqual(e.tensor("outputs")!.shape, [8, 3, 6])
+        let prior = try ArtifactFile.read(d + "/artifacts/analytic.npz").tensor("nngp_test_test")!.doubles()
+        let v0 = Array(e.tensor("ntkgp_var")!.doubles()[0..<6]), m0 = Array(e.tensor("ntkgp_mean")!.doubles()[0..<6])
+        for j in 0..<6 { XCTAssertEqual(v0[j], prior[j * 6 + j], accuracy: 1e-12); XCTAssertEqual(m0[j], 0, accuracy: 1e-12) }
+        // Late, the GP mean passes through the training targets at α = 0 and 1.
+        let mLast = Array(e.tensor("ntkgp_mean")!.doubles()[12..<18])
+        XCTAssertLessThan(abs(mLast[4] - ds.yTrain[0]), 0.5)
+        guard case .object(let sum)? = e.metadata["summary"] else { return XCTFail("no summary") }
+        for key in ["mean_z_max", "var_z_max", "nngp_mean_z_last"] { XCTAssertTrue(sum[key]?.number?.isFinite == true, key) }
+        let html = String(decoding: try Files.read(d + "/artifacts/report.html"), as: UTF8.self)
+        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 3)  // one plot per snapshot
+    }
+
     func testPlotPrimitives() {
         let x = [8.0, 16, 32, 64, 128], y = x.map { 3 * pow($0, -0.5) }
         XCTAssertEqual(SVGPlot.fitSlope(x, y)!.slope, -0.5, accuracy: 1e-12)

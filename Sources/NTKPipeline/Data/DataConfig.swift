@@ -41,6 +41,10 @@ public struct DataConfig: Equatable, Sendable {
     public var l2Normalize: Bool = false
     public var targets: Targets = .one_hot
     public var dtype: Precision = .float32
+    /// Replaces the test set by x(α) = α·x⁽¹⁾ + (1 − α)·x⁽²⁾ for `points` values of α evenly from `from` to `to`, where
+    /// x⁽¹⁾ is the first training sample and x⁽²⁾ the first of another class (PAPER Figure 2); y(α) likewise.
+    public struct Interpolation: Equatable, Sendable { public var points: Int, from: Double, to: Double }
+    public var interpolate: Interpolation? = nil
 
     public init() {}
 
@@ -57,6 +61,11 @@ public struct DataConfig: Equatable, Sendable {
         l2Normalize = try r.bool("l2_normalize", default: l2Normalize)
         targets = try r.choice("targets", default: targets)
         dtype = try r.choice("dtype", default: dtype)
+        if let v = r.raw("interpolate") {
+            var i = try ConfigReader(v, path: r.path + ".interpolate", locate: r.locate)
+            interpolate = Interpolation(points: try i.int("points", default: 41, min: 2)!, from: try i.double("from", default: -2), to: try i.double("to", default: 3))
+            try i.finish()
+        }
         try r.finish()
         if let classes {
             if let bad = classes.first(where: { $0 < 0 || $0 >= numClasses }) {
@@ -76,6 +85,7 @@ public struct DataConfig: Equatable, Sendable {
             "n_train": nTrain.map { .int($0) } ?? .null, "n_test": nTest.map { .int($0) } ?? .null,
             "scale": .bool(scale), "standardize": .string(standardize.rawValue), "l2_normalize": .bool(l2Normalize),
             "targets": .string(targets.rawValue), "dtype": .string(dtype.rawValue),
+            "interpolate": interpolate.map { .object(["points": .int($0.points), "from": .double($0.from), "to": .double($0.to)]) } ?? .null,
         ])
     }
 }

@@ -58,11 +58,28 @@ public enum Preprocess {
             }
             return y
         }
-        return DatasetArtifact(
+        var ds = DatasetArtifact(
             xTrain: xTrain, yTrain: targets(raw.train.labels, trainIdx), labelsTrain: trainIdx.map { raw.train.labels[$0] },
             xTest: xTest, yTest: targets(raw.test.labels, testIdx), labelsTest: testIdx.map { raw.test.labels[$0] },
             features: d, outputs: k, classes: classes, sampleShape: raw.train.sampleShape, dtype: config.dtype,
             extraTensors: extra, notes: notes)
+        if let ip = config.interpolate { try interpolate(&ds, ip) }
+        return ds
+    }
+
+    /// The test set becomes x(α) = α·x_a + (1 − α)·x_b (and y likewise) for α evenly spaced, where a is training
+    /// sample 0 and b the first training sample of another class; adds tensor `alpha` [P] and notes `interpolation`.
+    static func interpolate(_ ds: inout DatasetArtifact, _ ip: DataConfig.Interpolation) throws {
+        let d = ds.features, k = ds.outputs
+        guard ds.nTrain > 0, let b = ds.labelsTrain.firstIndex(where: { $0 != ds.labelsTrain[0] }) else {
+            throw NTKError("interpolate needs training samples of two classes", key: "params.data.interpolate")
+        }
+        let alphas = (0..<ip.points).map { ip.from + (ip.to - ip.from) * Double($0) / Double(ip.points - 1) }
+        ds.xTest = alphas.flatMap { a in (0..<d).map { a * ds.xTrain[$0] + (1 - a) * ds.xTrain[b * d + $0] } }
+        ds.yTest = alphas.flatMap { a in (0..<k).map { a * ds.yTrain[$0] + (1 - a) * ds.yTrain[b * k + $0] } }
+        ds.labelsTest = alphas.map { $0 >= 0.5 ? ds.labelsTrain[0] : ds.labelsTrain[b] }
+        ds.extraTensors.append(Tensor(name: "alpha", shape: [ip.points], values: alphas))
+        ds.notes["interpolation"] = .object(["x1_train_index": .int(0), "x2_train_index": .int(b)])
     }
 
     /// Per-feature mean and 1/std over the rows of x ([n, d]); zero-variance features get 1/std = 1.

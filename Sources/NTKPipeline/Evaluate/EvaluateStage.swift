@@ -178,15 +178,20 @@ public struct EvaluateStage: StageKind {
         return [ArtifactFile(kind: .evaluation, metadata: meta, tensors: tensors)]
     }
 
-    /// The params every upstream artifact recorded (data, model, train, kernel, …), merged: the settings of the run.
+    /// The settings of the run: the stage's own params and those every upstream artifact recorded (data, model,
+    /// train, kernel, …), merged by their last name (`fig3.train` → `train`), the nearest first.
     static func settings(_ ctx: StageContext) -> JSONValue {
         var merged: [String: JSONValue] = [:]
-        for d in ctx.deps where d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) {
-            guard let f = try? ArtifactFile.read(d.resolved), case .object(let p)? = f.metadata["params"] else { continue }
+        func add(_ p: [String: JSONValue]) {
             for (key, value) in p {
-                let name = String(key.split(separator: ".").last ?? Substring(key))  // fig3.train → train
+                let name = String(key.split(separator: ".").last ?? Substring(key))
                 if merged[name] == nil { merged[name] = value }
             }
+        }
+        if case .object(let own) = ctx.params.locked { add(own) }
+        for d in ctx.deps where d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) {
+            guard let f = try? ArtifactFile.read(d.resolved), case .object(let p)? = f.metadata["params"] else { continue }
+            add(p)
             if case .object(let model)? = f.metadata["model"], merged["model"] == nil { merged["model"] = .object(model) }
         }
         return .object(merged)

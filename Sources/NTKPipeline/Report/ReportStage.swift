@@ -164,8 +164,8 @@ public struct ReportStage: StageKind {
                         return .nan
                     }
                     let label = p.labels[yi] + (gv.map { " (\(s.sweepBy!) = \(SVGPlot.short($0)))" } ?? "")
-                    plot.series.append(.init(label: label, x: es.map { $0.values[x]! }, y: ys, color: groups.count > 1 ? gi : yi,
-                                             dashed: groups.count > 1 && yi > 0, markers: true, fit: true))
+                    plot.series.append(.init(label: label, x: es.map { $0.values[x]! }, y: ys, color: gi * p.y.count + yi,
+                                             dashed: gi % 2 == 1, markers: true, fit: true))
                 }
             }
             return plot
@@ -193,6 +193,9 @@ public struct ReportStage: StageKind {
                         .init(label: "‖K̂ − K‖/‖K‖", x: m, y: f.tensor("nngp_error")!.doubles(), color: 2, markers: true, fit: true)]
             p.guides = [(-0.5, "∝ 1/√M")]
             return [p]
+        }
+        if let mean = f.tensor("ensemble_mean"), mean.shape.count == 2, let times = f.tensor("snapshot_times")?.doubles() {
+            return ensemblePlots(f, mean: mean, times: times, suffix: suffix)
         }
         guard let t = f.tensor("time")?.doubles() else { return [] }
         let models: [String] = { if case .array(let a)? = f.metadata["models"] { return a.compactMap(\.text) }; return [] }()
@@ -236,6 +239,27 @@ public struct ReportStage: StageKind {
             plots.append(p)
         }
         return plots
+    }
+}
+
+extension ReportStage {
+    /// One plot per snapshot time: the ensemble's mean ± 2 std against the NTK-GP and NNGP means ± 2σ (Figure 2).
+    func ensemblePlots(_ f: ArtifactFile, mean: Tensor, times: [Double], suffix: String) -> [SVGPlot] {
+        let (sCount, p) = (mean.shape[0], mean.shape[1])
+        let x = f.tensor("alpha")?.doubles() ?? (0..<p).map(Double.init)
+        let xLabel = f.tensor("alpha") == nil ? "test input" : "α   (x(α) = α·x⁽¹⁾ + (1 − α)·x⁽²⁾; training points at α = 0, 1)"
+        let members = f.metadata["members"]?.number.map { Int($0) } ?? 0
+        return (0..<sCount).map { s in
+            var plot = SVGPlot(title: "t = \(SVGPlot.short(times[s]))" + suffix, xLabel: xLabel, yLabel: "f(x) (mean ± 2 std)")
+            for (name, label, color) in [("ensemble", "\(members) trained networks", 0), ("ntkgp", "NTK-GP (Eqs. 14–15)", 1), ("nngp", "NNGP (S22–S23)", 2)] {
+                guard let m = f.tensor(name + "_mean")?.doubles(), let v = f.tensor(name + "_var")?.doubles() else { continue }
+                let mu = Array(m[s * p..<(s + 1) * p]), sd = v[s * p..<(s + 1) * p].map { max($0, 0).squareRoot() }
+                plot.series.append(.init(label: label, x: x, y: mu, color: color))
+                plot.series.append(.init(label: label, x: x, y: zip(mu, sd).map { $0 + 2 * $1 }, color: color, dashed: true))
+                plot.series.append(.init(label: label, x: x, y: zip(mu, sd).map { $0 - 2 * $1 }, color: color, dashed: true))
+            }
+            return plot
+        }
     }
 }
 

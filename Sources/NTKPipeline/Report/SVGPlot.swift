@@ -12,6 +12,8 @@ struct SVGPlot {
         var color: Int
         var dashed = false
         var markers = false
+        /// false: markers only, no connecting line.
+        var line = true
         /// Fit y = c·x^slope by least squares in log-log space; the slope is drawn and shown in the legend.
         var fit = false
     }
@@ -100,8 +102,8 @@ struct SVGPlot {
         for (s, p) in zip(series, pts) where !p.isEmpty {
             let color = Self.palette[s.color % Self.palette.count]
             let d = p.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
-            out += "<polyline points=\"\(d)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>"
-            if s.markers || p.count == 1 {
+            if s.line { out += "<polyline points=\"\(d)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>" }
+            if s.markers || !s.line || p.count == 1 {
                 for q in p { out += "<circle cx=\"\(f(px(q.0)))\" cy=\"\(f(py(q.1)))\" r=\"3\" fill=\"\(color)\"/>" }
             }
             if s.fit, logX, logY, let (slope, c) = Self.fitSlope(s.x, s.y) {

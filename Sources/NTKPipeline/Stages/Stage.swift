@@ -23,7 +23,7 @@ public protocol StageKind {
 
 /// All stage kinds ntk knows.
 public let stageKinds: [any StageKind.Type] = [LoadStage.self, InitStage.self, TrainStage.self, AnalyticKernelsStage.self, EmpiricalKernelsStage.self,
-                                              PredictStage.self, EvaluateStage.self, KernelConvergenceStage.self, ReportStage.self]
+                                              PredictStage.self, EvaluateStage.self, EnsembleStage.self, KernelConvergenceStage.self, ReportStage.self]
 
 public func stageKind(named name: String) -> (any StageKind.Type)? { stageKinds.first { $0.name == name } }
 

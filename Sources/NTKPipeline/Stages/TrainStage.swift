@@ -26,9 +26,12 @@ public struct TrainStage: StageKind {
     public let checkpointEvery: Int
     /// Also train the linearization f_lin = f₀ + J₀(θ − θ₀) on the same batches ("train and linearize").
     public let linearize: Bool
+    /// Where the settings live (`train`, or e.g. `fig3.train`), for error messages.
+    let key: String
 
     public init(params: StageParams) throws {
         var r = try params.reader("train")
+        key = "params." + params.resolve("train")
         var c = TrainingConfig()
         c.loss = try r.choice("loss", default: .mse)
         c.learningRate = try r.double("learning_rate", default: 1)
@@ -69,7 +72,7 @@ public struct TrainStage: StageKind {
         }
         for (key, list) in [("lr_scale_w", config.lrScaleW), ("lr_scale_b", config.lrScaleB)] {
             if let list, list.count != params.spec.depth + 1 {
-                throw NTKError("needs \(params.spec.depth + 1) multipliers (one per Dense layer), found \(list.count)", key: "params.train.\(key)")
+                throw NTKError("needs \(params.spec.depth + 1) multipliers (one per Dense layer), found \(list.count)", key: "\(self.key).\(key)")
             }
         }
         switch dtype {
@@ -119,7 +122,7 @@ public struct TrainStage: StageKind {
             for (i, t) in trainers.enumerated() {
                 do { try t.stepOnce() } catch let d as TrainingDiverged {
                     throw NTKError("training \(i == 0 ? "the network" : "the linearized network") diverged at step \(d.step): the loss is \(d.loss.isFinite ? String(format: "%.3g", d.loss) : "\(d.loss)") with learning rate \(config.learningRate)",
-                                   key: "params.train.learning_rate", hint: suggestion(ds, p))
+                                   key: key + ".learning_rate", hint: suggestion(ds, p))
                 }
             }
             let now = trainers[0].step
