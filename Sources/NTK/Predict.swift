@@ -119,8 +119,15 @@ public struct GradientDescentMSE {
     public init(kTrainTrain: Matrix, yTrain: Matrix, learningRate: Double = 1, diagReg: Double = 0, diagRegAbsolute: Bool = false) throws {
         let nk = yTrain.rows * yTrain.cols
         precondition(kTrainTrain.rows == yTrain.rows || kTrainTrain.rows == nk, "kTrainTrain must be [n, n] or [n·k, n·k]")
-        full = kTrainTrain.rows == nk && yTrain.cols > 1
-        kernel = try PreparedKernel(kTrainTrain, name: "k_train_train", diagReg: diagReg, diagRegAbsolute: diagRegAbsolute)
+        self.init(kernel: try PreparedKernel(kTrainTrain, name: "k_train_train", diagReg: diagReg, diagRegAbsolute: diagRegAbsolute),
+                  yTrain: yTrain, learningRate: learningRate)
+    }
+
+    /// With a kernel prepared elsewhere (e.g. an `EnsemblePredictor`'s NTK): its eigendecomposition is reused.
+    public init(kernel: PreparedKernel, yTrain: Matrix, learningRate: Double = 1) {
+        let nk = yTrain.rows * yTrain.cols
+        full = kernel.kernel.rows == nk && yTrain.cols > 1
+        self.kernel = kernel
         self.yTrain = yTrain
         self.learningRate = learningRate
         normalization = Double(nk)

@@ -53,6 +53,19 @@ final class TrainStageTests: XCTestCase {
         XCTAssertEqual(t.tensor("final_W0")?.shape, [16, 64])
     }
 
+    /// `reduction: sum` (the paper's total loss) at η is the mean loss at η·n·k: the same weights, and the closed
+    /// form of `evaluate` follows the effective rate.
+    func testSumReductionIsTheMeanLossAtAScaledRate() throws {
+        let mean = project(Self.yaml(steps: 10, lr: 1.2))
+        let sum = project(Self.yaml(steps: 10, lr: 1.2 / (24 * 3), extra: ", reduction: sum"))
+        for d in [mean, sum] { XCTAssertEqual(try TestSupport.ntk(["run"], in: d).status, 0) }
+        let a = try ArtifactFile.read(mean + "/artifacts/trained.npz"), b = try ArtifactFile.read(sum + "/artifacts/trained.npz")
+        XCTAssertEqual(b.metadata["effective_learning_rate"]?.number ?? 0, 1.2, accuracy: 1e-15)
+        let wa = a.tensor("final_W1")!.doubles(), wb = b.tensor("final_W1")!.doubles()
+        XCTAssertLessThan(zip(wa, wb).map { abs($0 - $1) }.max()!, 1e-12)
+        for (x, y) in zip(a.tensor("time")!.doubles(), b.tensor("time")!.doubles()) { XCTAssertEqual(x, y, accuracy: 1e-12) }
+    }
+
     /// Initial weights from a user's .npz (neural-tangents layout): the params artifact holds exactly them.
     func testInitFromUserWeights() throws {
         let d = project(Self.yaml().replacingOccurrences(of: "deps: [artifacts/dataset.npz]\n    params: [seed, model]", with: "deps: [artifacts/dataset.npz, mine.npz]\n    params: [seed, model]"))

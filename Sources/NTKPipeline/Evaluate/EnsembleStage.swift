@@ -12,14 +12,14 @@ import NTK
 /// variance); with an `analytic_kernels` artifact with `nngp_test_test` among the deps, `ntkgp_mean`,
 /// `ntkgp_var`, `nngp_mean`, `nngp_var` [S, P]; `alpha` [P] if the dataset has it. Summary: `mean_z_max`
 /// = max over t, x of |mean − μ_NTK|/√(var/M) (standard errors), `var_z_max` = max |var − σ²_NTK| over its
-/// Monte-Carlo error σ²_NTK·√(2/(M − 1)) (floored at 10⁻³ of the largest σ² at that time, for the training inputs
-/// where both vanish), the same per snapshot (`…_t<i>`), and `nngp_mean_z_last`: the NNGP mean's distance in
+/// Monte-Carlo error σ²_NTK·√(2/(M − 1)) (the standard error floored at 10⁻³ of the largest σ at that time, the
+/// Monte-Carlo error at 10⁻³ of the largest σ², for the training inputs where both vanish), the same per snapshot (`…_t<i>`), and `nngp_mean_z_last`: the NNGP mean's distance in
 /// standard errors at the last snapshot.
 ///
 /// Params: `seed`, `model`, `train` (as the train stage), `ensemble`: `members` (64), `snapshots` (times t; [0, 16, 256]).
 public struct EnsembleStage: StageKind {
     public static let name = "ensemble"
-    public static let algorithmVersion = 1
+    public static let algorithmVersion = 2
     public static let summary = "an ensemble of trained networks vs the NTK-GP and NNGP output distributions → evaluation artifact"
     public static let outputs: [ArtifactKind] = [.evaluation]
 
@@ -33,6 +33,9 @@ public struct EnsembleStage: StageKind {
         var m = try params.reader("model")
         model = try ModelConfig(&m)
         train = try TrainStage(params: params)
+        guard train.reduction == .mean else {
+            throw NTKError("the ensemble is compared with Gaussian processes of the mean loss; use reduction: mean", key: "params.train.reduction")
+        }
         var r = try params.reader("ensemble")
         members = try r.int("members", default: 64, min: 2)!
         switch r.raw("snapshots") {
@@ -110,10 +113,13 @@ public struct EnsembleStage: StageKind {
                     let mu = (0..<p).map { g.mean[$0, 0] }, sigma2 = g.covariance!.diagonal.map { max($0, 0) }
                     gm += mu; gv += sigma2
                     var zm = 0.0, zv = 0.0
-                    let floor = 1e-3 * (sigma2.max() ?? 0), mcFactor = (2 / Double(members - 1)).squareRoot()
+                    // Floors at 10⁻³ of the largest σ² (σ) at this time, for the training inputs, where the spread and the
+                    // difference both vanish late in training down to float round-off.
+                    let floor = 1e-3 * (sigma2.max() ?? 0), sdFloor = 1e-3 * (sigma2.max() ?? 0).squareRoot()
+                    let mcFactor = (2 / Double(members - 1)).squareRoot()
                     for j in 0..<p {
                         let se: Double = (variance[s * p + j] / Double(members)).squareRoot()
-                        zm = max(zm, abs(mean[s * p + j] - mu[j]) / max(se, 1e-12))
+                        zm = max(zm, abs(mean[s * p + j] - mu[j]) / max(se, sdFloor, 1e-12))
                         let mcError: Double = max(sigma2[j] * mcFactor, floor, 1e-300)
                         zv = max(zv, abs(variance[s * p + j] - sigma2[j]) / mcError)
                     }

@@ -67,7 +67,7 @@ public struct EvaluateStage: StageKind {
         guard case .object(let train)? = t.param("train") else {
             throw NTKError("trained artifact without its train params", at: tpath)
         }
-        let lr: Double = { switch train["learning_rate"] { case .double(let v)?: v; case .int(let v)?: Double(v); default: 1 } }()
+        let lr = t.metadata["effective_learning_rate"]?.number ?? train["learning_rate"]?.number ?? 1
         let loss: Loss = { if case .string(let v)? = train["loss"], let l = Loss(rawValue: v) { return l }; return .mse }()
 
         // The models, in a fixed order.
@@ -98,29 +98,38 @@ public struct EvaluateStage: StageKind {
             }
             return Matrix(rows: rows, cols: cols, data: x.doubles())
         }
-        func closedForm(_ f: (path: String, file: ArtifactFile)) throws -> Series {
+        /// The closed form with the kernels of `f` (prepared: a kernel whose eigendecomposition exists is reused).
+        func closedForm(_ f: (path: String, file: ArtifactFile), prepared: PreparedKernel? = nil) throws -> Series {
             let full = f.file.tensor("ntk_train_train")?.shape == [n * k, n * k] && k > 1
             let (rn, rm) = full ? (n * k, m * k) : (n, m)
-            let c = try ClosedFormDynamics(ktt: try tensor(f, "ntk_train_train", rn, rn), kst: try tensor(f, "ntk_test_train", rm, rn),
-                                           y: y, f0: f0, g0: g0, steps: steps, learningRate: lr, loss: loss)
+            let ktt = try prepared ?? PreparedKernel(try tensor(f, "ntk_train_train", rn, rn), name: "ntk_train_train")
+            let c = try ClosedFormDynamics(ktt: ktt, kst: try tensor(f, "ntk_test_train", rm, rn), y: y, f0: f0, g0: g0, steps: steps,
+                                           learningRate: lr, loss: loss)
             repairs += c.repairs
             return Series(train: c.train.map(\.data), test: c.test.map(\.data))
         }
         let empirical0 = kernelFile(source: "empirical", at: "theta0"), analytic = kernelFile(source: "analytic")
         if let e = empirical0, withClosedForms { models.append(("closed_empirical", try closedForm(e))) }
-        if let a = analytic, withClosedForms { models.append(("closed_analytic", try closedForm(a))) }
-        if let a = analytic, loss == .mse, withClosedForms {
-            let ens = try EnsemblePredictor(nngpTrainTrain: try tensor(a, "nngp_train_train", n, n), ntkTrainTrain: try tensor(a, "ntk_train_train", n, n),
+        // With the analytic kernels: the closed form with Θ (sharing the NTK-GP's eigendecomposition of Θ for MSE),
+        // and the NTK-GP and NNGP means.
+        if let a = analytic, withClosedForms {
+            var ens: EnsemblePredictor? = nil
+            if loss == .mse {
+                ens = try EnsemblePredictor(nngpTrainTrain: try tensor(a, "nngp_train_train", n, n), ntkTrainTrain: try tensor(a, "ntk_train_train", n, n),
                                             yTrain: y, learningRate: lr)
-            let ntd = try tensor(a, "ntk_test_train", m, n), gtd = try tensor(a, "nngp_test_train", m, n)
-            for mode in EnsemblePredictor.Mode.allCases {
-                let tests = try steps.map { try ens.predict(mode, t: Double($0), ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: nil).mean.data }
-                let trains = try steps.map { try ens.trainMean(mode, t: Double($0)).data }
-                models.append((mode == .ntk ? "ntkgp" : "nngp", Series(train: trains, test: tests)))
-                let inf = try ens.predict(mode, t: nil, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: nil).mean.data
-                summary["\(mode == .ntk ? "ntkgp" : "nngp")_infinite_test_accuracy"] = Scores.accuracy(inf, k: k, labels: ds.labelsTest, classes: ds.classes)
             }
-            repairs += ens.repairs
+            models.append(("closed_analytic", try closedForm(a, prepared: ens?.ntk)))
+            if let ens {
+                let ntd = try tensor(a, "ntk_test_train", m, n), gtd = try tensor(a, "nngp_test_train", m, n)
+                for mode in EnsemblePredictor.Mode.allCases {
+                    let tests = try steps.map { try ens.predict(mode, t: Double($0), ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: nil).mean.data }
+                    let trains = try steps.map { try ens.trainMean(mode, t: Double($0)).data }
+                    models.append((mode == .ntk ? "ntkgp" : "nngp", Series(train: trains, test: tests)))
+                    let inf = try ens.predict(mode, t: nil, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: nil).mean.data
+                    summary["\(mode == .ntk ? "ntkgp" : "nngp")_infinite_test_accuracy"] = Scores.accuracy(inf, k: k, labels: ds.labelsTest, classes: ds.classes)
+                }
+                repairs += ens.repairs
+            }
         }
 
         var tensors = [Tensor(name: "steps", shape: [r], int32: steps.map { Int32($0) }), Tensor(name: "time", shape: [r], values: time)]
@@ -171,6 +180,7 @@ public struct EvaluateStage: StageKind {
         meta["models"] = .array(models.map { .string($0.0) })
         meta["model_labels"] = .object(labels)
         meta["settings"] = Self.settings(ctx)
+        repairs = repairs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }  // a shared kernel reports once
         meta["repairs"] = .array(repairs.map { .string($0) })
         for rp in repairs { ctx.reporter.log("repair: " + rp) }
         let pick = ["rmse_network__linearized", "rmse_network__closed_empirical", "rmse_network__closed_analytic", "test_accuracy_network"]

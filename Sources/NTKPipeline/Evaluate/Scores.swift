@@ -27,21 +27,22 @@ enum Scores {
 
 /// The linearized network's outputs in closed form (PAPER Eqs. 8–11) from the outputs f₀ of a trained run, at its
 /// recorded steps: exact discrete gradient descent for MSE ((I − ηΘ/(n·k))^s), the Dormand–Prince flow of
-/// S5–S11 for cross-entropy. `ktt` is Θ(train, train) [n, n] traced or [n·k, n·k] full, `kst` Θ(test, train).
+/// S5–S11 for cross-entropy. `ktt` is Θ(train, train) [n, n] traced or [n·k, n·k] full (prepared once: its
+/// eigendecomposition may be shared), `kst` Θ(test, train).
 struct ClosedFormDynamics {
     var train: [Matrix]
     var test: [Matrix]
     var repairs: [String]
 
-    init(ktt: Matrix, kst: Matrix, y: Matrix, f0: Matrix, g0: Matrix, steps: [Int], learningRate: Double, loss: Loss) throws {
+    init(ktt: PreparedKernel, kst: Matrix, y: Matrix, f0: Matrix, g0: Matrix, steps: [Int], learningRate: Double, loss: Loss) throws {
         switch loss {
         case .mse:
-            let p = try GradientDescentMSE(kTrainTrain: ktt, yTrain: y, learningRate: learningRate)
+            let p = GradientDescentMSE(kernel: ktt, yTrain: y, learningRate: learningRate)
             train = try p.train(at: steps.map { .steps($0) }, fxTrain0: f0)
             test = try p.test(at: steps.map { .steps($0) }, fxTrain0: f0, fxTest0: g0, kTestTrain: kst)
             repairs = p.kernel.repairs
         case .cross_entropy:
-            let r = try FunctionSpaceODE(kTrainTrain: ktt, yTrain: y, loss: .cross_entropy, learningRate: learningRate)
+            let r = try FunctionSpaceODE(kTrainTrain: ktt.kernel, yTrain: y, loss: .cross_entropy, learningRate: learningRate)
                 .predict(times: steps.map(Double.init), fxTrain0: f0, fxTest0: g0, kTestTrain: kst)
             train = r.map(\.train)
             test = r.map { $0.test! }

@@ -288,7 +288,7 @@ struct Page {
             }
             body += "</table>"
         }
-        body += "<h3>Numbers at the end of training</h3><div class=\"scroll\"><table><tr><th>value</th>"
+        body += "<h3>Numbers (each artifact's summary; for runs over time, at the last step)</h3><div class=\"scroll\"><table><tr><th>value</th>"
         body += members.map { "<th>\(esc($0.stage))</th>" }.joined() + "</tr>"
         let sums = members.map { e -> [String: JSONValue] in if case .object(let o)? = e.file.metadata["summary"] { return o }; return [:] }
         for key in Set(sums.flatMap(\.keys)).sorted() {

@@ -159,6 +159,7 @@ struct SVGPlot {
     static func short(_ v: Double) -> String {
         if v == 0 { return "0" }
         let a = abs(v)
+        if a < 1e6, v == v.rounded() { return String(Int(v)) }
         if a >= 1e4 || a < 1e-3 { return String(format: "%.0e", v) }
         return String(format: "%g", Double(String(format: "%.3g", v))!)
     }

@@ -116,13 +116,13 @@ public struct PredictStage: StageKind {
             throw NTKError("trained artifact without records from step 0 of this dataset's shape", at: path)
         }
         guard case .object(let tr)? = t.param("train") else { throw NTKError("trained artifact without its train params", at: path) }
-        let lr: Double = { if case .double(let v)? = tr["learning_rate"] { return v }; if case .int(let v)? = tr["learning_rate"] { return Double(v) }; return 1 }()
+        let lr = t.metadata["effective_learning_rate"]?.number ?? tr["learning_rate"]?.number ?? 1
         let loss: Loss = { if case .string(let v)? = tr["loss"], let l = Loss(rawValue: v) { return l }; return .mse }()
         let rk = traced ? n : n * k, ck = traced ? m : m * k
         let ktt = try kernel("ntk_train_train", rk, rk), kst = try kernel("ntk_test_train", ck, rk)
         let ftr = fxTrain.doubles(), fte = fxTest.doubles()
         let f0 = Matrix(rows: n, cols: k, data: Array(ftr[0..<n * k])), g0 = Matrix(rows: m, cols: k, data: Array(fte[0..<m * k]))
-        let closed = try ClosedFormDynamics(ktt: ktt, kst: kst, y: y, f0: f0, g0: g0, steps: steps, learningRate: lr, loss: loss)
+        let closed = try ClosedFormDynamics(ktt: try PreparedKernel(ktt, name: "ntk_train_train"), kst: kst, y: y, f0: f0, g0: g0, steps: steps, learningRate: lr, loss: loss)
         let closedTrain = closed.train, closedTest = closed.test
         repairs += closed.repairs
         tensors.append(Tensor(name: "closed_steps", shape: [steps.count], int32: steps.map { Int32($0) }))

@@ -21,7 +21,12 @@ public struct TrainStage: StageKind {
     public static let summary = "train the network and its linearization (GD/SGD/momentum; MSE/CE) with log-spaced records → trained artifact"
     public static let outputs: [ArtifactKind] = [.trained]
 
-    public let config: TrainingConfig
+    public private(set) var config: TrainingConfig
+    /// `mean` (the loss averaged over the n·k outputs, neural-tangents' convention) or `sum` (the paper's equations:
+    /// the total loss, so η acts per sample — implemented as η·n·k on the mean loss, recorded as
+    /// `effective_learning_rate`; with minibatches the mean over the batch is scaled by the full n·k).
+    public enum Reduction: String, CaseIterable, Sendable { case mean, sum }
+    public let reduction: Reduction
     public let dtype: DataConfig.Precision
     public let checkpointEvery: Int
     /// Also train the linearization f_lin = f₀ + J₀(θ − θ₀) on the same batches ("train and linearize").
@@ -54,6 +59,7 @@ public struct TrainStage: StageKind {
         dtype = try r.choice("dtype", default: .float32)
         checkpointEvery = try r.int("checkpoint_every", default: 500, min: 1)!
         linearize = try r.bool("linearize", default: true)
+        reduction = try r.choice("reduction", default: .mean)
         try r.finish()
         guard c.learningRate > 0 else { throw r.fail("learning_rate", "must be > 0") }
         c.seed = UInt64(bitPattern: Int64(try params.int("seed", default: 0)))
@@ -75,9 +81,11 @@ public struct TrainStage: StageKind {
                 throw NTKError("needs \(params.spec.depth + 1) multipliers (one per Dense layer), found \(list.count)", key: "\(self.key).\(key)")
             }
         }
+        var me = self
+        if reduction == .sum { me.config.learningRate *= Double(ds.nTrain * ds.outputs) }
         switch dtype {
-        case .float32: return [try train(Float.self, ds, params, ctx)]
-        case .float64: return [try train(Double.self, ds, params, ctx)]
+        case .float32: return [try me.train(Float.self, ds, params, ctx)]
+        case .float64: return [try me.train(Double.self, ds, params, ctx)]
         }
     }
 
@@ -148,6 +156,7 @@ public struct TrainStage: StageKind {
         meta["network"] = p.networkJSON
         meta["dtype"] = .string(T.dtypeName)
         meta["linearized"] = .bool(linearize)
+        meta["effective_learning_rate"] = .double(config.learningRate)
         let final = ParamsArtifact(spec: p.spec, theta: trainers[0].state.theta)
         return ArtifactFile(kind: .trained, metadata: meta, tensors: final.tensors(prefix: "final_")
             + records.enumerated().flatMap { i, rs in Self.recordTensors(rs, prefix: prefixes[i], n: ds.nTrain, m: ds.nTest, k: k) })
