@@ -162,7 +162,8 @@ public final class Runner {
                 }
             }
         }
-        return old == new ? [] : ["param \(prefix) changed (\(old.canonical) → \(new.canonical))"]
+        func short(_ v: JSONValue) -> String { let c = v.canonical; return c.count <= 60 ? c : String(c.prefix(57)) + "…" }
+        return old == new ? [] : ["param \(prefix) changed (\(short(old)) → \(short(new)))"]
     }
 
     public struct Outcome: Equatable {
