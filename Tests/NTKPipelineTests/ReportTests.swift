@@ -132,6 +132,11 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("out 'artifacts/metrics.npz' holds a metrics and must end in .json"), bad.stderr)
         XCTAssertTrue(bad.stderr.contains("pipeline.yaml:"), "the error is located: \(bad.stderr)")
 
+        let g = project(Self.yaml.replacingOccurrences(of: "y: [ntk_error_M1, ntk_error_M4]", with: "y: [ntk_eror_M1]"))
+        let typo = try TestSupport.ntk(["run"], in: g)
+        XCTAssertEqual(typo.status, 1)
+        XCTAssertTrue(typo.stderr.contains("no artifact of conv has 'ntk_eror_M1' in its summary"), typo.stderr)
+
         let f = project(Self.yaml.replacingOccurrences(of: "\"outs:conv\"", with: "\"outs:convv\""))
         let missing = try TestSupport.ntk(["run"], in: f)
         XCTAssertEqual(missing.status, 1)

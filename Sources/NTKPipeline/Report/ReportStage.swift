@@ -105,7 +105,7 @@ public struct ReportStage: StageKind {
             if let x = s.sweepX {
                 for e in members where e.values[x] == nil { throw NTKError("stage \(e.stage) is not an expansion over \(x)", key: "params.report.sections") }
                 members.sort { ($0.values[s.sweepBy ?? ""] ?? 0, $0.values[x]!) < ($1.values[s.sweepBy ?? ""] ?? 0, $1.values[x]!) }
-                plots = sweepPlots(s, x: x, members)
+                plots = try sweepPlots(s, x: x, members)
             } else {
                 for e in members { plots += timePlots(e) }
             }
@@ -150,7 +150,14 @@ public struct ReportStage: StageKind {
 
     static func csvField(_ s: String) -> String { s.contains(where: { $0 == "," || $0 == "\"" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
 
-    func sweepPlots(_ s: Section, x: String, _ members: [Entry]) -> [SVGPlot] {
+    func sweepPlots(_ s: Section, x: String, _ members: [Entry]) throws -> [SVGPlot] {
+        for p in s.plots { for key in p.y where !members.contains(where: { e in
+            if case .object(let sum)? = e.file.metadata["summary"] { return sum[key] != nil }; return false
+        }) {
+            let known = Set(members.flatMap { e -> [String] in if case .object(let sum)? = e.file.metadata["summary"] { return Array(sum.keys) }; return [] })
+            throw NTKError("section '\(s.title)': no artifact of \(s.from) has '\(key)' in its summary (it has: \(known.sorted().joined(separator: ", ")))",
+                           key: "params.report.sections")
+        } }
         let groups: [(Double?, [Entry])] = s.sweepBy.map { by in
             Dictionary(grouping: members) { $0.values[by] ?? .nan }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         } ?? [(nil, members)]
