@@ -163,6 +163,19 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         XCTAssertGreaterThan(change, 0, "training moves the kernel")
         XCTAssertLessThan(change, 0.5, "but a width-64 network's kernel stays close")
         XCTAssertTrue(r.stderr.contains("NTK-GP t=∞"), r.stderr)
+
+        // per_layer: each Dense layer's W and b contributions, summing to the kernel.
+        let perLayer = try TestSupport.ntk(["run", "ntk0", "--set", "empirical.per_layer=true"], in: d)
+        XCTAssertEqual(perLayer.status, 0, perLayer.stderr)
+        let kl = try ArtifactFile.read(d + "/artifacts/ntk0.npz")
+        XCTAssertEqual(kl.tensor("ntk_train_train")?.doubles(), expected)
+        for name in ["train_train", "test_train"] {
+            let parts = (0..<3).flatMap { l in ["W", "b"].compactMap { kl.tensor("ntk_\(name)_\($0)\(l)")?.doubles() } }
+            XCTAssertEqual(parts.count, 6)
+            let total = kl.tensor("ntk_\(name)")!.doubles()
+            let summed = parts.dropFirst().reduce(parts[0]) { zip($0, $1).map(+) }
+            XCTAssertLessThan(zip(total, summed).map { abs($0 - $1) }.max()!, 1e-10 * (total.map(abs).max() ?? 1))
+        }
     }
 
     /// `ntk exec empirical_kernels` on explicit files: x1/x2 in a plain .npz plus a params artifact.

@@ -11,7 +11,10 @@ import NTK
 /// [N1, d] and optionally `x2` [N2, d], and a `params` artifact → `ntk` ([N1, N2] traced or [N1·k, N2·k] full)
 /// and `nngp` [N1, N2].
 ///
-/// Params `empirical`: `output` (traced | full), `dtype` (float32 | float64; kernels are stored in float64).
+/// Params `empirical`: `output` (traced | full), `dtype` (float32 | float64; kernels are stored in float64),
+/// `per_layer` (false; true adds each Dense layer's contribution — which neural-tangents does not give — as
+/// `ntk_train_train_W<l>`, `ntk_train_train_b<l>`, `ntk_test_train_W<l>`, `ntk_test_train_b<l>`, same shapes as
+/// the sums; l = 0 is the input layer, the bias terms are absent when b_std = 0), `max_memory`.
 public struct EmpiricalKernelsStage: StageKind {
     public static let name = "empirical_kernels"
     public static let algorithmVersion = 1
@@ -22,6 +25,7 @@ public struct EmpiricalKernelsStage: StageKind {
     public let dtype: DataConfig.Precision
     /// Working-memory cap: with it, the traced kernels are computed in tiles whose features are checkpointed.
     public let maxMemory: Int?
+    public let perLayer: Bool
 
     public init(params: StageParams) throws {
         var r = try params.reader("empirical")
@@ -33,7 +37,9 @@ public struct EmpiricalKernelsStage: StageKind {
             guard let bytes = parseBytes(cap), bytes > 0 else { throw r.fail("max_memory", "expected a size like 512M or 4G, found \"\(cap)\"") }
             maxMemory = bytes
         } else { maxMemory = nil }
+        perLayer = try r.bool("per_layer", default: false)
         try r.finish()
+        if perLayer && maxMemory != nil { throw r.fail("per_layer", "per-layer contributions are computed without tiles (drop max_memory)") }
         if full && maxMemory != nil { throw r.fail("max_memory", "tiles support the traced kernel only (output: traced)") }
     }
 
@@ -85,23 +91,31 @@ public struct EmpiricalKernelsStage: StageKind {
             let e = EmpiricalNTK<T>(net)
             let out: EmpiricalNTK<T>.Output = full ? .full : .traced
             let d = { (v: [T]) in v.map { Double($0) } }
-            let tt: [T], st: [T]
+            var tt: [T] = [], st: [T] = []
+            var layers: [Tensor] = []
             if let cap = maxMemory {
                 let rows = tileRows(cap: cap, net: net, size: MemoryLayout<T>.size)
                 ctx.reporter.log("tiles of \(rows) rows under the \(cap >> 20) MiB working-memory cap")
                 tt = try tiled(e, "train_train", xtr, nil, rows, ctx)
                 st = try tiled(e, "test_train", xte, xtr, rows, ctx)
             } else {
-                tt = e.compute(x1: xtr, output: out).ntk
-                st = e.compute(x1: xte, x2: xtr, output: out).ntk
+                for (name, x1, x2, shape) in [("train_train", xtr, nil, full ? [n * k, n * k] : [n, n]), ("test_train", xte, xtr, full ? [m * k, n * k] : [m, n])] {
+                    let r = e.compute(x1: x1, x2: x2, output: out, perLayer: perLayer)
+                    if name == "train_train" { tt = r.ntk } else { st = r.ntk }
+                    for (l, c) in r.perLayer.enumerated() {
+                        layers.append(Tensor(name: "ntk_\(name)_W\(l)", shape: shape, values: d(c.w)))
+                        if let b = c.b { layers.append(Tensor(name: "ntk_\(name)_b\(l)", shape: shape, values: d(b))) }
+                    }
+                }
             }
-            return [
+            let sums = [
                 Tensor(name: "ntk_train_train", shape: full ? [n * k, n * k] : [n, n], values: d(tt)),
                 Tensor(name: "ntk_test_train", shape: full ? [m * k, n * k] : [m, n], values: d(st)),
                 Tensor(name: "nngp_train_train", shape: [n, n], values: d(e.nngp(x1: xtr))),
                 Tensor(name: "nngp_test_train", shape: [m, n], values: d(e.nngp(x1: xte, x2: xtr))),
                 Tensor(name: "nngp_test_test", shape: [m, m], values: d(e.nngp(x1: xte))),
             ]
+            return sums + layers
         }
         let tensors = dtype == .float32 ? try run(Float.self) : try run(Double.self)
         ctx.reporter.log(String(format: "empirical NTK (%@, %@) of %d+%d inputs in %.2f s", full ? "full" : "traced", dtype.rawValue, n, m,
