@@ -12,6 +12,17 @@
 
 static int g_has_avx2 = 0, g_has_fma = 0;
 
+int ntk_cpu_has_avx512(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6) != 0xE6) return 0; /* XMM, YMM, opmask, ZMM state saved by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const unsigned need = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31); /* F, DQ, CD, BW, VL */
+    return (b & need) == need;
+}
+
 static void detect_cpu(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
@@ -30,6 +41,7 @@ static void detect_cpu(void) {
 #else
 static int g_has_avx2 = 0, g_has_fma = 0;
 static void detect_cpu(void) {}
+int ntk_cpu_has_avx512(void) { return 0; }
 #endif
 
 static const ntk_vec_table *g_active = &ntk_vec_table_scalar_impl;

@@ -59,6 +59,7 @@ extension NTKCommand {
                 if let tiledN { return try measureTiled(n: tiledN) }
                 if !json {
                     print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore) × \(Platform.blasThreads) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+                    if let note = Platform.blasKernelNote { print("note: " + note) }
                 }
                 // GEMM peaks in this process.
                 let g = quick ? 1024 : 4096
@@ -164,7 +165,7 @@ extension NTKCommand {
                     report("artifact read \(mb) MB, deflate level \(level)", seconds: r, extra: ["mb_per_s": .double(bytes / r / 1e6)])
                 }
                 if json {
-                    print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "results": .array(rows)]).pretty, terminator: "")
+                    print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "blas": .string(Platform.blasCore), "results": .array(rows)]).pretty, terminator: "")
                 }
             }
         }

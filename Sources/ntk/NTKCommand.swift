@@ -120,10 +120,11 @@ extension NTKCommand {
 
         func run() throws {
             print("ntk \(ntkVersion)")
-            print("cpu features: avx2 \(Platform.cpuHasAVX2 ? "yes" : "no"), fma \(Platform.cpuHasFMA ? "yes" : "no")")
+            print("cpu features: avx2 \(Platform.cpuHasAVX2 ? "yes" : "no"), fma \(Platform.cpuHasFMA ? "yes" : "no"), avx512 \(Platform.cpuHasAVX512 ? "yes" : "no")")
             let forced = ProcessInfo.processInfo.environment["NTK_SIMD"] == "scalar"
             print("simd path: \(Platform.simdPath)\(forced ? " (forced by NTK_SIMD=scalar)" : "")")
             print("blas: \(Platform.blasConfig.trimmingCharacters(in: .whitespaces)); kernel \(Platform.blasCore); threads \(Platform.blasThreads)")
+            if let note = Platform.blasKernelNote { print("note: " + note) }
             print("cores: \(ProcessInfo.processInfo.activeProcessorCount)")
             print("stage kinds:")
             for k in stageKinds { print("  \(k.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(k.summary)") }

@@ -1,6 +1,7 @@
 import CZlib
 import Foundation
 import XCTest
+import NTK
 
 @testable import NTKPipeline
 
@@ -41,7 +42,11 @@ enum TestSupport {
         p.executableURL = URL(fileURLWithPath: ntkBinary)
         p.arguments = args
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        // The binary uses the same OpenBLAS kernels as this process (it would otherwise switch to AVX-512 ones where
+        // it can, and GEMM rounding would differ from the in-process results the tests compare with).
+        var base = ProcessInfo.processInfo.environment
+        if base["OPENBLAS_CORETYPE"] == nil { base["OPENBLAS_CORETYPE"] = Platform.blasCore }
+        p.environment = base.merging(env) { $1 }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

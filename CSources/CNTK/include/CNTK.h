@@ -96,6 +96,8 @@ const char *ntk_simd_name(void);
 /* CPU features found by cpuid/xgetbv (independent of NTK_SIMD). */
 int ntk_cpu_has_avx2(void);
 int ntk_cpu_has_fma(void);
+/* AVX-512 F, DQ, CD, BW and VL with OS support (used to choose OpenBLAS's kernels; our own kernels stay AVX2). */
+int ntk_cpu_has_avx512(void);
 
 /* Dispatched entry points (the active table). */
 double ntk_vec_dot_f64(const double *x, const double *y, size_t n);
