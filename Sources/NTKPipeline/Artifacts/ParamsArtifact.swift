@@ -23,13 +23,7 @@ public struct ParamsArtifact {
         }
     }
 
-    public var networkJSON: JSONValue {
-        .object([
-            "input_dim": .int(spec.inputDim), "widths": .array(spec.widths.map { .int($0) }), "outputs": .int(spec.outputs),
-            "activation": .string(spec.activation.description), "w_std": .array(spec.wStd.map { .double($0) }),
-            "b_std": .array(spec.bStd.map { .double($0) }), "parameterization": .string(spec.parameterization.rawValue),
-        ])
-    }
+    public var networkJSON: JSONValue { spec.json }
 
     public func file(metadata: [String: JSONValue]) -> ArtifactFile {
         var m = metadata
@@ -74,5 +68,16 @@ public struct ParamsArtifact {
         spec = NetworkSpec(inputDim: d, widths: ws.compactMap { if case .int(let i) = $0 { i } else { nil } }, outputs: k, activation: activation,
                            wStd: w.map(num), bStd: b.map(num), parameterization: param)
         theta = try Self.theta(from: Dictionary(uniqueKeysWithValues: f.tensors.map { ($0.name, $0) }), spec: spec, location: path)
+    }
+}
+
+extension NetworkSpec {
+    /// The network as recorded in artifact metadata.
+    public var json: JSONValue {
+        .object([
+            "input_dim": .int(inputDim), "widths": .array(widths.map { .int($0) }), "outputs": .int(outputs),
+            "activation": .string(activation.description), "w_std": .array(wStd.map { .double($0) }),
+            "b_std": .array(bStd.map { .double($0) }), "parameterization": .string(parameterization.rawValue),
+        ])
     }
 }

@@ -199,8 +199,8 @@ public struct EvaluateStage: StageKind {
             }
         }
         if case .object(let own) = ctx.params.locked { add(own) }
-        for d in ctx.deps where d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) {
-            guard let f = try? ArtifactFile.read(d.resolved), case .object(let p)? = f.metadata["params"] else { continue }
+        for f in (try? ctx.artifactDeps().map(\.file)) ?? [] {
+            guard case .object(let p)? = f.metadata["params"] else { continue }
             add(p)
             if case .object(let model)? = f.metadata["model"], merged["model"] == nil { merged["model"] = .object(model) }
         }

@@ -79,17 +79,11 @@ public struct KernelConvergenceStage: StageKind {
         ctx.reporter.log(String(format: "widths %@: ‖Θ̂ − Θ‖/‖Θ‖ = %.4f (M = 1), %.4f (M = %d)", "\(spec.widths)", ntkErr[0], ntkErr.last!, ms.last!))
         var meta = ctx.metadata(kind: Self.name)
         meta["summary"] = .object(summary)
-        meta["settings"] = .object(["model": params(spec), "convergence": .object(["inputs": .int(inputs), "draws": .int(draws), "dtype": .string(dtype.rawValue)])])
+        meta["settings"] = .object(["model": spec.json, "convergence": .object(["inputs": .int(inputs), "draws": .int(draws), "dtype": .string(dtype.rawValue)])])
         return [ArtifactFile(kind: .evaluation, metadata: meta, tensors: [
             Tensor(name: "m", shape: [ms.count], int32: ms.map { Int32($0) }),
             Tensor(name: "ntk_error", shape: [ms.count], values: ntkErr),
             Tensor(name: "nngp_error", shape: [ms.count], values: nngpErr),
         ])]
-    }
-
-    func params(_ s: NetworkSpec) -> JSONValue {
-        .object(["widths": .array(s.widths.map { .int($0) }), "activation": .string(s.activation.description),
-                 "w_std": .array(s.wStd.map { .double($0) }), "b_std": .array(s.bStd.map { .double($0) }),
-                 "parameterization": .string(s.parameterization.rawValue)])
     }
 }

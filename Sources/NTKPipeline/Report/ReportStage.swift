@@ -84,7 +84,11 @@ public struct ReportStage: StageKind {
     public var requiredDeps: [String] { [] }
 
     /// One evaluation artifact with its stage name and the values of its sweep expansion.
-    struct Entry { var stage: String; var values: [String: Double]; var file: ArtifactFile; var path: String }
+    struct Entry {
+        var stage: String; var values: [String: Double]; var file: ArtifactFile; var path: String
+        /// The artifact's scalar results (metadata `summary`).
+        var summary: [String: JSONValue] { if case .object(let o)? = file.metadata["summary"] { return o }; return [:] }
+    }
 
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
         let entries = try ctx.artifacts(.evaluation).map { path, f -> Entry in
@@ -124,7 +128,7 @@ public struct ReportStage: StageKind {
             var headline: [String: JSONValue] = [:]
             for key in s.headline {
                 for e in members {
-                    guard case .object(let sum)? = e.file.metadata["summary"], let v = sum[key]?.number else {
+                    guard let v = e.summary[key]?.number else {
                         throw NTKError("section '\(s.title)': headline '\(key)' is not in the summary of \(e.stage)", key: "params.report.sections")
                     }
                     headline[members.count > 1 ? "\(key) (\(e.stage))" : key] = .double(v)
@@ -151,10 +155,8 @@ public struct ReportStage: StageKind {
     static func csvField(_ s: String) -> String { s.contains(where: { $0 == "," || $0 == "\"" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
 
     func sweepPlots(_ s: Section, x: String, _ members: [Entry]) throws -> [SVGPlot] {
-        for p in s.plots { for key in p.y where !members.contains(where: { e in
-            if case .object(let sum)? = e.file.metadata["summary"] { return sum[key] != nil }; return false
-        }) {
-            let known = Set(members.flatMap { e -> [String] in if case .object(let sum)? = e.file.metadata["summary"] { return Array(sum.keys) }; return [] })
+        for p in s.plots { for key in p.y where !members.contains(where: { $0.summary[key] != nil }) {
+            let known = Set(members.flatMap(\.summary.keys))
             throw NTKError("section '\(s.title)': no artifact of \(s.from) has '\(key)' in its summary (it has: \(known.sorted().joined(separator: ", ")))",
                            key: "params.report.sections")
         } }
@@ -166,10 +168,7 @@ public struct ReportStage: StageKind {
             plot.guides = p.guides.map { ($0, Self.guideLabel($0, x)) }
             for (gi, (gv, es)) in groups.enumerated() {
                 for (yi, key) in p.y.enumerated() {
-                    let ys = es.map { e -> Double in
-                        if case .object(let sum)? = e.file.metadata["summary"], let v = sum[key]?.number { return v }
-                        return .nan
-                    }
+                    let ys = es.map { $0.summary[key]?.number ?? .nan }
                     let label = p.labels[yi] + (gv.map { " (\(s.sweepBy!) = \(SVGPlot.short($0)))" } ?? "")
                     plot.series.append(.init(label: label, x: es.map { $0.values[x]! }, y: ys, color: gi * p.y.count + yi,
                                              dashed: gi % 2 == 1, markers: true, fit: true))
@@ -297,7 +296,7 @@ struct Page {
         }
         body += "<h3>Numbers (each artifact's summary; for runs over time, at the last step)</h3><div class=\"scroll\"><table><tr><th>value</th>"
         body += members.map { "<th>\(esc($0.stage))</th>" }.joined() + "</tr>"
-        let sums = members.map { e -> [String: JSONValue] in if case .object(let o)? = e.file.metadata["summary"] { return o }; return [:] }
+        let sums = members.map(\.summary)
         for key in Set(sums.flatMap(\.keys)).sorted() {
             let cells = sums.map { sum -> String in
                 guard let v = sum[key]?.number else { return "<td></td>" }

@@ -68,12 +68,11 @@ public struct EmpiricalKernelsStage: StageKind {
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let net: MLP
         // θ_T from a trained artifact if one is among the deps, else θ₀ from the params artifact.
-        if let d = ctx.deps.first(where: { $0.resolved.hasSuffix(".npz") && (try? ArtifactFile.read($0.resolved).kind) == .trained }) {
-            let t = try ArtifactFile.read(d.resolved)
+        if let (tpath, t) = try ctx.artifacts(.trained).first {
             let (ppath, pfile) = try ctx.artifact(.params)
             let p = try ParamsArtifact(file: pfile, path: ppath)
             net = MLP(spec: p.spec, theta: try ParamsArtifact.theta(from: Dictionary(uniqueKeysWithValues: t.tensors.map { ($0.name, $0) }),
-                                                                   spec: p.spec, prefix: "final_", location: d.path))
+                                                                   spec: p.spec, prefix: "final_", location: tpath))
             meta["at"] = .string("thetaT")
         } else {
             let (ppath, pfile) = try ctx.artifact(.params)

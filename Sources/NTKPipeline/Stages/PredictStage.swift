@@ -92,9 +92,8 @@ public struct PredictStage: StageKind {
         }
         // With a trained artifact among the deps: the linearized dynamics in closed form from the same f₀, at the
         // recorded steps, beside the trained network and its trained linearization (PAPER Figure 3's comparison).
-        if let d = ctx.deps.first(where: { $0.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact($0.resolved) && (try? ArtifactFile.read($0.resolved).kind) == .trained }) {
-            let t = try ArtifactFile.read(d.resolved)
-            try closedForm(t, path: d.path, kernel: kernel, traced: traced, y: y, n: n, m: m, k: k, tensors: &tensors, metrics: &metrics, repairs: &repairs, ctx: ctx)
+        if let (tpath, t) = try ctx.artifacts(.trained).first {
+            try closedForm(t, path: tpath, kernel: kernel, traced: traced, y: y, n: n, m: m, k: k, tensors: &tensors, metrics: &metrics, repairs: &repairs, ctx: ctx)
         } else if !traced {
             throw NTKError("full [n·k, n·k] kernels are used for the closed-form dynamics of a trained network: add its trained artifact to the deps", at: kpath)
         }

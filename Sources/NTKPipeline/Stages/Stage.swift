@@ -110,6 +110,7 @@ public struct StageContext {
     public let reporter: Reporter
     /// Where partial results survive a killed run (nil outside a pipeline).
     public var checkpoints: Checkpoints? = nil
+    let artifactCache = ArtifactCache()
 
     /// The dep declared as `path` (compared after normalising the path).
     public func dep(_ path: String) throws -> (path: String, resolved: String, sha256: String) {
@@ -120,23 +121,27 @@ public struct StageContext {
         return d
     }
 
+    /// Every dep that is an ntk artifact (declared path, resolved path, contents), in the order of the deps. Each is
+    /// read and verified once per stage run, however many times a stage asks.
+    public func artifactDeps() throws -> [(path: String, resolved: String, file: ArtifactFile)] {
+        try deps.compactMap { d in
+            if let cached = artifactCache.files[d.resolved] { return cached.map { (d.path, d.resolved, $0) } }
+            let f = d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) ? try ArtifactFile.read(d.resolved) : nil
+            artifactCache.files[d.resolved] = .some(f)
+            return f.map { (d.path, d.resolved, $0) }
+        }
+    }
+
     /// Every dep that is an artifact of `kind`, in the order of the deps.
     public func artifacts(_ kind: ArtifactKind) throws -> [(path: String, file: ArtifactFile)] {
-        try deps.compactMap { d in
-            guard d.resolved.hasSuffix(".npz"), ArtifactFile.looksLikeArtifact(d.resolved) else { return nil }
-            let f = try ArtifactFile.read(d.resolved)
-            return f.kind == kind ? (d.resolved, f) : nil
-        }
+        try artifactDeps().filter { $0.file.kind == kind }.map { ($0.resolved, $0.file) }
     }
 
     /// The one dep that is an artifact of `kind`; an error if none is, naming what each dep is.
     public func artifact(_ kind: ArtifactKind) throws -> (path: String, file: ArtifactFile) {
-        var seen: [String] = []
-        for d in deps where d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) {
-            let f = try ArtifactFile.read(d.resolved)
-            if f.kind == kind { return (d.resolved, f) }
-            seen.append("\(d.path) is a '\(f.kind.rawValue)' artifact")
-        }
+        let all = try artifactDeps()
+        if let a = all.first(where: { $0.file.kind == kind }) { return (a.resolved, a.file) }
+        let seen = all.map { "\($0.path) is a '\($0.file.kind.rawValue)' artifact" }
         throw NTKError("needs a '\(kind.rawValue)' artifact among its deps" + (seen.isEmpty ? "" : " (\(seen.joined(separator: "; ")))"),
                        key: "stages.\(stage).deps")
     }
@@ -152,6 +157,9 @@ public struct StageContext {
         return m
     }
 }
+
+/// The artifacts a stage run has read (nil: the dep is not an ntk artifact), shared by copies of its context.
+final class ArtifactCache { var files: [String: ArtifactFile?] = [:] }
 
 /// Partial results of one stage run, under `.ntk/checkpoints/<stage>/<key>/`, where the key is a hash of
 /// everything that determines the stage's result (kind, algorithm version, params, dep hashes): a resumed run
