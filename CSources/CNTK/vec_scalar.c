@@ -74,3 +74,20 @@ void ntk_convert_f32_f64(double *y, const float *x, size_t n) {
 
 DEFINE_MIRROR(ntk_mirror_upper, double)
 DEFINE_MIRROR(ntk_mirror_upper_f32, float)
+
+#define DEFINE_TRANSPOSE(NAME, T)                                                                    \
+    void NAME(T *dst, size_t ldd, const T *src, size_t lds, size_t rows, size_t cols) {              \
+        enum { TILE = 32 };                                                                          \
+        for (size_t ib = 0; ib < rows; ib += TILE) {                                                 \
+            const size_t ie = ib + TILE < rows ? ib + TILE : rows;                                   \
+            for (size_t jb = 0; jb < cols; jb += TILE) {                                             \
+                const size_t je = jb + TILE < cols ? jb + TILE : cols;                               \
+                for (size_t j = jb; j < je; ++j) {                                                   \
+                    for (size_t i = ib; i < ie; ++i) dst[j * ldd + i] = src[i * lds + j];            \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }
+
+DEFINE_TRANSPOSE(ntk_transpose, double)
+DEFINE_TRANSPOSE(ntk_transpose_f32, float)

@@ -14,7 +14,7 @@ internal import CNTK
 /// family (relu, leaky relu, abs, identity) and erf, polar Gauss quadrature for any other activation.
 ///
 /// Cost: the Gram product (2·N1·N2·n₀ flops, half when x2 = x1) through OpenBLAS, then per layer one fused
-/// element-wise pass in C (AVX2) over the matrices, rows split across cores. The diagonal K(x,x) is computed
+/// element-wise pass in C (AVX2) over its rows — chunk by chunk of 256 rows, on our own threads (see `fill`). The diagonal K(x,x) is computed
 /// once per layer by the same formulas with c = 1 exactly, and the symmetric case's diagonal entries are taken
 /// from it: no √ε error from arccos near c = 1 (neural-tangents has it, ~1e-9 relative on relu diagonals).
 public enum AnalyticKernels {
@@ -107,9 +107,9 @@ public enum AnalyticKernels {
             let n2 = x2.rows, rn = rows.count
             // Every entry is written (symmetric: the strictly lower part by `assemble`), so the buffers start
             // uninitialised: zero-filling 2·N² doubles would cost as much as the recursion.
-            var k = [Double](unsafeUninitializedCapacity: rn * n2) { b, c in adviseHugePages(b); c = rn * n2 }
+            var k: [Double] = uninitializedArray(rn * n2)
             let tn = options.computeNTK ? rn * n2 : 0
-            var t = [Double](unsafeUninitializedCapacity: tn) { b, c in adviseHugePages(b); c = tn }
+            var t: [Double] = uninitializedArray(tn)
             let (g, l) = k.withUnsafeMutableBufferPointer { kp in
                 t.withUnsafeMutableBufferPointer { tp in fill(rows, kp.baseAddress!, options.computeNTK ? tp.baseAddress! : nil) }
             }
@@ -120,13 +120,12 @@ public enum AnalyticKernels {
         }
 
         /// The whole result, block by block straight into the output matrices (no per-block copies), then mirrored.
-        /// (Smaller, cache-sized chunks were measured slower: the GEMMs shrink and the threads restart per chunk.)
         public func computeAll(progress: ((Int, Int) -> Void)? = nil) -> (result: Result, gramSeconds: Double, layerSeconds: Double) {
             let n1 = x1.rows, n2 = x2.rows, tn = options.computeNTK ? n1 * n2 : 0
             // The matrices own their storage from the start (a second reference would make the mirror copy them).
-            var nngp = Matrix(rows: n1, cols: n2, data: [Double](unsafeUninitializedCapacity: n1 * n2) { b, c in adviseHugePages(b); c = n1 * n2 })
+            var nngp = Matrix(rows: n1, cols: n2, data: uninitializedArray(n1 * n2))
             var ntk = Matrix(rows: options.computeNTK ? n1 : 0, cols: options.computeNTK ? n2 : 0,
-                             data: [Double](unsafeUninitializedCapacity: tn) { b, c in adviseHugePages(b); c = tn })
+                             data: uninitializedArray(tn))
             var gram = 0.0, layers = 0.0
             nngp.data.withUnsafeMutableBufferPointer { kp in
                 ntk.data.withUnsafeMutableBufferPointer { tp in
@@ -146,79 +145,73 @@ public enum AnalyticKernels {
             return (Result(nngp: nngp, ntk: ntk, quadratureError: nil), gram, layers)
         }
 
-        /// Rows `rows` of the kernels into k and t (row stride N2, pointing at the block's first row): the Gram rows
-        /// (BLAS), then the layers row by row across cores. Returns the seconds spent in each part.
+        /// Fills rows `rows` (kOut/tOut point at the first of them, row length N2): in chunks of 256 rows spread over
+        /// our own threads (`OwnThreads`, OpenBLAS single-threaded inside), each chunk's Gram rows — x1[rows]·x2ᵀ·σ_w,0²/n₀
+        /// + σ_b,0², symmetric: only the upper trapezoid, a SYRK on the chunk's diagonal square and a GEMM to its right —
+        /// then the layer recursion on those rows while they are in cache. Returns the wall seconds split between the
+        /// Gram product and the recursion in proportion to the threads' time in each.
         func fill(_ rows: Range<Int>, _ kOut: UnsafeMutablePointer<Double>, _ tOut: UnsafeMutablePointer<Double>?) -> (Double, Double) {
-            let n2 = x2.rows, r0 = rows.lowerBound, rn = rows.count
-            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0]
-            let started = DispatchTime.now().uptimeNanoseconds
-            // Gram rows: x1[rows]·x2ᵀ scaled by σ_w,0²/n₀, plus σ_b,0². Symmetric: only the upper trapezoid, as
-            // a SYRK on the square [rows × rows] and a GEMM on [rows × (r1..<N)] — half the flops of a full GEMM.
-            let alpha = w0 / Double(max(x1.cols, 1)), d = x1.cols
-            if d == 0 { kOut.update(repeating: 0, count: rn * n2) }
-            if d > 0 {
-                x1.data.withUnsafeBufferPointer { ap in
-                    x2.data.withUnsafeBufferPointer { bp in
-                        do {
-                            let kp = UnsafeMutableBufferPointer(start: kOut, count: rn * n2)
-                            let a = ap.baseAddress! + r0 * d
-                            if symmetric {
-                                // in sub-blocks of 1024 rows: SYRK on the diagonal square, GEMM to its right
-                                // (measured ~7 % faster than one SYRK over the whole block)
-                                for s0 in stride(from: 0, to: rn, by: 1024) {
-                                    let sn = min(1024, rn - s0), c0 = r0 + s0 + sn
-                                    let arow = a + s0 * d, out = kp.baseAddress! + s0 * n2
-                                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(sn), Int32(d), alpha, arow, Int32(d), 0,
-                                                out + r0 + s0, Int32(n2))
-                                    if n2 > c0 { cblasGemmNT(sn, n2 - c0, d, alpha, arow, bp.baseAddress! + c0 * d, out + c0, n2) }
-                                }
-                            } else {
-                                cblasGemmNT(rn, n2, d, alpha, a, bp.baseAddress!, kp.baseAddress!, n2)
-                            }
-                        }
-                    }
-                }
-            }
-            if b0 != 0 {
-                for i in 0..<rn {
-                    let c0 = symmetric ? r0 + i : 0
-                    Double.affine(kOut + i * n2 + c0, 1, b0, n2 - c0)
-                }
-            }
-            let gramDone = DispatchTime.now().uptimeNanoseconds
-            let nt = max(1, min(options.threads, rn))
+            let n2 = x2.rows, r0 = rows.lowerBound, rn = rows.count, d = x1.cols
+            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0], alpha = w0 / Double(max(d, 1))
             let computeNTK = options.computeNTK
-            do {
-                do {
-                    let kb = kOut, tb = tOut
-                    DispatchQueue.concurrentPerform(iterations: nt) { w in
-                        var i = w
-                        while i < rn {
-                            let gi = r0 + i
-                            // symmetric: the diagonal comes from the c = 1 recursion (exact for parallel inputs)
-                            let start = symmetric ? gi + 1 : 0, count = n2 - start
-                            if symmetric {
-                                kb[i * n2 + gi] = diag1[layers.count][gi]
-                                if computeNTK { tb![i * n2 + gi] = diagNTK[gi] }
+            let chunks = stride(from: 0, to: rn, by: 256).map { $0..<min(rn, $0 + 256) }  // costliest (top) first
+            let workers = max(1, min(options.threads, OwnThreads.workers))
+            var busy = [(gram: UInt64, layers: UInt64)](repeating: (0, 0), count: workers)
+            let started = DispatchTime.now().uptimeNanoseconds
+            x1.data.withUnsafeBufferPointer { ap in
+                x2.data.withUnsafeBufferPointer { bp in
+                    busy.withUnsafeMutableBufferPointer { busy in
+                        OwnThreads.forEach(chunks.count, workers: workers) { w, c in
+                            let t0 = DispatchTime.now().uptimeNanoseconds
+                            let local = chunks[c], sn = local.count, out = kOut + local.lowerBound * n2
+                            let a = ap.baseAddress! + (r0 + local.lowerBound) * d
+                            if d == 0 {
+                                out.update(repeating: 0, count: sn * n2)
+                            } else if symmetric {
+                                let diag = r0 + local.lowerBound, right = diag + sn
+                                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(sn), Int32(d), alpha, a, Int32(d), 0, out + diag, Int32(n2))
+                                if n2 > right { cblasGemmNT(sn, n2 - right, d, alpha, a, bp.baseAddress! + right * d, out + right, n2) }
+                            } else {
+                                cblasGemmNT(sn, n2, d, alpha, a, bp.baseAddress!, out, n2)
                             }
-                            let krow = kb + i * n2 + start, trow = computeNTK ? tb! + i * n2 + start : nil
-                            if let trow {  // Θ⁰
-                                trow.update(from: krow, count: count)
-                                if spec.parameterization == .standard {
-                                    Double.affine(trow, Double(spec.inputDim) / w0, -b0 * Double(spec.inputDim) / w0 + (spec.bStd[0] != 0 ? 1 : 0), count)
+                            if b0 != 0 {
+                                for i in local {
+                                    let c0 = symmetric ? r0 + i : 0
+                                    Double.affine(kOut + i * n2 + c0, 1, b0, n2 - c0)
                                 }
                             }
-                            for (l, c) in layers.enumerated() {
-                                diag2[l].withUnsafeBufferPointer { dp in
-                                    applyLayer(krow, trow, dp.baseAddress! + start, diag1[l][gi], count, c, spec.activation, quad)
+                            let t1 = DispatchTime.now().uptimeNanoseconds
+                            for i in local {
+                                let gi = r0 + i
+                                // symmetric: the diagonal comes from the c = 1 recursion (exact for parallel inputs)
+                                let start = symmetric ? gi + 1 : 0, count = n2 - start
+                                if symmetric {
+                                    kOut[i * n2 + gi] = diag1[layers.count][gi]
+                                    if computeNTK { tOut![i * n2 + gi] = diagNTK[gi] }
+                                }
+                                let krow = kOut + i * n2 + start, trow = computeNTK ? tOut! + i * n2 + start : nil
+                                if let trow {  // Θ⁰
+                                    trow.update(from: krow, count: count)
+                                    if spec.parameterization == .standard {
+                                        Double.affine(trow, Double(spec.inputDim) / w0, -b0 * Double(spec.inputDim) / w0 + (spec.bStd[0] != 0 ? 1 : 0), count)
+                                    }
+                                }
+                                for (l, c) in layers.enumerated() {
+                                    diag2[l].withUnsafeBufferPointer { dp in
+                                        applyLayer(krow, trow, dp.baseAddress! + start, diag1[l][gi], count, c, spec.activation, quad)
+                                    }
                                 }
                             }
-                            i += nt
+                            busy[w].gram += t1 - t0
+                            busy[w].layers += DispatchTime.now().uptimeNanoseconds - t1
                         }
                     }
                 }
             }
-            return (Double(gramDone - started) / 1e9, Double(DispatchTime.now().uptimeNanoseconds - gramDone) / 1e9)
+            let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            let gram = Double(busy.reduce(0) { $0 + $1.gram }), layerTime = Double(busy.reduce(0) { $0 + $1.layers })
+            let share = gram + layerTime > 0 ? gram / (gram + layerTime) : 1
+            return (wall * share, wall * (1 - share))
         }
 
         /// The full [N1, N2] kernels from all blocks (mirroring the upper triangle when symmetric). The blocks'
@@ -323,19 +316,6 @@ internal import COpenBLAS
 func cblasGemmNT(_ m: Int, _ n: Int, _ k: Int, _ alpha: Double, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                  _ c: UnsafeMutablePointer<Double>, _ ldc: Int) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(k), 0, c, Int32(ldc))
-}
-
-/// Asks the kernel for 2 MiB pages on a large fresh buffer (Linux THP in "madvise" mode): first-touch page
-/// faults on N² kernels otherwise cost as much as the recursion itself.
-func adviseHugePages(_ b: UnsafeMutableBufferPointer<Double>) {
-    #if os(Linux)
-    let bytes = b.count * 8
-    guard bytes >= 4 << 20, let base = b.baseAddress else { return }
-    let page = 4096
-    let start = (Int(bitPattern: base) + page - 1) / page * page
-    let end = (Int(bitPattern: base) + bytes) / page * page
-    if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
-    #endif
 }
 
 extension ProcessInfo {

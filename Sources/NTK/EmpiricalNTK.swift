@@ -8,13 +8,20 @@ import Dispatch
 ///
 /// with c_w = σ_w²/fan_in, c_b = σ_b² (NTK parameterization) or c_w = c_b = 1 (standard; c_b = 0 without bias),
 /// and δ_l^i = ∂f_i/∂z_{l+1} — the backprop signals of all k outputs, one GEMM per layer ([N·k, n_{l+1}]·W̃ᵀ).
+/// The read-out's signals are the identity (δ^i = e_i), so its term is (c_w·G + c_b)·[i = j].
 ///
-/// - traced: [N1, N2] = (1/k)·Σ_i Θ̂[(a,i),(b,i)] — the Gram of Δ_l viewed as [N, k·n] (one GEMM, or SYRK when
-///   x2 = x1) — neural-tangents' default `trace_axes=(-1,)`;
+/// - traced: [N1, N2] = (1/k)·Σ_i Θ̂[(a,i),(b,i)] — per layer the Gram of Δ_l viewed as [N, k·n] — neural-tangents'
+///   default `trace_axes=(-1,)`;
 /// - full: [N1·k, N2·k] with row a·k + i (neural-tangents' [N1, N2, k, k] transposed to [N1, k, N2, k]);
 /// - per layer: the W and b contributions of each Dense layer separately (neural-tangents gives only the sum).
 ///
-/// Cost (symmetric, traced): forward 2N·P, signals 2N·k·Σ n_l·n_{l+1}, Grams N²·Σ(n_l + k·n_{l+1}) — all GEMM/SYRK.
+/// How it runs: the features (forward pass and signals) of slices of the inputs, then the kernel in output tiles of
+/// about 512 × 512 (each tile: every layer's two Gram blocks, GEMM — or SYRK on the diagonal when x2 = x1 — and the
+/// fused Hadamard sum, written once, with its transpose when x2 = x1). Both are spread over our own threads with
+/// OpenBLAS single-threaded inside (`OwnThreads`): independent medium GEMMs side by side, no full-size temporaries.
+///
+/// Cost (symmetric, traced): forward 2N·P, signals 2N·k·Σ n_l·n_{l+1} (all but the last hidden layer, whose signals
+/// are a broadcast), Grams N²·Σ(n_l + k·n_{l+1}) — all GEMM/SYRK.
 public struct EmpiricalNTK<T: NTKFloat> {
     public enum Output: Sendable { case traced, full }
 
@@ -28,76 +35,120 @@ public struct EmpiricalNTK<T: NTKFloat> {
         public var flops: Double
     }
 
+    /// Everything Θ̂ needs of a block of inputs (rows `rows` of some input matrix, B of them).
+    public struct Features {
+        public var rows: Range<Int>
+        /// a_l [B, fan_in] of every Dense layer l (a_0 = x).
+        public var acts: [[T]]
+        /// Δ_l [B·k, fan_out] of every Dense layer l, row b·k + i = ∂f_i/∂z_{l+1} at x_b; empty for the read-out (the
+        /// identity) and, for the traced kernel, for the last hidden layer (its compact form below replaces it).
+        public var signals: [[T]]
+        /// F = φ'(z_L)·diag(√w) [B, n_L] with w_p = ‖W̃_L[p, :]‖²: Σ_i δ_L^i(a)·δ_L^i(b) = F_a·F_b, so the last hidden
+        /// layer's traced Gram needs k times fewer flops. Empty without hidden layers.
+        public var lastHidden: [T]
+        /// Useful flops spent computing these features.
+        public var flops: Double = 0
+
+        public init(rows: Range<Int>, acts: [[T]], signals: [[T]], lastHidden: [T]) {
+            self.rows = rows; self.acts = acts; self.signals = signals; self.lastHidden = lastHidden
+        }
+    }
+
     public let net: MLP
+    /// Samples per output tile side (nil: about 512 rows of the output, at least two tiles per side). For tests.
+    var tileSamples: Int?
 
     public init(_ net: MLP) { self.net = net }
 
-    /// Activations a_l (a_0 = x) and backprop signals Δ_l [N·k, n_{l+1}] of every Dense layer l for inputs x [n, d].
+    /// θ in precision T.
+    private var theta: [T] {
+        [T](unsafeUninitializedCapacity: net.theta.count) { out, c in
+            net.theta.withUnsafeBufferPointer { T.convert(out.baseAddress!, from: $0.baseAddress!, $0.count) }
+            c = net.theta.count
+        }
+    }
+
+    /// The kernel's coefficients of Dense layer l: G = c_w·a·a', plus c_b (see the type's doc).
+    private func coefficients(_ l: Int) -> (cw: T, cb: T) {
+        let spec = net.spec, layer = net.layers[l]
+        if spec.parameterization == .standard { return (1, layer.b == nil ? 0 : 1) }
+        return (T(spec.wStd[l] * spec.wStd[l] / Double(layer.fanIn)), layer.b == nil ? 0 : T(spec.bStd[l] * spec.bStd[l]))
+    }
+
+    /// The features of rows `rows` of x [n, d]: activations only (`output` nil), or also the signals the traced or
+    /// full kernel needs. The rows are split in slices computed side by side (forward pass, then the signals
+    /// Δ_l = (Δ_{l+1}·W̃_{l+1}ᵀ) ⊙ φ'(z_{l+1}) from the last hidden layer's Δ^i = φ'(z_L) ⊙ W̃_L[:, i] down).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func features(_ x: [T], n: Int, flops: inout Double) -> (acts: [[T]], signals: [[T]], lastHidden: [T]) {
-        let spec = net.spec, k = spec.outputs, layers = net.layers
-        let passes = Passes<T>(spec: spec, maxBatch: max(n, 1))
-        let theta = net.theta.map { T($0) }
-        theta.withUnsafeBufferPointer { th in x.withUnsafeBufferPointer { passes.forward(theta: th.baseAddress!, x: $0.baseAddress!, n: n) } }
-        flops += 2 * Double(n) * layers.reduce(0) { $0 + Double($1.fanIn * $1.fanOut) }
-        let acts = [x] + passes.acts  // maxBatch = n: each buffer holds exactly [n, n_l]
-        var signals = [[T]](repeating: [], count: layers.count)
-        // The last hidden layer's signals are δ^i = φ'(z_L) ⊙ W̃_L[:, i], so Σ_i δ^i(a)·δ^i(b) = Σ_p w_p·φ'_p(a)·φ'_p(b)
-        // with w_p = ‖W̃_L[p, :]‖²: its traced Gram needs only F = φ'(z_L)·diag(√w) [n, n_L] — k times fewer flops.
-        var lastHidden: [T] = []
-        if layers.count >= 2 {
-            let l = layers.count - 2, width = layers[l].fanOut, readout = layers[l + 1]
-            let s = Double(passes.wScale[l + 1])
-            let root = (0..<width).map { p in
-                T((0..<readout.fanOut).reduce(0.0) { acc, i in let w = s * net.theta[readout.w + p * readout.fanOut + i]; return acc + w * w }.squareRoot())
-            }
-            lastHidden = [T](repeating: 0, count: n * width)
-            passes.derivs[l].withUnsafeBufferPointer { dv in
-                lastHidden.withUnsafeMutableBufferPointer { f in
-                    root.withUnsafeBufferPointer { r in
-                        for a in 0..<n { T.hadamard(f.baseAddress! + a * width, dv.baseAddress! + a * width, r.baseAddress!, width) }
-                    }
-                }
-            }
+    public func features(_ x: Matrix, rows: Range<Int>, output: Output?) -> Features {
+        let spec = net.spec, k = spec.outputs, layers = net.layers, depth = layers.count - 1, n = rows.count
+        let theta = self.theta
+        var acts = [[T](repeating: 0, count: n * spec.inputDim)]
+        acts[0].withUnsafeMutableBufferPointer { a in
+            x.data.withUnsafeBufferPointer { T.convert(a.baseAddress!, from: $0.baseAddress! + rows.lowerBound * x.cols, n * x.cols) }
         }
-        // read-out: ∂f_i/∂z = e_i
-        var delta = [T](repeating: 0, count: n * k * k)
-        for a in 0..<n { for i in 0..<k { delta[(a * k + i) * k + i] = 1 } }
-        signals[layers.count - 1] = delta
-        for l in stride(from: layers.count - 2, through: 0, by: -1) {
-            let next = layers[l + 1], width = layers[l].fanOut
-            var d = [T](unsafeUninitializedCapacity: n * k * width) { _, c in c = n * k * width }  // fully written by the GEMM
+        func uninitialized(_ count: Int) -> [T] { [T](unsafeUninitializedCapacity: count) { _, c in c = count } }
+        acts += spec.widths.map { uninitialized(n * $0) }
+        var derivs = spec.widths.map { uninitialized(n * $0) }
+        // Δ_l for hidden layers l < depth − 1 always; the last hidden one when full, or when a deeper layer is computed from it
+        var signals: [[T]] = layers.indices.map { l in
+            l >= depth || (output == nil) || (l == depth - 1 && output == .traced && depth == 1) ? [] : uninitialized(n * k * layers[l].fanOut)
+        }
+        var lastHidden = depth >= 1 && output != nil ? uninitialized(n * spec.widths[depth - 1]) : []
+        // W̃_L's columns, scaled: wt[i, p] = s_w·W_L[p, i], and their norms √w_p for the compact form
+        let wScale = spec.parameterization == .ntk ? spec.wStd.enumerated().map { l, s in s / Double(layers[l].fanIn).squareRoot() } : spec.wStd.map { _ in 1.0 }
+        var wt: [T] = [], root: [T] = []
+        if depth >= 1, output != nil {
+            let readout = layers[depth], width = readout.fanIn
+            wt = (0..<k * width).map { j in T(wScale[depth] * net.theta[readout.w + (j % width) * k + j / width]) }
+            root = (0..<width).map { p in T((0..<k).reduce(0.0) { acc, i in let w = Double(wt[i * width + p]); return acc + w * w }.squareRoot()) }
+        }
+        let slices = max(1, min(OwnThreads.workers, n))
+        let bounds = (0...slices).map { $0 * n / slices }
+        // Each slice writes its rows of the shared arrays through these (taken once, before the threads start).
+        let actP = (0..<acts.count).map { l in acts[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
+        let derivP = (0..<derivs.count).map { l in derivs[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
+        // (nil for arrays not kept: an empty array's base address is a shared global that must never be written)
+        let sigP = (0..<signals.count).map { l in signals[l].isEmpty ? nil : signals[l].withUnsafeMutableBufferPointer { $0.baseAddress } }
+        let lastP = lastHidden.isEmpty ? nil : lastHidden.withUnsafeMutableBufferPointer { $0.baseAddress }
+        OwnThreads.forEach(slices) { _, s in
+            let r0 = bounds[s], m = bounds[s + 1] - r0
+            if m == 0 { return }
+            let passes = Passes<T>(spec: spec, maxBatch: m)
             theta.withUnsafeBufferPointer { th in
-                delta.withUnsafeBufferPointer { dp in
-                    d.withUnsafeMutableBufferPointer { out in
-                        T.gemm(transA: false, transB: true, m: n * k, n: width, k: next.fanOut, alpha: passes.wScale[l + 1], a: dp.baseAddress!,
-                               lda: next.fanOut, b: th.baseAddress! + next.w, ldb: next.fanOut, beta: 0, c: out.baseAddress!, ldc: width)
-                        passes.derivs[l].withUnsafeBufferPointer { dv in
-                            for a in 0..<n {
-                                for i in 0..<k {
-                                    let row = out.baseAddress! + (a * k + i) * width
-                                    T.hadamard(row, row, dv.baseAddress! + a * width, width)
-                                }
-                            }
-                        }
+                passes.forward(theta: th.baseAddress!, x: actP[0] + r0 * spec.inputDim, n: m) { l, body in
+                    body(actP[l + 1] + r0 * layers[l].fanOut, derivP[l] + r0 * layers[l].fanOut)
+                }
+                guard depth >= 1, output != nil else { return }
+                let width = layers[depth - 1].fanOut, dv = derivP[depth - 1] + r0 * width
+                root.withUnsafeBufferPointer { for a in 0..<m { T.hadamard(lastP! + (r0 + a) * width, dv + a * width, $0.baseAddress!, width) } }
+                if let d = sigP[depth - 1] {
+                    wt.withUnsafeBufferPointer { w in
+                        for a in 0..<m { for i in 0..<k { T.hadamard(d + ((r0 + a) * k + i) * width, dv + a * width, w.baseAddress! + i * width, width) } }
                     }
                 }
+                for l in stride(from: depth - 2, through: 0, by: -1) {
+                    let next = layers[l + 1], out = sigP[l]! + r0 * k * layers[l].fanOut, dl = derivP[l] + r0 * layers[l].fanOut
+                    T.gemm(transA: false, transB: true, m: m * k, n: layers[l].fanOut, k: next.fanOut, alpha: T(wScale[l + 1]),
+                           a: sigP[l + 1]! + r0 * k * next.fanOut, lda: next.fanOut, b: th.baseAddress! + next.w, ldb: next.fanOut,
+                           beta: 0, c: out, ldc: layers[l].fanOut)
+                    for a in 0..<m { for i in 0..<k { let row = out + (a * k + i) * layers[l].fanOut; T.hadamard(row, row, dl + a * layers[l].fanOut, layers[l].fanOut) } }
+                }
             }
-            flops += 2 * Double(n * k) * Double(width * next.fanOut)
-            signals[l] = d
-            delta = d
         }
-        return (acts, signals, lastHidden)
+        if output == .traced, depth >= 2 { signals[depth - 1] = [] }  // needed only for the layers below; F replaces it
+        var f = Features(rows: rows, acts: acts, signals: signals, lastHidden: lastHidden)
+        f.flops = 2 * Double(n) * layers.reduce(0) { $0 + Double($1.fanIn * $1.fanOut) }
+        if output != nil { f.flops += (0..<max(0, depth - 1)).reduce(0) { $0 + 2 * Double(n * k) * Double(layers[$1].fanOut * layers[$1 + 1].fanOut) } }
+        return f
     }
 
     /// The empirical NNGP kernel of the read-out features x̄(x) = [σ_w·a_L(x)/√n_L, σ_b] (PAPER §2.5):
     /// K̂(x, x') = σ_w²/n_L·a_L(x)·a_L(x') + σ_b², [N1, N2] (the read-out's own c_w, c_b in standard parameterization).
     public func nngp(x1: Matrix, x2: Matrix? = nil) -> [T] {
         let last = net.layers.count - 1, layer = net.layers[last], spec = net.spec
-        var flops = 0.0
-        let a1 = features(x1.data.map { T($0) }, n: x1.rows, flops: &flops).acts[last]
-        let a2 = x2.map { features($0.data.map { T($0) }, n: $0.rows, flops: &flops).acts[last] } ?? a1
+        let a1 = features(x1, rows: 0..<x1.rows, output: nil).acts[last]
+        let a2 = x2.map { features($0, rows: 0..<$0.rows, output: nil).acts[last] } ?? a1
         let n2 = x2?.rows ?? x1.rows
         let cw = spec.wStd[last] * spec.wStd[last] / Double(layer.fanIn), cb = spec.bStd[last] * spec.bStd[last]
         var k = [T](repeating: T(cb), count: x1.rows * n2)
@@ -116,101 +167,204 @@ public struct EmpiricalNTK<T: NTKFloat> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func compute(x1: Matrix, x2: Matrix? = nil, output: Output = .traced, perLayer: Bool = false) -> Result {
-        let spec = net.spec, k = spec.outputs
-        let symmetric = x2 == nil
-        let n1 = x1.rows, n2 = (x2 ?? x1).rows
-        var flops = 0.0
-        let f1 = features(x1.data.map { T($0) }, n: n1, flops: &flops)
-        let f2 = symmetric ? f1 : features(x2!.data.map { T($0) }, n: n2, flops: &flops)
-        let full = output == .full
-        let rows = full ? n1 * k : n1, cols = full ? n2 * k : n2
-        var ntk = [T](repeating: 0, count: rows * cols)
-        var parts: [(w: [T], b: [T]?)] = []
-        // Overwritten by each layer's GEMM/SYRK (symmetric: only the upper part, the only part read).
-        var gram = [T](unsafeUninitializedCapacity: n1 * n2) { _, c in c = n1 * n2 }
-        var sig = [T](unsafeUninitializedCapacity: rows * cols) { _, c in c = rows * cols }
-        var gexp = [T](repeating: 0, count: cols)
-        for (l, layer) in net.layers.enumerated() {
-            let (cw, cb): (Double, Double) = spec.parameterization == .ntk
-                ? (spec.wStd[l] * spec.wStd[l] / Double(layer.fanIn), layer.b == nil ? 0 : spec.bStd[l] * spec.bStd[l])
-                : (1, layer.b == nil ? 0 : 1)
-            // G = c_w·A Aᵀ  (the bias part c_b is added where it is used)
-            f1.acts[l].withUnsafeBufferPointer { a in
-                f2.acts[l].withUnsafeBufferPointer { b in
-                    gram.withUnsafeMutableBufferPointer { g in
-                        if symmetric {
-                            T.syrk(n: n1, k: layer.fanIn, alpha: T(cw), a: a.baseAddress!, lda: layer.fanIn, c: g.baseAddress!, ldc: n2)
-                        } else {
-                            T.gemm(transA: false, transB: true, m: n1, n: n2, k: layer.fanIn, alpha: T(cw), a: a.baseAddress!, lda: layer.fanIn,
-                                   b: b.baseAddress!, ldb: layer.fanIn, beta: 0, c: g.baseAddress!, ldc: n2)
-                        }
-                    }
-                }
-            }
-            flops += (symmetric ? 1 : 2) * Double(n1) * Double(n2) * Double(layer.fanIn)
-            // D = Δ Δ'ᵀ: traced over the [N, k·n] view (scaled 1/k), full over [N·k, n]; the traced last hidden
-            // layer through its compact form F (see `features`)
-            let compact = !full && l == net.layers.count - 2
-            let inner = full || compact ? layer.fanOut : k * layer.fanOut
-            let alpha = T(full ? 1 : 1 / Double(k))
-            (compact ? f1.lastHidden : f1.signals[l]).withUnsafeBufferPointer { a in
-                (compact ? f2.lastHidden : f2.signals[l]).withUnsafeBufferPointer { b in
-                    sig.withUnsafeMutableBufferPointer { s in
-                        if symmetric {
-                            T.syrk(n: rows, k: inner, alpha: alpha, a: a.baseAddress!, lda: inner, c: s.baseAddress!, ldc: cols)
-                        } else {
-                            T.gemm(transA: false, transB: true, m: rows, n: cols, k: inner, alpha: alpha, a: a.baseAddress!, lda: inner,
-                                   b: b.baseAddress!, ldb: inner, beta: 0, c: s.baseAddress!, ldc: cols)
-                        }
-                    }
-                }
-            }
-            flops += (symmetric ? 1 : 2) * Double(rows) * Double(cols) * Double(inner)
-            // Θ += (G + c_b) ⊙ D, row by row (upper triangle only when symmetric); per-layer parts if asked
-            var wPart = perLayer ? [T](repeating: 0, count: rows * cols) : []
-            var bPart = perLayer && cb != 0 ? [T](repeating: 0, count: rows * cols) : []
-            ntk.withUnsafeMutableBufferPointer { t in
-                sig.withUnsafeBufferPointer { s in
-                    gram.withUnsafeBufferPointer { g in
-                        gexp.withUnsafeMutableBufferPointer { ge in
-                            for r in 0..<rows {
-                                let a = full ? r / k : r
-                                let start = symmetric ? r : 0, count = cols - start
-                                if count == 0 { continue }
-                                // expanded Gram row: G[a, b] (+ c_b) repeated k times in the full layout
-                                if full {
-                                    let gb = g.baseAddress! + a * n2, e = ge.baseAddress!
-                                    var c = start
-                                    while c < cols {
-                                        let v = gb[c / k], end = min(cols, (c / k + 1) * k)
-                                        while c < end { e[c] = v; c += 1 }
-                                    }
-                                } else {
-                                    (ge.baseAddress! + start).update(from: g.baseAddress! + a * n2 + start, count: count)
-                                }
-                                let srow = s.baseAddress! + r * cols + start
-                                if perLayer {
-                                    wPart.withUnsafeMutableBufferPointer { T.hadamardAcc($0.baseAddress! + r * cols + start, ge.baseAddress! + start, srow, count) }
-                                    if cb != 0 { bPart.withUnsafeMutableBufferPointer { T.axpy($0.baseAddress! + r * cols + start, T(cb), srow, count) } }
-                                }
-                                if cb != 0 { T.affine(ge.baseAddress! + start, 1, T(cb), count) }
-                                T.hadamardAcc(t.baseAddress! + r * cols + start, ge.baseAddress! + start, srow, count)
-                            }
-                        }
-                    }
-                }
-            }
-            if perLayer {
-                if symmetric {
-                    wPart.withUnsafeMutableBufferPointer { mirrorUpperParallel($0.baseAddress!, rows) }
-                    bPart.withUnsafeMutableBufferPointer { if !$0.isEmpty { mirrorUpperParallel($0.baseAddress!, rows) } }
-                }
-                parts.append((wPart, cb != 0 ? bPart : nil))
-            }
-        }
-        if symmetric { ntk.withUnsafeMutableBufferPointer { mirrorUpperParallel($0.baseAddress!, rows) } }
-        return Result(ntk: ntk, rows: rows, cols: cols, perLayer: parts, flops: flops)
+        let k = net.spec.outputs, r = output == .full ? k : 1
+        let f1 = features(x1, rows: 0..<x1.rows, output: output)
+        let f2 = x2.map { features($0, rows: 0..<$0.rows, output: output) } ?? f1
+        let rows = x1.rows * r, cols = f2.rows.count * r
+        var sink = Sink(count: rows * cols, ld: cols, parts: perLayer ? net.layers.indices.map { coefficients($0).cb != 0 } : [])
+        let flops = sink.withPointers { accumulate(f1, f2, same: x2 == nil, mirror: x2 == nil, output: output, into: $0) }
+        return Result(ntk: sink.ntk, rows: rows, cols: cols, perLayer: sink.perLayer, flops: f1.flops + (x2 == nil ? 0 : f2.flops) + flops)
     }
 }
 
-import Foundation
+extension EmpiricalNTK {
+    /// Where output tiles go: the kernel and, when asked for, each layer's W and b parts, all [rows, ld] row-major
+    /// and written tile by tile exactly once (so they start uninitialized).
+    struct Sink {
+        var ntk: [T]
+        var w: [[T]], b: [[T]?]
+        let ld: Int
+        var perLayer: [(w: [T], b: [T]?)] { zip(w, b).map { ($0, $1) } }
+
+        /// `parts[l]`: layer l has a bias part; empty: no per-layer parts.
+        init(count: Int, ld: Int, parts: [Bool]) {
+            func uninitialized() -> [T] { [T](unsafeUninitializedCapacity: count) { _, c in c = count } }
+            ntk = uninitialized()
+            w = parts.map { _ in uninitialized() }
+            b = parts.map { $0 ? uninitialized() : nil }
+            self.ld = ld
+        }
+
+        struct Pointers {
+            let ntk: UnsafeMutablePointer<T>, w: [UnsafeMutablePointer<T>], b: [UnsafeMutablePointer<T>?], ld: Int
+            /// Row offset and column offset of the block being computed (x1's and x2's first rows, in output rows).
+            var rowOffset = 0, colOffset = 0
+        }
+
+        mutating func withPointers<R>(_ body: (Pointers) -> R) -> R {
+            let wp = (0..<w.count).map { l in w[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
+            let bp = (0..<b.count).map { l in b[l]?.withUnsafeMutableBufferPointer { $0.baseAddress! } }
+            let ldc = ld
+            return ntk.withUnsafeMutableBufferPointer { body(Pointers(ntk: $0.baseAddress!, w: wp, b: bp, ld: ldc)) }
+        }
+    }
+
+    /// Per-worker scratch of one output tile.
+    private final class Scratch {
+        var acc: [T], d: [T], g: [T], gexp: [T], part: [T]
+        init(tileRows: Int, tileSamples: Int, perLayer: Bool) {
+            acc = [T](repeating: 0, count: tileRows * tileRows)
+            d = acc
+            g = [T](repeating: 0, count: tileSamples * tileSamples)
+            gexp = [T](repeating: 0, count: tileRows)
+            part = perLayer ? acc : []
+        }
+    }
+
+    /// Adds nothing, overwrites: writes the kernel between feature blocks a and b into `sink` at rows a.rows and
+    /// columns b.rows (in output rows: ×k when full, offset by `sink.rowOffset`/`colOffset`). `same`: a and b are one
+    /// block (only tiles on and above the diagonal are computed, diagonal tiles with SYRK); `mirror`: also write each
+    /// tile's transpose at the mirrored position (x2 = x1). Returns the useful flops of the Gram products.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    func accumulate(_ a: Features, _ b: Features, same: Bool, mirror: Bool, output: Output, into sink: Sink.Pointers) -> Double {
+        let r = output == .full ? net.spec.outputs : 1
+        let na = a.rows.count, nb = b.rows.count
+        let workers = OwnThreads.workers
+        var ts = tileSamples ?? max(1, 1024 / r)
+        if tileSamples == nil && workers > 1 { ts = min(ts, max(1, (max(na, nb) + 1) / 2)) }
+        let ta = (na + ts - 1) / ts, tb = (nb + ts - 1) / ts
+        // tiles (i, j), costliest first: off-diagonal (GEMM) before diagonal (SYRK, half the flops)
+        var tiles = (0..<ta).flatMap { i in (0..<tb).compactMap { j in same && j < i ? nil : (i, j) } }
+        tiles.sort { ($0.0 == $0.1 && same ? 1 : 0, $0.0, $0.1) < ($1.0 == $1.1 && same ? 1 : 0, $1.0, $1.1) }
+        let perLayer = !sink.w.isEmpty
+        let scratch = (0..<workers).map { _ in Scratch(tileRows: ts * r, tileSamples: ts, perLayer: perLayer) }
+        var flops = [Double](repeating: 0, count: workers)
+        let aBase = a.rows.lowerBound * r + sink.rowOffset, bBase = b.rows.lowerBound * r + sink.colOffset
+        flops.withUnsafeMutableBufferPointer { fl in
+            OwnThreads.forEach(tiles.count, workers: workers) { w, t in
+                let (i, j) = tiles[t]
+                let s = scratch[w]
+                let ia = i * ts..<min(na, (i + 1) * ts), ib = j * ts..<min(nb, (j + 1) * ts)
+                let diagonal = same && i == j
+                fl[w] += tile(a, ia, b, ib, diagonal: diagonal, output: output, scratch: s, sinks: (sink.ntk, sink.w, sink.b)) { src, ldSrc, dst in
+                    let tr = ia.count * r, tc = ib.count * r, r0 = aBase + ia.lowerBound * r, c0 = bBase + ib.lowerBound * r
+                    for row in 0..<tr { (dst + (r0 + row) * sink.ld + c0).update(from: src + row * ldSrc, count: tc) }
+                    if mirror && !diagonal { T.transpose(dst + c0 * sink.ld + r0, sink.ld, src, ldSrc, rows: tr, cols: tc) }
+                }
+            }
+        }
+        return flops.reduce(0, +)
+    }
+
+    /// One output tile: rows ia of block a against rows ib of block b, summed over the layers into `scratch.acc`
+    /// (and each layer's parts into `scratch.part`), each finished buffer handed to `write(src, ldSrc, dst)`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    private func tile(_ a: Features, _ ia: Range<Int>, _ b: Features, _ ib: Range<Int>, diagonal: Bool, output: Output, scratch s: Scratch,
+                      sinks: (ntk: UnsafeMutablePointer<T>, w: [UnsafeMutablePointer<T>], b: [UnsafeMutablePointer<T>?]),
+                      write: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void) -> Double {
+        let k = net.spec.outputs, full = output == .full, r = full ? k : 1, layers = net.layers, depth = layers.count - 1
+        let ma = ia.count, mb = ib.count, tr = ma * r, tc = mb * r
+        let perLayer = !sinks.w.isEmpty
+        var flops = 0.0
+        /// C [m, n] (ld n) = α·X[x0..<x0+m]·Y[y0..<y0+n]ᵀ over rows of length `inner`; SYRK (upper) on the diagonal.
+        func gram(_ x: [T], _ y: [T], _ x0: Int, _ y0: Int, m: Int, n: Int, inner: Int, alpha: T, into c: UnsafeMutablePointer<T>) {
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeBufferPointer { yp in
+                    if diagonal {
+                        T.syrk(n: m, k: inner, alpha: alpha, a: xp.baseAddress! + x0 * inner, lda: inner, c: c, ldc: n)
+                    } else {
+                        T.gemm(transA: false, transB: true, m: m, n: n, k: inner, alpha: alpha, a: xp.baseAddress! + x0 * inner, lda: inner,
+                               b: yp.baseAddress! + y0 * inner, ldb: inner, beta: 0, c: c, ldc: n)
+                    }
+                }
+            }
+            flops += (diagonal ? 1 : 2) * Double(m) * Double(n) * Double(inner)
+        }
+        s.acc.withUnsafeMutableBufferPointer { accB in
+            s.d.withUnsafeMutableBufferPointer { dB in
+                s.g.withUnsafeMutableBufferPointer { gB in
+                    s.gexp.withUnsafeMutableBufferPointer { eB in
+                        s.part.withUnsafeMutableBufferPointer { pB in
+                            let acc = accB.baseAddress!, d = dB.baseAddress!, g = gB.baseAddress!, gexp = eB.baseAddress!
+                            let part = pB.isEmpty ? nil : pB.baseAddress
+                            acc.update(repeating: 0, count: tr * tc)
+                            /// Rows [start(row), tc) of each tile row: the upper triangle on the diagonal.
+                            func start(_ row: Int) -> Int { diagonal ? row : 0 }
+                            /// Completes a diagonal tile's lower triangle and writes the buffer out.
+                            func finish(_ buf: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<T>) {
+                                if diagonal { T.mirrorUpper(buf, tr, 0, tr) }
+                                write(buf, tc, dst)
+                            }
+                            for (l, layer) in layers.enumerated() {
+                                let (cw, cb) = coefficients(l)
+                                gram(a.acts[l], b.acts[l], ia.lowerBound, ib.lowerBound, m: ma, n: mb, inner: layer.fanIn, alpha: cw, into: g)
+                                if l == depth {
+                                    // read-out: D = 1 (traced) or [i = j] (full)
+                                    for row in 0..<tr {
+                                        let sa = row / r, i = row % r
+                                        var c = full ? (diagonal ? sa * k + i : i) : start(row)
+                                        while c < tc { acc[row * tc + c] += g[sa * mb + c / r] + cb; c += r }
+                                    }
+                                    if perLayer {
+                                        for (dst, value) in [(sinks.w[l], { (gv: T) in gv }), (sinks.b[l], { (_: T) in cb })] {
+                                            guard let dst, let part else { continue }
+                                            part.update(repeating: 0, count: tr * tc)
+                                            for row in 0..<tr {
+                                                let sa = row / r, i = row % r
+                                                var c = full ? (diagonal ? sa * k + i : i) : start(row)
+                                                while c < tc { part[row * tc + c] = value(g[sa * mb + c / r]); c += r }
+                                            }
+                                            finish(part, dst)
+                                        }
+                                    }
+                                    continue
+                                }
+                                // D: the signal Gram of this layer over the tile's output rows
+                                if full {
+                                    gram(a.signals[l], b.signals[l], ia.lowerBound * k, ib.lowerBound * k, m: tr, n: tc, inner: layer.fanOut, alpha: 1, into: d)
+                                } else if l == depth - 1 {
+                                    gram(a.lastHidden, b.lastHidden, ia.lowerBound, ib.lowerBound, m: ma, n: mb, inner: layer.fanOut, alpha: T(1 / Double(k)), into: d)
+                                } else {
+                                    gram(a.signals[l], b.signals[l], ia.lowerBound, ib.lowerBound, m: ma, n: mb, inner: k * layer.fanOut, alpha: T(1 / Double(k)), into: d)
+                                }
+                                // acc += (G + c_b) ⊙ D, G's row of each sample expanded once to the output columns
+                                // (each entry repeated k times when full) and used for its r output rows
+                                for sa in 0..<ma {
+                                    let grow = g + sa * mb, e0 = diagonal ? sa : 0
+                                    for sb in e0..<mb { let v = grow[sb]; for j in 0..<r { gexp[sb * r + j] = v } }
+                                    if perLayer, let part {
+                                        for row in sa * r..<(sa + 1) * r {
+                                            let c0 = start(row)
+                                            T.hadamard(part + row * tc + c0, gexp + c0, d + row * tc + c0, tc - c0)
+                                        }
+                                    }
+                                    if cb != 0 { T.affine(gexp + e0 * r, 1, cb, tc - e0 * r) }
+                                    for row in sa * r..<(sa + 1) * r {
+                                        let c0 = start(row)
+                                        T.hadamardAcc(acc + row * tc + c0, gexp + c0, d + row * tc + c0, tc - c0)
+                                    }
+                                }
+                                if perLayer, let part {
+                                    finish(part, sinks.w[l])
+                                    if let dst = sinks.b[l] {
+                                        for row in 0..<tr {
+                                            let c0 = start(row)
+                                            (part + row * tc + c0).update(from: d + row * tc + c0, count: tc - c0)
+                                            T.scale(part + row * tc + c0, cb, tc - c0)
+                                        }
+                                        finish(part, dst)
+                                    }
+                                }
+                            }
+                            finish(acc, sinks.ntk)
+                        }
+                    }
+                }
+            }
+        }
+        return flops
+    }
+}
+

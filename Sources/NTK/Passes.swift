@@ -11,14 +11,19 @@ public final class Passes<T: NTKFloat> {
     public let layout: MLP
     public let maxBatch: Int
     let wScale: [T], bScale: [T]
-    /// a_1 … a_L: [maxBatch, n_l] each; derivs: φ'(z_l)
-    var acts: [[T]], derivs: [[T]]
+    /// a_1 … a_L: [maxBatch, n_l] each; derivs: φ'(z_l). Every buffer is allocated on first use (a forward pass
+    /// into caller-provided buffers needs none of them).
+    lazy var acts: [[T]] = spec.widths.map { [T](repeating: 0, count: maxBatch * $0) }
+    lazy var derivs: [[T]] = acts
     /// f(x): [maxBatch, k]
-    public private(set) var output: [T]
-    var delta: [T], deltaNext: [T]
+    public private(set) lazy var output = [T](repeating: 0, count: maxBatch * spec.outputs)
+    lazy var delta = [T](repeating: 0, count: maxBatch * widest)
+    lazy var deltaNext = delta
     /// Tangents ȧ of the JVP pass (ping-pong).
-    var tangent: [T], tangentNext: [T]
+    lazy var tangent = delta
+    lazy var tangentNext = delta
     let ones: [T]
+    private var widest: Int { ([spec.inputDim, spec.outputs] + spec.widths).max()! }
 
     public init(spec: NetworkSpec, maxBatch: Int) {
         self.spec = spec
@@ -28,14 +33,6 @@ public final class Passes<T: NTKFloat> {
             T(spec.parameterization == .ntk ? spec.wStd[l] / Double(layer.fanIn).squareRoot() : 1)
         }
         bScale = spec.bStd.map { T(spec.parameterization == .ntk ? $0 : 1) }
-        acts = spec.widths.map { [T](repeating: 0, count: maxBatch * $0) }
-        derivs = acts
-        output = [T](repeating: 0, count: maxBatch * spec.outputs)
-        let widest = ([spec.inputDim, spec.outputs] + spec.widths).max()!
-        delta = [T](repeating: 0, count: maxBatch * widest)
-        deltaNext = delta
-        tangent = delta
-        tangentNext = delta
         ones = [T](repeating: 1, count: maxBatch)
     }
 
@@ -53,6 +50,15 @@ public final class Passes<T: NTKFloat> {
 
     /// Computes f(x) for n rows of x [n, n₀] into `output` (first n·k entries).
     public func forward(theta: UnsafePointer<T>, x: UnsafePointer<T>, n: Int) {
+        forward(theta: theta, x: x, n: n) { l, body in
+            acts[l].withUnsafeMutableBufferPointer { z in derivs[l].withUnsafeMutableBufferPointer { d in body(z.baseAddress!, d.baseAddress!) } }
+        }
+    }
+
+    /// The forward pass with the hidden layers written where `hidden(l, body)` says: it calls `body(a, φ')` with
+    /// the [n, n_{l+1}] buffers for a_{l+1} and φ'(z_{l+1}) (callers' own arrays, e.g. rows of a larger batch).
+    func forward(theta: UnsafePointer<T>, x: UnsafePointer<T>, n: Int,
+                 hidden: (Int, (UnsafeMutablePointer<T>, UnsafeMutablePointer<T>) -> Void) -> Void) {
         precondition(n <= maxBatch)
         let last = layout.layers.count - 1
         ones.withUnsafeBufferPointer { onesP in
@@ -62,10 +68,10 @@ public final class Passes<T: NTKFloat> {
                 if l == last {
                     output.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
                 } else {
-                    acts[l].withUnsafeMutableBufferPointer { z in
-                        body(z.baseAddress!)
-                        derivs[l].withUnsafeMutableBufferPointer { d in T.activate(z.baseAddress!, d.baseAddress!, n * layer.fanOut, spec.activation) }
-                        input = UnsafePointer(z.baseAddress!)
+                    hidden(l) { z, d in
+                        body(z)
+                        T.activate(z, d, n * layer.fanOut, spec.activation)
+                        input = UnsafePointer(z)
                     }
                 }
             }

@@ -13,6 +13,12 @@ struct NTKCommand: ParsableCommand {
         version: ntkVersion,
         subcommands: [Run.self, Status.self, Exec.self, Dump.self, Info.self, Bench.self])
 
+    /// Every command: freed memory stays mapped for reuse (`Platform.keepFreedMemory`), then the arguments are parsed.
+    static func main() {
+        Platform.keepFreedMemory()
+        main(nil)
+    }
+
     /// Runs a command body, turning NTKError into a clean message and exit status 1.
     static func guarded(_ body: () throws -> Void) throws {
         do { try body() } catch let e as NTKError {

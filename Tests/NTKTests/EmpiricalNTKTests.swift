@@ -13,22 +13,8 @@ final class EmpiricalNTKTests: XCTestCase {
         for param in Parameterization.allCases {
             for act in [Activation.erf, .tanh, .relu] {
                 let spec = NetworkSpec(inputDim: 3, widths: [7, 5], outputs: 2, activation: act, wStd: [1.3, 0.9, 1.1], bStd: [0.2, 0.0, 0.5], parameterization: param)
-                var net = MLP.initialize(spec, seed: 5)
-                // J [rows: (sample, output), cols: parameters]
-                func jacobian(_ x: Matrix) -> [[Double]] {
-                    var j = [[Double]](repeating: [Double](repeating: 0, count: net.parameterCount), count: x.rows * 2)
-                    for p in 0..<net.parameterCount {
-                        let t = net.theta[p], h = 1e-6
-                        net.theta[p] = t + h
-                        let up = net.forward(x).output
-                        net.theta[p] = t - h
-                        let down = net.forward(x).output
-                        net.theta[p] = t
-                        for r in 0..<x.rows * 2 { j[r][p] = (up.data[r] - down.data[r]) / (2 * h) }
-                    }
-                    return j
-                }
-                let j1 = jacobian(x1), j2 = jacobian(x2)
+                let net = MLP.initialize(spec, seed: 5)
+                let j1 = finiteDifferenceJacobian(net, x1), j2 = finiteDifferenceJacobian(net, x2)
                 let engine = EmpiricalNTK<Double>(net)
                 for (a, b, sym) in [(x1, x2, false), (x1, x1, true)] {
                     let ja = j1, jb = sym ? j1 : j2
@@ -108,7 +94,70 @@ final class EmpiricalNTKTests: XCTestCase {
     }
 }
 
+/// J [rows: (sample a, output i) as a·k + i, cols: parameters] by central differences (h = 1e-6, float64).
+func finiteDifferenceJacobian(_ net: MLP, _ x: Matrix) -> [[Double]] {
+    var net = net
+    let k = net.spec.outputs
+    var j = [[Double]](repeating: [Double](repeating: 0, count: net.parameterCount), count: x.rows * k)
+    for p in 0..<net.parameterCount {
+        let t = net.theta[p], h = 1e-6
+        net.theta[p] = t + h
+        let up = net.forward(x).output
+        net.theta[p] = t - h
+        let down = net.forward(x).output
+        net.theta[p] = t
+        for r in 0..<x.rows * k { j[r][p] = (up.data[r] - down.data[r]) / (2 * h) }
+    }
+    return j
+}
+
 extension EmpiricalNTKTests {
+    /// Every tiling of the output (1, 2, 3 samples per tile side, and the default) gives J Jᵀ of a finite-difference
+    /// Jacobian, full and traced, per layer and summed, for networks with no hidden layer, one, and three — the
+    /// read-out-only term, the compact last hidden layer and the signal GEMMs below it — x vs x' and x vs itself.
+    func testEveryTilingEqualsFiniteDifferenceJacobian() {
+        var rng = SplitMix64(seed: 31)
+        let x1 = Matrix(rows: 5, cols: 3, data: (0..<15).map { _ in rng.normal() }), x2 = Matrix(rows: 4, cols: 3, data: (0..<12).map { _ in rng.normal() })
+        for widths in [[], [6], [5, 4, 6]] {
+            let spec = NetworkSpec(inputDim: 3, widths: widths, outputs: 3, activation: .tanh, wStd: 1.2, bStd: 0.3)
+            let net = MLP.initialize(spec, seed: 8)
+            let j1 = finiteDifferenceJacobian(net, x1), j2 = finiteDifferenceJacobian(net, x2)
+            func dot(_ u: [Double], _ v: [Double], _ range: Range<Int>) -> Double { range.reduce(0) { $0 + u[$1] * v[$1] } }
+            for tile in [1, 2, 3, nil] {
+                var e = EmpiricalNTK<Double>(net)
+                e.tileSamples = tile
+                for sym in [true, false] {
+                    let ja = j1, jb = sym ? j1 : j2, nb = sym ? 5 : 4
+                    let full = e.compute(x1: x1, x2: sym ? nil : x2, output: .full, perLayer: true)
+                    let traced = e.compute(x1: x1, x2: sym ? nil : x2, output: .traced, perLayer: true)
+                    XCTAssertEqual(full.ntk.count, 15 * nb * 3)
+                    let label = "widths \(widths) tile \(tile.map(String.init) ?? "default") \(sym ? "x, x" : "x, x'")"
+                    for r in 0..<15 {
+                        for c in 0..<nb * 3 {
+                            let want = dot(ja[r], jb[c], 0..<net.parameterCount)
+                            XCTAssertEqual(full.ntk[r * nb * 3 + c], want, accuracy: 1e-8 * max(1, abs(want)), "full \(label)")
+                            for (l, layer) in net.layers.enumerated() {
+                                let w = dot(ja[r], jb[c], layer.w..<layer.w + layer.fanIn * layer.fanOut)
+                                XCTAssertEqual(full.perLayer[l].w[r * nb * 3 + c], w, accuracy: 1e-8 * max(1, abs(w)), "W\(l) \(label)")
+                                let b = dot(ja[r], jb[c], layer.b!..<layer.b! + layer.fanOut)
+                                XCTAssertEqual(full.perLayer[l].b![r * nb * 3 + c], b, accuracy: 1e-8 * max(1, abs(b)), "b\(l) \(label)")
+                            }
+                        }
+                    }
+                    for a in 0..<5 {
+                        for b in 0..<nb {
+                            let want = (0..<3).reduce(0.0) { $0 + dot(ja[a * 3 + $1], jb[b * 3 + $1], 0..<net.parameterCount) } / 3
+                            XCTAssertEqual(traced.ntk[a * nb + b], want, accuracy: 1e-8 * max(1, abs(want)), "traced \(label)")
+                            let l = net.layers.count - 1, layer = net.layers[l]
+                            let w = (0..<3).reduce(0.0) { $0 + dot(ja[a * 3 + $1], jb[b * 3 + $1], layer.w..<layer.w + layer.fanIn * layer.fanOut) } / 3
+                            XCTAssertEqual(traced.perLayer[l].w[a * nb + b], w, accuracy: 1e-8 * max(1, abs(w)), "traced read-out W \(label)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The tiled computation (tile sizes that do not divide N) equals the one-shot traced kernel.
     func testTiledEqualsOneShot() {
         var rng = SplitMix64(seed: 9)

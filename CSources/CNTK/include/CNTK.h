@@ -99,6 +99,11 @@ int ntk_cpu_has_fma(void);
 /* AVX-512 F, DQ, CD, BW and VL with OS support (used to choose OpenBLAS's kernels; our own kernels stay AVX2). */
 int ntk_cpu_has_avx512(void);
 
+/* Keeps freed memory mapped for reuse (glibc: no mmap for large blocks, no heap trimming); 1 if applied.
+ * Call once, before other threads allocate. ntk_freed_memory_kept() says whether it was applied. */
+int ntk_keep_freed_memory(void);
+int ntk_freed_memory_kept(void);
+
 /* Dispatched entry points (the active table). */
 double ntk_vec_dot_f64(const double *x, const double *y, size_t n);
 double ntk_vec_sum_f64(const double *x, size_t n);
@@ -163,6 +168,9 @@ void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, 
  * row-major [n, n] matrix onto the lower, in cache-sized tiles (bands of rows can run on different threads). */
 void ntk_mirror_upper(double *a, size_t n, size_t i0, size_t i1);
 void ntk_mirror_upper_f32(float *a, size_t n, size_t i0, size_t i1);
+/* dst[j, i] = src[i, j] for i < rows, j < cols (row-major, leading dimensions ldd and lds; cache-tiled). */
+void ntk_transpose(double *dst, size_t ldd, const double *src, size_t lds, size_t rows, size_t cols);
+void ntk_transpose_f32(float *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
 
 /* Fills out[0..n) with standard normal draws: SplitMix64 (state advanced in place) and Box–Muller, using both
  * values of each pair. The same state gives the same numbers on every machine and thread count. */
