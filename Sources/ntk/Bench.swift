@@ -172,7 +172,8 @@ extension NTKCommand {
 
         /// Time vs size on log-log axes: analytic NNGP+NTK (relu depth 3, d = 784) vs N, expected ∝ N² (Gram and
         /// recursion are both N²); empirical NTK (traced, f32, N = 512) vs width w, expected between w¹ and w²
-        /// (Grams ∝ N²·k·w, the first layer's signals ∝ N·k·w²). Inputs are seeded normal draws.
+        /// (Grams ∝ N²·k·w, the first layer's signals ∝ N·k·w²), and vs N at width 2048, expected between N¹ and N²
+        /// (features ∝ N, Grams ∝ N²). Inputs are seeded normal draws.
         func measureScaling(report: (String, Double, Double?, Double?, [String: JSONValue]) -> Void) throws {
             func slope(_ xs: [Double], _ ys: [Double]) -> Double {
                 let lx = xs.map(log), ly = ys.map(log), mx = lx.reduce(0, +) / Double(lx.count), my = ly.reduce(0, +) / Double(ly.count)
@@ -201,6 +202,19 @@ extension NTKCommand {
                 report("scaling: empirical traced width=\(w) N=\(n)", t, nil, nil, [:])
             }
             report("scaling: empirical time ∝ width^p", times.last!, nil, nil, ["fitted_p": .double(slope(widths.map(Double.init), times))])
+            // and vs N at the benchmark's width: features ∝ N, Grams ∝ N², so p between 1 and 2, rising with N
+            let counts = quick ? [128, 256, 512] : [512, 1024, 2048, 4096]
+            let width = quick ? 512 : 2048
+            let net = MLP.initialize(NetworkSpec(inputDim: 784, widths: [width, width], outputs: 10, activation: .relu, wStd: 1.4, bStd: 0.05), seed: 0)
+            let e = EmpiricalNTK<Float>(net)
+            times = []
+            for n in counts {
+                let x = Matrix(rows: n, cols: 784, data: (0..<n * 784).map { _ in rng.normal() / 28 })
+                let t = median(max(1, repeats / 2)) { _ in _ = e.compute(x1: x) }
+                times.append(t)
+                report("scaling: empirical traced N=\(n) width=\(width)", t, nil, nil, [:])
+            }
+            report("scaling: empirical time ∝ N^p", times.last!, nil, nil, ["fitted_p": .double(slope(counts.map(Double.init), times))])
         }
 
         /// The traced empirical NTK of n seeded-normal inputs in tiles, features kept on disk (as the pipeline stage
@@ -220,14 +234,9 @@ extension NTKCommand {
             let store = Checkpoints(directory: dir)
             let t0 = DispatchTime.now().uptimeNanoseconds
             let kernel = try e.computeTiled(n1: n, n2: n, symmetric: true, tileRows: rows, features: { _, tile, range in
-                if let f = store.load("t\(tile)") {
-                    return .init(rows: range, acts: (0..<3).map { f.tensor("a\($0)")!.floats() }, signals: (0..<3).map { f.tensor("s\($0)")!.floats() },
-                                 lastHidden: f.tensor("last")!.floats())
-                }
+                if let f = store.load("t\(tile)"), let tf = EmpiricalKernelsStage.decode(f, rows: range, layers: 3, as: Float.self) { return tf }
                 let tf = e.tileFeatures(x, rows: range)
-                try store.save("t\(tile)", tf.acts.enumerated().map { Tensor(name: "a\($0.offset)", shape: [$0.element.count], values: $0.element) }
-                                         + tf.signals.enumerated().map { Tensor(name: "s\($0.offset)", shape: [$0.element.count], values: $0.element) }
-                                         + [Tensor(name: "last", shape: [tf.lastHidden.count], values: tf.lastHidden)])
+                try store.save("t\(tile)", EmpiricalKernelsStage.encode(tf))
                 return tf
             }, progress: { done, total in if !json && done % 10 == 0 { FileHandle.standardError.write(Data("  \(done)/\(total) tile pairs\n".utf8)) } })
             let secs = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

@@ -152,13 +152,14 @@ public struct EmpiricalKernelsStage: StageKind {
         return result
     }
 
-    static func encode<T: NTKFloat>(_ f: EmpiricalNTK<T>.Features) -> [Tensor] {
+    /// One block's features as tensors (a0…, s0…, last) for a checkpoint, and back.
+    public static func encode<T: NTKFloat>(_ f: EmpiricalNTK<T>.Features) -> [Tensor] {
         f.acts.enumerated().map { Tensor(name: "a\($0.offset)", shape: [$0.element.count], values: $0.element) }
             + f.signals.enumerated().map { Tensor(name: "s\($0.offset)", shape: [$0.element.count], values: $0.element) }
             + [Tensor(name: "last", shape: [f.lastHidden.count], values: f.lastHidden)]
     }
 
-    static func decode<T: NTKFloat>(_ file: ArtifactFile, rows: Range<Int>, layers: Int, as _: T.Type) -> EmpiricalNTK<T>.Features? {
+    public static func decode<T: NTKFloat>(_ file: ArtifactFile, rows: Range<Int>, layers: Int, as _: T.Type) -> EmpiricalNTK<T>.Features? {
         func values(_ name: String) -> [T]? {
             guard let t = file.tensor(name) else { return nil }
             return T.self == Float.self ? t.floats().map { T($0) } : t.doubles().map { T($0) }
