@@ -6,13 +6,13 @@ import Foundation
 /// so two medium GEMMs run side by side, one per core, instead of one after the other on OpenBLAS's threads with a
 /// hand-off (spin, yield, wake) between every pair of calls. OpenBLAS's thread count is process-wide: it is
 /// restored when `run` returns, and BLAS calls made elsewhere in the meantime run single-threaded.
-enum OwnThreads {
+public enum OwnThreads {
     /// How many workers to use: OpenBLAS's own thread count (which follows OPENBLAS_NUM_THREADS), at least 1.
-    static var workers: Int { max(1, Platform.blasThreads) }
+    public static var workers: Int { max(1, Platform.blasThreads) }
 
     /// Calls `body(worker, item)` once for every item in 0..<count, spread over `workers` threads in the order given
     /// (put the costliest items first). `worker` (0..<workers) indexes per-thread scratch space.
-    static func forEach(_ count: Int, workers: Int = OwnThreads.workers, _ body: (_ worker: Int, _ item: Int) -> Void) {
+    public static func forEach(_ count: Int, workers: Int = OwnThreads.workers, _ body: (_ worker: Int, _ item: Int) -> Void) {
         let threads = max(1, min(workers, count))
         if threads == 1 {
             for i in 0..<count { body(0, i) }
