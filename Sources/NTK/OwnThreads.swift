@@ -12,15 +12,19 @@ public enum OwnThreads {
 
     /// Calls `body(worker, item)` once for every item in 0..<count, spread over `workers` threads in the order given
     /// (put the costliest items first). `worker` (0..<workers) indexes per-thread scratch space.
+    /// Inside another `forEach` (on any thread) the items run one after the other on the calling thread.
     public static func forEach(_ count: Int, workers: Int = OwnThreads.workers, _ body: (_ worker: Int, _ item: Int) -> Void) {
         let threads = max(1, min(workers, count))
-        if threads == 1 {
+        if threads == 1 || !enter() {
             for i in 0..<count { body(0, i) }
             return
         }
         let saved = Platform.blasThreads
         Platform.setBLASThreads(1)
-        defer { Platform.setBLASThreads(saved) }
+        defer {
+            Platform.setBLASThreads(saved)
+            leave()
+        }
         let lock = NSLock()
         var next = 0
         DispatchQueue.concurrentPerform(iterations: threads) { w in
@@ -33,5 +37,21 @@ public enum OwnThreads {
                 body(w, i)
             }
         }
+    }
+
+    private static let state = NSLock()
+    nonisolated(unsafe) private static var active = false
+    /// Claims the threads for one region; false if a region is already running.
+    private static func enter() -> Bool {
+        state.lock()
+        defer { state.unlock() }
+        if active { return false }
+        active = true
+        return true
+    }
+    private static func leave() {
+        state.lock()
+        active = false
+        state.unlock()
     }
 }

@@ -8,6 +8,8 @@ public enum Loss: String, CaseIterable, Sendable {
     case cross_entropy
 
     /// The loss and, into `grad`, its gradient with respect to f.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func evaluate<T: NTKFloat>(_ f: UnsafePointer<T>, _ y: UnsafePointer<T>, n: Int, k: Int, grad: UnsafeMutablePointer<T>?) -> Double {
         let norm = Double(n * k)
         var total = 0.0
@@ -190,6 +192,8 @@ public final class Trainer<T: NTKFloat> {
 
     /// The model's outputs for n rows of x, into `passes.output` (network) or `baseOut` (linearized); the
     /// passes' caches then hold the activations the backward pass needs (at θ, or at θ₀ when linearized).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func evaluate(_ x: UnsafePointer<T>, n: Int) -> UnsafePointer<T> {
         switch model {
         case .network:
@@ -227,6 +231,8 @@ public final class Trainer<T: NTKFloat> {
 
     /// One optimizer step on the next batch; returns the batch loss before the step.
     @discardableResult
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func stepOnce() throws -> Double {
         let b = batchSize, k = spec.outputs
         var loss = 0.0
@@ -277,6 +283,8 @@ public final class Trainer<T: NTKFloat> {
     }
 
     /// Copies the next `batchSize` samples (seeded reshuffle at each epoch) into the batch buffers.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func nextBatch() {
         let b = batchSize, k = spec.outputs, d = spec.inputDim
         cachedInput = nil  // the batch buffer's contents change under the same pointer
@@ -293,6 +301,8 @@ public final class Trainer<T: NTKFloat> {
     }
 
     /// Outputs, losses, accuracies and per-layer weight change at the current θ.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func record() -> TrainingRecord {
         let k = spec.outputs
         func outputs(_ x: [T], _ n: Int) -> [Double] {
@@ -334,6 +344,8 @@ public final class Trainer<T: NTKFloat> {
 
     /// Continues from a saved state (θ, velocity, RNG, epoch order and position): the run then ends exactly as an
     /// uninterrupted one would (the state holds the values exactly: float32 round-trips through float64).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func restore(_ s: TrainingState) {
         step = s.step
         theta = s.theta.map { T($0) }
