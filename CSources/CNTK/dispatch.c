@@ -53,7 +53,9 @@ static void choose_table(void) {
     const char *env = getenv("NTK_SIMD");
     const int forced_scalar = env != NULL && strcmp(env, "scalar") == 0;
 #if defined(__x86_64__)
+    const int forced_avx2 = env != NULL && strcmp(env, "avx2") == 0;
     if (!forced_scalar && g_has_avx2 && g_has_fma) g_active = &ntk_vec_table_avx2_impl;
+    if (!forced_scalar && !forced_avx2 && g_has_avx2 && g_has_fma && ntk_cpu_has_avx512()) g_active = &ntk_vec_table_avx512_impl;
 #else
     (void)forced_scalar;
 #endif
@@ -69,6 +71,13 @@ const ntk_vec_table *ntk_vec_table_avx2(void) {
     pthread_once(&g_once, choose_table);
 #if defined(__x86_64__)
     if (g_has_avx2 && g_has_fma) return &ntk_vec_table_avx2_impl;
+#endif
+    return NULL;
+}
+const ntk_vec_table *ntk_vec_table_avx512(void) {
+    pthread_once(&g_once, choose_table);
+#if defined(__x86_64__)
+    if (g_has_avx2 && g_has_fma && ntk_cpu_has_avx512()) return &ntk_vec_table_avx512_impl;
 #endif
     return NULL;
 }

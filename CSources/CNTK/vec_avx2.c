@@ -61,10 +61,20 @@
 #define LOAD4D(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 #include "vec_avx2_body.h"
 
+#define AVX2_VEC_OPS                                                                                                      \
+    .f64 = {dot_f64, sum_f64, sumsq_f64, axpy_f64, scale_f64, affine_f64, hadamard_acc_f64, hadamard_f64, map_f64, ntk_act_smooth_f64_avx2}, \
+    .f32 = {dot_f32, sum_f32, sumsq_f32, axpy_f32, scale_f32, affine_f32, hadamard_acc_f32, hadamard_f32, map_f32, ntk_act_smooth_f32_avx2}
+
 const ntk_vec_table ntk_vec_table_avx2_impl = {
     .name = "avx2+fma",
-    .f64 = {dot_f64, sum_f64, sumsq_f64, axpy_f64, scale_f64, affine_f64, hadamard_acc_f64, hadamard_f64, map_f64, ntk_act_smooth_f64_avx2},
-    .f32 = {dot_f32, sum_f32, sumsq_f32, axpy_f32, scale_f32, affine_f32, hadamard_acc_f32, hadamard_f32, map_f32, ntk_act_smooth_f32_avx2},
+    AVX2_VEC_OPS,
     .kern = {ntk_kernel_abrelu_row_avx2, ntk_kernel_erf_row_avx2},  /* kernels_avx2.c */
+};
+
+/* The same with the arc-cosine rows 8-wide (kernels_avx512.c), for CPUs with AVX-512. */
+const ntk_vec_table ntk_vec_table_avx512_impl = {
+    .name = "avx2+fma+avx512",
+    AVX2_VEC_OPS,
+    .kern = {ntk_kernel_abrelu_row_avx512, ntk_kernel_erf_row_avx2},
 };
 #endif

@@ -21,6 +21,8 @@ void ntk_act_smooth_f32_avx2(float *z, float *dz, size_t n, int act);
 extern const ntk_vec_table ntk_vec_table_scalar_impl;
 #if defined(__x86_64__)
 extern const ntk_vec_table ntk_vec_table_avx2_impl;
+extern const ntk_vec_table ntk_vec_table_avx512_impl;
+void ntk_kernel_abrelu_row_avx512(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_abrelu_row_avx2(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_erf_row_avx2(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 #endif

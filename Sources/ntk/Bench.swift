@@ -87,7 +87,7 @@ extension NTKCommand {
                 let gramFlops = Double(count) * Double(count + 1) * 784  // upper triangle: N(N+1)/2 dot products of length d
                 report("analytic nngp+ntk relu L=3 N=\(count) f64", seconds: total)
                 report("  of which Gram product (SYRK, upper)", seconds: ph.gram, flops: gramFlops, peak: dgemmPeak)
-                report("  of which 3-layer recursion (C, AVX2)", seconds: ph.layers,
+                report("  of which 3-layer recursion (C, SIMD)", seconds: ph.layers,
                        extra: ["ns_per_entry_layer": .double(ph.layers / (3 * Double(count) * Double(count + 1) / 2) * 1e9),
                                "fraction_of_gram": .double(ph.layers / ph.gram)])
                 report("  of which diagonals, allocation, mirror", seconds: ph.assemble)

@@ -18,13 +18,16 @@ final class VecTests: XCTestCase {
     }
 
     func testActiveTableFollowsEnvironment() {
-        let forced = ProcessInfo.processInfo.environment["NTK_SIMD"] == "scalar"
+        let env = ProcessInfo.processInfo.environment["NTK_SIMD"]
         let name = String(cString: ntk_simd_name())
-        if forced || ntk_vec_table_avx2() == nil {
+        if env == "scalar" || ntk_vec_table_avx2() == nil {
             XCTAssertEqual(name, "scalar")
-        } else {
+        } else if env == "avx2" || ntk_vec_table_avx512() == nil {
             XCTAssertEqual(name, "avx2+fma")
+        } else {
+            XCTAssertEqual(name, "avx2+fma+avx512")
         }
+        XCTAssertEqual(ntk_vec_table_avx512() != nil, ntk_cpu_has_avx512() == 1 && ntk_vec_table_avx2() != nil)
         XCTAssertEqual(String(cString: ntk_vec_table_active()!.pointee.name), name)
     }
 
@@ -142,14 +145,19 @@ final class VecTests: XCTestCase {
     }
 }
 
-/// The AVX2 analytic-kernel rows (vectorised atan/asin) against the libm-based scalar reference.
+/// The AVX2 and AVX-512 analytic-kernel rows (vectorised atan/asin) against the libm-based scalar reference.
 final class KernelRowTests: XCTestCase {
     func testRowsAgreeWithScalarReference() throws {
-        guard let avx = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2 on this CPU") }
+        guard let avx2 = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2 on this CPU") }
+        for avx in [avx2] + (ntk_vec_table_avx512().map { [$0] } ?? []) { try rowsAgree(avx) }
+    }
+
+    func rowsAgree(_ avx: UnsafePointer<ntk_vec_table>) throws {
         let scalar = ntk_vec_table_scalar()!
+        let table = String(cString: avx.pointee.name)
         var s: UInt64 = 99
         func u() -> Double { s = s &* 6364136223846793005 &+ 1442695040888963407; return Double(s >> 11) / Double(1 << 53) }
-        for n in [0, 1, 3, 4, 5, 8, 9, 33, 1000] {
+        for n in [0, 1, 3, 4, 5, 7, 8, 9, 12, 16, 17, 33, 1000] {
             let d1 = 0.3 + 2 * u()
             let d2 = (0..<n).map { _ in 0.01 + 3 * u() }
             // q spans the whole range |q| ≤ √(d1·d2), including exact ±√(d1·d2), 0 and tiny values.
@@ -168,8 +176,8 @@ final class KernelRowTests: XCTestCase {
                         avx.pointee.kern.abrelu_row(&k2, &t2, d2, d1, n, &c)
                     }
                     for j in 0..<n {
-                        XCTAssertEqual(k2[j], k1[j], accuracy: 4e-15 * max(abs(k1[j]), 1), "nngp erf=\(erf) a=\(a) n=\(n) j=\(j)")
-                        XCTAssertEqual(t2[j], t1[j], accuracy: 4e-15 * max(abs(t1[j]), 1), "ntk erf=\(erf) a=\(a) n=\(n) j=\(j)")
+                        XCTAssertEqual(k2[j], k1[j], accuracy: 4e-15 * max(abs(k1[j]), 1), "\(table) nngp erf=\(erf) a=\(a) n=\(n) j=\(j)")
+                        XCTAssertEqual(t2[j], t1[j], accuracy: 4e-15 * max(abs(t1[j]), 1), "\(table) ntk erf=\(erf) a=\(a) n=\(n) j=\(j)")
                     }
                 }
             }

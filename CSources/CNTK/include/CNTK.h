@@ -79,24 +79,26 @@ typedef struct {
 } ntk_kernel_ops;
 
 typedef struct {
-    const char *name; /* "scalar" or "avx2+fma" */
+    const char *name; /* "scalar", "avx2+fma" or "avx2+fma+avx512" */
     ntk_vec_ops_f64 f64;
     ntk_vec_ops_f32 f32;
     ntk_kernel_ops kern;
 } ntk_vec_table;
 
 /* The scalar table (always available), the AVX2+FMA table (NULL if the CPU lacks AVX2, FMA or OS YMM
- * support), and the table in use (AVX2+FMA when available unless NTK_SIMD=scalar). */
+ * support), the AVX2+FMA table with the arc-cosine kernel rows in AVX-512 (NULL without AVX-512), and the table
+ * in use: the widest available, unless NTK_SIMD=scalar or NTK_SIMD=avx2 says otherwise. */
 const ntk_vec_table *ntk_vec_table_scalar(void);
 const ntk_vec_table *ntk_vec_table_avx2(void);
+const ntk_vec_table *ntk_vec_table_avx512(void);
 const ntk_vec_table *ntk_vec_table_active(void);
 
-/* "scalar" or "avx2+fma": the path ntk_vec_* calls take. */
+/* "scalar", "avx2+fma" or "avx2+fma+avx512": the path ntk_vec_* calls take. */
 const char *ntk_simd_name(void);
 /* CPU features found by cpuid/xgetbv (independent of NTK_SIMD). */
 int ntk_cpu_has_avx2(void);
 int ntk_cpu_has_fma(void);
-/* AVX-512 F, DQ, CD, BW and VL with OS support (used to choose OpenBLAS's kernels; our own kernels stay AVX2). */
+/* AVX-512 F, DQ, CD, BW and VL with OS support (for OpenBLAS's kernels, and our AVX-512 kernel rows). */
 int ntk_cpu_has_avx512(void);
 
 /* Keeps freed memory mapped for reuse (glibc: no mmap for large blocks, no heap trimming); 1 if applied.
