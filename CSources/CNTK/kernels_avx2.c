@@ -22,16 +22,11 @@ static AVX2_FN __m256d atan2_nonneg_pd(__m256d y, __m256d x) {
     den = _mm256_blendv_pd(den, _mm256_set1_pd(1.0), _mm256_cmp_pd(den, _mm256_setzero_pd(), _CMP_EQ_OQ)); /* (0,0) */
     const __m256d t = _mm256_div_pd(num, den);
     const __m256d z = _mm256_mul_pd(t, t);
-    __m256d p = _mm256_set1_pd(-8.750608600031904122785E-1);
-    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-1.615753718733365076637E1));
-    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-7.500855792314704667340E1));
-    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-1.228866684490136173410E2));
-    p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(-6.485021904942025371773E1));
-    __m256d q = _mm256_add_pd(z, _mm256_set1_pd(2.485846490142306297962E1));
-    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(1.650270098316988542046E2));
-    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(4.328810604912902668951E2));
-    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(4.853903996359136964868E2));
-    q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(1.945506571482613964425E2));
+    __m256d p = _mm256_set1_pd(NTK_ATAN_P[0]), q = _mm256_add_pd(z, _mm256_set1_pd(NTK_ATAN_Q[0]));
+    for (int i = 1; i < 5; ++i) {
+        p = _mm256_fmadd_pd(p, z, _mm256_set1_pd(NTK_ATAN_P[i]));
+        q = _mm256_fmadd_pd(q, z, _mm256_set1_pd(NTK_ATAN_Q[i]));
+    }
     const __m256d r = _mm256_fmadd_pd(_mm256_mul_pd(t, z), _mm256_div_pd(p, q), t);
     /* π/4 = 0.785398163397448279 + 3.06161699786838301e-17 (the second part restores the last bits) */
     const __m256d base = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_set1_pd(M_PI_4), mid);

@@ -23,16 +23,11 @@ static AVX512_FN __m512d atan2_nonneg_512(__m512d y, __m512d x) {
     den = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(den, _mm512_setzero_pd(), _CMP_EQ_OQ), den, _mm512_set1_pd(1.0));
     const __m512d t = _mm512_div_pd(num, den);
     const __m512d z = _mm512_mul_pd(t, t);
-    __m512d p = _mm512_set1_pd(-8.750608600031904122785E-1);
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(-1.615753718733365076637E1));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(-7.500855792314704667340E1));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(-1.228866684490136173410E2));
-    p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(-6.485021904942025371773E1));
-    __m512d q = _mm512_add_pd(z, _mm512_set1_pd(2.485846490142306297962E1));
-    q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.650270098316988542046E2));
-    q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(4.328810604912902668951E2));
-    q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(4.853903996359136964868E2));
-    q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.945506571482613964425E2));
+    __m512d p = _mm512_set1_pd(NTK_ATAN_P[0]), q = _mm512_add_pd(z, _mm512_set1_pd(NTK_ATAN_Q[0]));
+    for (int i = 1; i < 5; ++i) {
+        p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(NTK_ATAN_P[i]));
+        q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(NTK_ATAN_Q[i]));
+    }
     const __m512d r = _mm512_fmadd_pd(_mm512_mul_pd(t, z), _mm512_div_pd(p, q), t);
     /* π/4 = 0.785398163397448279 + 3.06161699786838301e-17 (the second part restores the last bits) */
     const __m512d base = _mm512_maskz_mov_pd(mid, _mm512_set1_pd(M_PI_4));

@@ -10,6 +10,13 @@
      : (op) == NTK_MAP_ABS  ? ((v) < (T)0 ? -(v) : (v))                           \
                             : (v) * (v))
 
+/* Cephes' atan for the SIMD kernel rows: after the reduction at 0.66, atan(t) = t + t³·P(t²)/Q(t²), ~1 ulp.
+ * Coefficients highest degree first; Q is monic (its leading 1 is implicit). */
+static const double NTK_ATAN_P[5] = {-8.750608600031904122785E-1, -1.615753718733365076637E1, -7.500855792314704667340E1,
+                                     -1.228866684490136173410E2, -6.485021904942025371773E1};
+static const double NTK_ATAN_Q[5] = {2.485846490142306297962E1, 1.650270098316988542046E2, 4.328810604912902668951E2,
+                                     4.853903996359136964868E2, 1.945506571482613964425E2};
+
 void ntk_kernel_abrelu_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_erf_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 
