@@ -1,11 +1,11 @@
 import Dispatch
 import Foundation
 
-/// Our own threads for work made of independent BLAS calls. While `run` executes, OpenBLAS is single-threaded
+/// Our own threads for work made of independent BLAS calls. While `forEach` runs, OpenBLAS is single-threaded
 /// (every call runs in the thread that makes it), and `workers` threads each take items from a shared queue —
 /// so two medium GEMMs run side by side, one per core, instead of one after the other on OpenBLAS's threads with a
 /// hand-off (spin, yield, wake) between every pair of calls. OpenBLAS's thread count is process-wide: it is
-/// restored when `run` returns, and BLAS calls made elsewhere in the meantime run single-threaded.
+/// restored when `forEach` returns, and BLAS calls made elsewhere in the meantime run single-threaded.
 public enum OwnThreads {
     /// How many workers to use: OpenBLAS's own thread count (which follows OPENBLAS_NUM_THREADS), at least 1.
     public static var workers: Int { max(1, Platform.blasThreads) }
