@@ -87,7 +87,7 @@ public struct EmpiricalNTK<T: NTKFloat> {
         acts[0].withUnsafeMutableBufferPointer { a in
             x.data.withUnsafeBufferPointer { T.convert(a.baseAddress!, from: $0.baseAddress! + rows.lowerBound * x.cols, n * x.cols) }
         }
-        func uninitialized(_ count: Int) -> [T] { [T](unsafeUninitializedCapacity: count) { _, c in c = count } }
+        func uninitialized(_ count: Int) -> [T] { uninitializedArray(count, hugePages: false) }
         acts += spec.widths.map { uninitialized(n * $0) }
         var derivs = spec.widths.map { uninitialized(n * $0) }
         // Δ_l for hidden layers l < depth − 1 always; the last hidden one when full, or when a deeper layer is computed from it
@@ -96,7 +96,7 @@ public struct EmpiricalNTK<T: NTKFloat> {
         }
         var lastHidden = depth >= 1 && output != nil ? uninitialized(n * spec.widths[depth - 1]) : []
         // W̃_L's columns, scaled: wt[i, p] = s_w·W_L[p, i], and their norms √w_p for the compact form
-        let wScale = spec.parameterization == .ntk ? spec.wStd.enumerated().map { l, s in s / Double(layers[l].fanIn).squareRoot() } : spec.wStd.map { _ in 1.0 }
+        let wScale = layers.indices.map { net.forwardScales($0).w }
         var wt: [T] = [], root: [T] = []
         if depth >= 1, output != nil {
             let readout = layers[depth], width = readout.fanIn
@@ -188,7 +188,7 @@ extension EmpiricalNTK {
 
         /// `parts[l]`: layer l has a bias part; empty: no per-layer parts.
         init(count: Int, ld: Int, parts: [Bool]) {
-            func uninitialized() -> [T] { [T](unsafeUninitializedCapacity: count) { _, c in c = count } }
+            func uninitialized() -> [T] { uninitializedArray(count, hugePages: false) }
             ntk = uninitialized()
             w = parts.map { _ in uninitialized() }
             b = parts.map { $0 ? uninitialized() : nil }

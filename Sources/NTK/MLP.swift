@@ -56,16 +56,21 @@ public struct MLP: Sendable {
 
     public var parameterCount: Int { theta.count }
 
+    /// The factors the forward pass applies to layer l's W and b: s_w = σ_w/√fan_in, s_b = σ_b (NTK
+    /// parameterization) or 1, 1 (standard, where they are in the initialisation instead).
+    func forwardScales(_ l: Int) -> (w: Double, b: Double) {
+        spec.parameterization == .ntk ? (spec.wStd[l] / Double(layers[l].fanIn).squareRoot(), spec.bStd[l]) : (1, 1)
+    }
+
     /// The effective weight matrix of layer l as used in the forward pass (σ_w/√fan_in·W in NTK parameterization).
     func effectiveWeight(_ l: Int) -> Matrix {
         let layer = layers[l]
-        let scale = spec.parameterization == .ntk ? spec.wStd[l] / Double(layer.fanIn).squareRoot() : 1
-        return scale * Matrix(rows: layer.fanIn, cols: layer.fanOut, data: Array(theta[layer.w..<layer.w + layer.fanIn * layer.fanOut]))
+        return forwardScales(l).w * Matrix(rows: layer.fanIn, cols: layer.fanOut, data: Array(theta[layer.w..<layer.w + layer.fanIn * layer.fanOut]))
     }
 
     func effectiveBias(_ l: Int) -> [Double]? {
         guard let b = layers[l].b else { return nil }
-        let scale = spec.parameterization == .ntk ? spec.bStd[l] : 1
+        let scale = forwardScales(l).b
         return theta[b..<b + layers[l].fanOut].map { scale * $0 }
     }
 

@@ -27,12 +27,11 @@ public final class Passes<T: NTKFloat> {
 
     public init(spec: NetworkSpec, maxBatch: Int) {
         self.spec = spec
-        layout = MLP(spec: spec, theta: [])
+        let layout = MLP(spec: spec, theta: [])
+        self.layout = layout
         self.maxBatch = maxBatch
-        wScale = layout.layers.enumerated().map { l, layer in
-            T(spec.parameterization == .ntk ? spec.wStd[l] / Double(layer.fanIn).squareRoot() : 1)
-        }
-        bScale = spec.bStd.map { T(spec.parameterization == .ntk ? $0 : 1) }
+        wScale = layout.layers.indices.map { T(layout.forwardScales($0).w) }
+        bScale = layout.layers.indices.map { T(layout.forwardScales($0).b) }
         ones = [T](repeating: 1, count: maxBatch)
     }
 

@@ -117,11 +117,14 @@ extension Float: NTKFloat {
 /// pages where the kernel allows it (Linux THP in "madvise" mode): their first touch then faults once per 2 MB
 /// instead of once per 4 KB. Not on recycled heap memory: it is already mapped in small pages, and asking for huge
 /// ones sets khugepaged collapsing them on our cores (measured: the analytic recursion 0.035 → 0.068 s).
-func uninitializedArray<T>(_ count: Int) -> [T] {
+///
+/// `hugePages: false` never asks (the empirical NTK's buffers: freed and reallocated call after call, where direct
+/// compaction for huge pages measured slower — traced features 270 → 360–475 ms).
+func uninitializedArray<T>(_ count: Int, hugePages: Bool = true) -> [T] {
     [T](unsafeUninitializedCapacity: count) { buffer, initialized in
         let bytes = count * MemoryLayout<T>.stride
         #if os(Linux)
-        if bytes >= 4 << 20, !Platform.freedMemoryIsKept, let base = buffer.baseAddress {
+        if hugePages, bytes >= 4 << 20, !Platform.freedMemoryIsKept, let base = buffer.baseAddress {
             let page = 4096, start = (Int(bitPattern: base) + page - 1) & ~(page - 1), end = (Int(bitPattern: base) + bytes) & ~(page - 1)
             if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
         }
