@@ -35,122 +35,187 @@ public struct EmpiricalNTK<T: NTKFloat> {
         public var flops: Double
     }
 
-    /// Everything Θ̂ needs of a block of inputs (rows `rows` of some input matrix, B of them).
+    /// Everything Θ̂ needs of a block of inputs (rows `rows` of some input matrix, B of them), per parameter layer l.
     public struct Features {
         public var rows: Range<Int>
-        /// a_l [B, fan_in] of every Dense layer l (a_0 = x).
+        /// Dense layers: their input h_l [B, fan_in] (empty for conv layers).
         public var acts: [[T]]
-        /// Δ_l [B·k, fan_out] of every Dense layer l, row b·k + i = ∂f_i/∂z_{l+1} at x_b; empty for the read-out (the
-        /// identity) and, for the traced kernel, for the last hidden layer (its compact form below replaces it).
+        /// Dense layers: Δ_l [B·k, fan_out], row b·k + i = ∂f_i/∂z_l at x_b; empty for the read-out (the identity),
+        /// for conv layers, and, for the traced kernel, for the compact layer below.
         public var signals: [[T]]
-        /// F = φ'(z_L)·diag(√w) [B, n_L] with w_p = ‖W̃_L[p, :]‖²: Σ_i δ_L^i(a)·δ_L^i(b) = F_a·F_b, so the last hidden
-        /// layer's traced Gram needs k times fewer flops. Empty without hidden layers.
+        /// F = φ'(z_c)·diag(√w) [B, n_c] with w_p = ‖W̃_R[p, :]‖² for the layer c of a tail dense(c) → φ → dense
+        /// read-out R: Σ_i δ_c^i(a)·δ_c^i(b) = F_a·F_b, so that layer's traced Gram needs k times fewer flops. Empty
+        /// when the network has no such tail.
         public var lastHidden: [T]
+        /// Conv layers: the per-sample filter gradients J_l [B·k, kh·kw·C_in·C_out] and bias gradients [B·k, C_out]
+        /// without the factors s_w, s_b (empty for dense layers, the bias ones also without a bias).
+        public var jacobians: [[T]]
+        public var biasJacobians: [[T]]
         /// Useful flops spent computing these features.
         public var flops: Double = 0
 
-        public init(rows: Range<Int>, acts: [[T]], signals: [[T]], lastHidden: [T]) {
+        public init(rows: Range<Int>, acts: [[T]], signals: [[T]], lastHidden: [T], jacobians: [[T]] = [], biasJacobians: [[T]] = []) {
             self.rows = rows; self.acts = acts; self.signals = signals; self.lastHidden = lastHidden
+            let count = acts.count
+            self.jacobians = jacobians.isEmpty ? Array(repeating: [], count: count) : jacobians
+            self.biasJacobians = biasJacobians.isEmpty ? Array(repeating: [], count: count) : biasJacobians
         }
     }
 
-    public let net: MLP
+    public let network: Network
+    /// θ in float64 (the layout of `network`).
+    public let parameters: [Double]
     /// Samples per output tile side (nil: about 512 rows of the output, at least two tiles per side). For tests.
     var tileSamples: Int?
 
-    public init(_ net: MLP) { self.net = net }
+    public init(_ net: MLP) { self.init(network: net.network, theta: net.theta) }
+    public init(network: Network, theta: [Double]) {
+        precondition(theta.count == network.parameterCount, "θ has \(theta.count) entries, the network needs \(network.parameterCount)")
+        self.network = network
+        parameters = theta
+    }
 
     /// θ in precision T.
     private var theta: [T] {
-        [T](unsafeUninitializedCapacity: net.theta.count) { out, c in
-            net.theta.withUnsafeBufferPointer { T.convert(out.baseAddress!, from: $0.baseAddress!, $0.count) }
-            c = net.theta.count
+        [T](unsafeUninitializedCapacity: parameters.count) { out, c in
+            parameters.withUnsafeBufferPointer { if $0.count > 0 { T.convert(out.baseAddress!, from: $0.baseAddress!, $0.count) } }
+            c = parameters.count
         }
     }
 
-    /// The kernel's coefficients of Dense layer l: G = c_w·a·a', plus c_b (see the type's doc).
+    /// The kernel's coefficients of parameter layer l: c_w = s_w², c_b = s_b² (0 without a bias).
     private func coefficients(_ l: Int) -> (cw: T, cb: T) {
-        let spec = net.spec, layer = net.layers[l]
-        if spec.parameterization == .standard { return (1, layer.b == nil ? 0 : 1) }
-        return (T(spec.wStd[l] * spec.wStd[l] / Double(layer.fanIn)), layer.b == nil ? 0 : T(spec.bStd[l] * spec.bStd[l]))
+        let p = network.parameters[l]
+        return (T(p.scale.w * p.scale.w), p.b == nil ? 0 : T(p.scale.b * p.scale.b))
     }
 
-    /// The features of rows `rows` of x [n, d]: activations only (`output` nil), or also the signals the traced or
-    /// full kernel needs. The rows are split in slices computed side by side (forward pass, then the signals
-    /// Δ_l = (Δ_{l+1}·W̃_{l+1}ᵀ) ⊙ φ'(z_{l+1}) from the last hidden layer's Δ^i = φ'(z_L) ⊙ W̃_L[:, i] down).
+    /// The read-out: the last parameter layer when it is a dense layer producing the output (its signals are the
+    /// identity).
+    var readout: Int? {
+        guard let l = network.parameters.indices.last, network.parameters[l].kind == .dense,
+              network.parameters[l].node == network.nodes.count - 1 else { return nil }
+        return l
+    }
+
+    /// The compact layer c of a tail dense(c) → φ → dense read-out, with the activation's node.
+    var compact: (layer: Int, activation: Int)? {
+        guard let r = readout, r >= 1 else { return nil }
+        let c = r - 1, p = network.parameters[c], nodes = network.nodes
+        guard p.kind == .dense, p.node + 2 == network.parameters[r].node, case .activation = nodes[p.node + 1].op,
+              nodes[p.node + 1].input == nodes[p.node].output else { return nil }
+        return (c, p.node + 1)
+    }
+
+    /// The features of rows `rows` of x [n, input count]: dense inputs only (`output` nil), or also the signals,
+    /// compact form and conv Jacobians the traced or full kernel needs. The rows are split in slices computed side by
+    /// side: a forward pass (dense inputs written straight into the features), then one backward pass of the k·B
+    /// cotangents e_i (row b·k + i, the forward caches read at sample b) — Δ_l of dense layers written in place,
+    /// each conv layer's per-sample gradients J = cols(h)ᵀ·Δ taken as its Δ goes by.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func features(_ x: Matrix, rows: Range<Int>, output: Output?) -> Features {
-        let spec = net.spec, k = spec.outputs, layers = net.layers, depth = layers.count - 1, n = rows.count
+        let net = network, k = net.outputs, n = rows.count, params = net.parameters, d = net.inputShape.count
         let theta = self.theta
-        var acts = [[T](repeating: 0, count: n * spec.inputDim)]
-        acts[0].withUnsafeMutableBufferPointer { a in
+        func uninitialized(_ count: Int) -> [T] { uninitializedArray(count, hugePages: false) }
+        var xT = uninitialized(n * d)
+        xT.withUnsafeMutableBufferPointer { a in
             x.data.withUnsafeBufferPointer { T.convert(a.baseAddress!, from: $0.baseAddress! + rows.lowerBound * x.cols, n * x.cols) }
         }
-        func uninitialized(_ count: Int) -> [T] { uninitializedArray(count, hugePages: false) }
-        acts += spec.widths.map { uninitialized(n * $0) }
-        var derivs = spec.widths.map { uninitialized(n * $0) }
-        // Δ_l for hidden layers l < depth − 1 always; the last hidden one when full, or when a deeper layer is computed from it
-        var signals: [[T]] = layers.indices.map { l in
-            l >= depth || (output == nil) || (l == depth - 1 && output == .traced && depth == 1) ? [] : uninitialized(n * k * layers[l].fanOut)
+        let compact = output == .traced ? self.compact : nil
+        let readout = self.readout
+        var acts: [[T]] = params.map { p in
+            guard p.kind == .dense else { return [] }
+            return net.nodes[p.node].input == 0 ? xT : uninitialized(n * p.fanIn)
         }
-        var lastHidden = depth >= 1 && output != nil ? uninitialized(n * spec.widths[depth - 1]) : []
-        // W̃_L's columns, scaled: wt[i, p] = s_w·W_L[p, i], and their norms √w_p for the compact form
-        let wScale = layers.indices.map { net.forwardScales($0).w }
-        var wt: [T] = [], root: [T] = []
-        if depth >= 1, output != nil {
-            let readout = layers[depth], width = readout.fanIn
-            wt = (0..<k * width).map { j in T(wScale[depth] * net.theta[readout.w + (j % width) * k + j / width]) }
-            root = (0..<width).map { p in T((0..<k).reduce(0.0) { acc, i in let w = Double(wt[i * width + p]); return acc + w * w }.squareRoot()) }
+        // Δ of dense layers except the read-out and the compact one; conv Jacobians
+        var signals: [[T]] = params.indices.map { l in
+            output == nil || params[l].kind != .dense || l == readout || l == compact?.layer ? [] : uninitialized(n * k * params[l].fanOut)
         }
+        var jacobians: [[T]] = params.map { output != nil && $0.kind == .conv ? uninitialized(n * k * $0.wCount) : [] }
+        var biasJacobians: [[T]] = params.map { output != nil && $0.kind == .conv && $0.b != nil ? uninitialized(n * k * $0.fanOut) : [] }
+        var lastHidden = compact.map { uninitialized(n * params[$0.layer].fanOut) } ?? []
+        // the compact form's √w_p = ‖s_w·W_R[p, :]‖
+        var root: [T] = []
+        if compact != nil, let r = readout {
+            let p = params[r], s = p.scale.w
+            root = (0..<p.fanIn).map { q in T((0..<k).reduce(0.0) { acc, i in let w = s * parameters[p.w + q * k + i]; return acc + w * w }.squareRoot()) }
+        }
+        let needsBackward = output != nil && (signals.contains { !$0.isEmpty } || jacobians.contains { !$0.isEmpty })
         let slices = max(1, min(OwnThreads.workers, n))
         let bounds = (0...slices).map { $0 * n / slices }
-        // Each slice writes its rows of the shared arrays through these (taken once, before the threads start).
-        let actP = (0..<acts.count).map { l in acts[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
-        let derivP = (0..<derivs.count).map { l in derivs[l].withUnsafeMutableBufferPointer { $0.baseAddress! } }
-        // (nil for arrays not kept: an empty array's base address is a shared global that must never be written)
-        let sigP = (0..<signals.count).map { l in signals[l].isEmpty ? nil : signals[l].withUnsafeMutableBufferPointer { $0.baseAddress } }
+        // Each slice writes its rows of the shared arrays through these (taken once, before the threads start; nil
+        // for arrays not kept: an empty array's base address is a shared global that must never be written).
+        func pointers(_ a: inout [[T]]) -> [UnsafeMutablePointer<T>?] {
+            (0..<a.count).map { l in a[l].isEmpty ? nil : a[l].withUnsafeMutableBufferPointer { $0.baseAddress } }
+        }
+        let xP = xT.withUnsafeMutableBufferPointer { $0.baseAddress! }
+        let actP = (0..<acts.count).map { l in
+            acts[l].isEmpty || net.nodes[params[l].node].input == 0 ? nil : acts[l].withUnsafeMutableBufferPointer { $0.baseAddress }
+        }
+        let sigP = pointers(&signals), jacP = pointers(&jacobians), jbP = pointers(&biasJacobians)
         let lastP = lastHidden.isEmpty ? nil : lastHidden.withUnsafeMutableBufferPointer { $0.baseAddress }
         OwnThreads.forEach(slices) { _, s in
             let r0 = bounds[s], m = bounds[s + 1] - r0
             if m == 0 { return }
-            let passes = Passes<T>(spec: spec, maxBatch: m)
+            let passes = Passes<T>(network: net, maxBatch: m)
+            var override = [Int: UnsafeMutablePointer<T>]()
+            for (l, p) in params.enumerated() where p.kind == .dense && net.nodes[p.node].input != 0 {
+                override[net.nodes[p.node].input] = actP[l]! + r0 * p.fanIn
+            }
             theta.withUnsafeBufferPointer { th in
-                passes.forward(theta: th.baseAddress!, x: actP[0] + r0 * spec.inputDim, n: m) { l, body in
-                    body(actP[l + 1] + r0 * layers[l].fanOut, derivP[l] + r0 * layers[l].fanOut)
+                let x0 = UnsafePointer(xP + r0 * d)
+                let store = passes.forward(theta: th.baseAddress!, x: x0, n: m, override: override)
+                if let c = compact {
+                    let width = params[c.layer].fanOut, dphi = store.caches[c.activation]!
+                    root.withUnsafeBufferPointer { for a in 0..<m { T.hadamard(lastP! + (r0 + a) * width, dphi + a * width, $0.baseAddress!, width) } }
                 }
-                guard depth >= 1, output != nil else { return }
-                let width = layers[depth - 1].fanOut, dv = derivP[depth - 1] + r0 * width
-                root.withUnsafeBufferPointer { for a in 0..<m { T.hadamard(lastP! + (r0 + a) * width, dv + a * width, $0.baseAddress!, width) } }
-                if let d = sigP[depth - 1] {
-                    wt.withUnsafeBufferPointer { w in
-                        for a in 0..<m { for i in 0..<k { T.hadamard(d + ((r0 + a) * k + i) * width, dv + a * width, w.baseAddress! + i * width, width) } }
+                guard needsBackward else { return }
+                // the cotangents e_i of the k outputs, row b·k + i
+                var eye = [T](repeating: 0, count: m * k * k)
+                for b in 0..<m { for i in 0..<k { eye[(b * k + i) * k + i] = 1 } }
+                var pinned = [Int: UnsafeMutablePointer<T>]()
+                for (l, p) in params.enumerated() where sigP[l] != nil { pinned[net.nodes[p.node].output] = sigP[l]! + r0 * k * p.fanOut }
+                let registers = passes.signalRegisters(rows: m * k, pinned: Set(pinned.keys))
+                eye.withUnsafeBufferPointer { e in
+                    passes.backpropagate(theta: th.baseAddress!, x: x0, rows: m * k, rep: k, storage: store, dOutput: e.baseAddress!,
+                                         delta: { pinned[$0] ?? registers($0) }, grad: nil) { l, dy in
+                        guard let jw = jacP[l] else { return }
+                        let input = net.nodes[params[l].node].input
+                        let h = input == 0 ? x0 : UnsafePointer(store.values[input]!)
+                        passes.convJacobian(l, input: h, delta: dy, rows: m * k, rep: k, jw: jw + r0 * k * params[l].wCount,
+                                            jb: jbP[l].map { $0 + r0 * k * params[l].fanOut })
                     }
-                }
-                for l in stride(from: depth - 2, through: 0, by: -1) {
-                    let next = layers[l + 1], out = sigP[l]! + r0 * k * layers[l].fanOut, dl = derivP[l] + r0 * layers[l].fanOut
-                    T.gemm(transA: false, transB: true, m: m * k, n: layers[l].fanOut, k: next.fanOut, alpha: T(wScale[l + 1]),
-                           a: sigP[l + 1]! + r0 * k * next.fanOut, lda: next.fanOut, b: th.baseAddress! + next.w, ldb: next.fanOut,
-                           beta: 0, c: out, ldc: layers[l].fanOut)
-                    for a in 0..<m { for i in 0..<k { let row = out + (a * k + i) * layers[l].fanOut; T.hadamard(row, row, dl + a * layers[l].fanOut, layers[l].fanOut) } }
                 }
             }
         }
-        if output == .traced, depth >= 2 { signals[depth - 1] = [] }  // needed only for the layers below; F replaces it
-        var f = Features(rows: rows, acts: acts, signals: signals, lastHidden: lastHidden)
-        f.flops = 2 * Double(n) * layers.reduce(0) { $0 + Double($1.fanIn * $1.fanOut) }
-        if output != nil { f.flops += (0..<max(0, depth - 1)).reduce(0) { $0 + 2 * Double(n * k) * Double(layers[$1].fanOut * layers[$1 + 1].fanOut) } }
+        var f = Features(rows: rows, acts: acts, signals: signals, lastHidden: lastHidden, jacobians: jacobians, biasJacobians: biasJacobians)
+        f.flops = featureFlops(n, output: output)
         return f
     }
 
-    /// The empirical NNGP kernel of the read-out features x̄(x) = [σ_w·a_L(x)/√n_L, σ_b] (PAPER §2.5):
-    /// K̂(x, x') = σ_w²/n_L·a_L(x)·a_L(x') + σ_b², [N1, N2] (the read-out's own c_w, c_b in standard parameterization).
+    /// Useful flops of `features` for n inputs: the forward pass (2·n per multiply-add of each dense and conv layer)
+    /// and, with an output, the backward pass of n·k cotangents and the conv Jacobians.
+    func featureFlops(_ n: Int, output: Output?) -> Double {
+        let k = Double(network.outputs)
+        var flops = 0.0
+        for p in network.parameters {
+            let positions = Double(network.nodes[p.node].outShape.positions), macs = Double(p.wCount) * positions
+            flops += 2 * Double(n) * macs
+            if output != nil { flops += 2 * Double(n) * k * macs * (p.kind == .conv ? 2 : 1) }
+        }
+        return flops
+    }
+
+    /// The empirical NNGP kernel of the read-out features x̄(x) = [s_w·h_R(x), s_b] (PAPER §2.5), h_R the input of the
+    /// dense read-out: K̂(x, x') = c_w·h_R(x)·h_R(x') + c_b, [N1, N2] (c_w = σ_w²/n_R, c_b = σ_b² in NTK
+    /// parameterization; the read-out's own σ's in standard). Needs a network that ends with a dense layer.
     public func nngp(x1: Matrix, x2: Matrix? = nil) -> [T] {
-        let last = net.layers.count - 1, layer = net.layers[last], spec = net.spec
-        let a1 = features(x1, rows: 0..<x1.rows, output: nil).acts[last]
-        let a2 = x2.map { features($0, rows: 0..<$0.rows, output: nil).acts[last] } ?? a1
+        guard let r = readout else { preconditionFailure("the empirical NNGP needs a network that ends with a dense layer") }
+        let layer = network.parameters[r]
+        let a1 = features(x1, rows: 0..<x1.rows, output: nil).acts[r]
+        let a2 = x2.map { features($0, rows: 0..<$0.rows, output: nil).acts[r] } ?? a1
         let n2 = x2?.rows ?? x1.rows
-        let cw = spec.wStd[last] * spec.wStd[last] / Double(layer.fanIn), cb = spec.bStd[last] * spec.bStd[last]
+        let cw = layer.wStd * layer.wStd / Double(layer.fanIn), cb = layer.bStd * layer.bStd
         var k = [T](repeating: T(cb), count: x1.rows * n2)
         a1.withUnsafeBufferPointer { a in
             a2.withUnsafeBufferPointer { b in
@@ -167,11 +232,11 @@ public struct EmpiricalNTK<T: NTKFloat> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func compute(x1: Matrix, x2: Matrix? = nil, output: Output = .traced, perLayer: Bool = false) -> Result {
-        let k = net.spec.outputs, r = output == .full ? k : 1
+        let k = network.outputs, r = output == .full ? k : 1
         let f1 = features(x1, rows: 0..<x1.rows, output: output)
         let f2 = x2.map { features($0, rows: 0..<$0.rows, output: output) } ?? f1
         let rows = x1.rows * r, cols = f2.rows.count * r
-        var sink = Sink(count: rows * cols, ld: cols, parts: perLayer ? net.layers.indices.map { coefficients($0).cb != 0 } : [])
+        var sink = Sink(count: rows * cols, ld: cols, parts: perLayer ? network.parameters.indices.map { coefficients($0).cb != 0 } : [])
         let flops = sink.withPointers { accumulate(f1, f2, same: x2 == nil, mirror: x2 == nil, output: output, into: $0) }
         return Result(ntk: sink.ntk, rows: rows, cols: cols, perLayer: sink.perLayer, flops: f1.flops + (x2 == nil ? 0 : f2.flops) + flops)
     }
@@ -228,7 +293,7 @@ extension EmpiricalNTK {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func accumulate(_ a: Features, _ b: Features, same: Bool, mirror: Bool, output: Output, into sink: Sink.Pointers) -> Double {
-        let r = output == .full ? net.spec.outputs : 1
+        let r = output == .full ? network.outputs : 1
         let na = a.rows.count, nb = b.rows.count
         let workers = OwnThreads.workers
         var ts = tileSamples ?? max(1, 1024 / r)
@@ -264,7 +329,8 @@ extension EmpiricalNTK {
     private func tile(_ a: Features, _ ia: Range<Int>, _ b: Features, _ ib: Range<Int>, diagonal: Bool, output: Output, scratch s: Scratch,
                       sinks: (ntk: UnsafeMutablePointer<T>, w: [UnsafeMutablePointer<T>], b: [UnsafeMutablePointer<T>?]),
                       write: (UnsafePointer<T>, Int, UnsafeMutablePointer<T>) -> Void) -> Double {
-        let k = net.spec.outputs, full = output == .full, r = full ? k : 1, layers = net.layers, depth = layers.count - 1
+        let k = network.outputs, full = output == .full, r = full ? k : 1, layers = network.parameters
+        let readout = self.readout, compact = full ? nil : self.compact?.layer
         let ma = ia.count, mb = ib.count, tr = ma * r, tc = mb * r
         let perLayer = !sinks.w.isEmpty
         var flops = 0.0
@@ -299,8 +365,24 @@ extension EmpiricalNTK {
                             }
                             for (l, layer) in layers.enumerated() {
                                 let (cw, cb) = coefficients(l)
+                                if layer.kind == .conv {
+                                    // Jacobian contraction: c_w·⟨J_a, J_b⟩ + c_b·⟨Jb_a, Jb_b⟩ (÷k traced)
+                                    let scale: T = full ? 1 : T(1 / Double(k)), x0 = ia.lowerBound * r, y0 = ib.lowerBound * r
+                                    let parts: [([T], [T], Int, T, UnsafeMutablePointer<T>?)] = [
+                                        (a.jacobians[l], b.jacobians[l], layer.wCount, cw, perLayer ? sinks.w[l] : nil),
+                                        (a.biasJacobians[l], b.biasJacobians[l], layer.fanOut, cb, perLayer ? sinks.b[l] : nil),
+                                    ]
+                                    for (ja, jb, width, c, sink) in parts where c != 0 {
+                                        let inner = full ? width : k * width, m = full ? tr : ma, n = full ? tc : mb
+                                        gram(ja, jb, full ? x0 : ia.lowerBound, full ? y0 : ib.lowerBound, m: m, n: n, inner: inner,
+                                             alpha: c * scale, into: d)
+                                        for row in 0..<tr { let c0 = start(row); T.axpy(acc + row * tc + c0, 1, d + row * tc + c0, tc - c0) }
+                                        if let sink { finish(d, sink) }
+                                    }
+                                    continue
+                                }
                                 gram(a.acts[l], b.acts[l], ia.lowerBound, ib.lowerBound, m: ma, n: mb, inner: layer.fanIn, alpha: cw, into: g)
-                                if l == depth {
+                                if l == readout {
                                     // read-out: D = 1 (traced) or [i = j] (full)
                                     for row in 0..<tr {
                                         let sa = row / r, i = row % r
@@ -324,7 +406,7 @@ extension EmpiricalNTK {
                                 // D: the signal Gram of this layer over the tile's output rows
                                 if full {
                                     gram(a.signals[l], b.signals[l], ia.lowerBound * k, ib.lowerBound * k, m: tr, n: tc, inner: layer.fanOut, alpha: 1, into: d)
-                                } else if l == depth - 1 {
+                                } else if l == compact {
                                     gram(a.lastHidden, b.lastHidden, ia.lowerBound, ib.lowerBound, m: ma, n: mb, inner: layer.fanOut, alpha: T(1 / Double(k)), into: d)
                                 } else {
                                     gram(a.signals[l], b.signals[l], ia.lowerBound, ib.lowerBound, m: ma, n: mb, inner: k * layer.fanOut, alpha: T(1 / Double(k)), into: d)

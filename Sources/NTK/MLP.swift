@@ -11,56 +11,31 @@ internal import CNTK
 public struct MLP: Sendable {
     public let spec: NetworkSpec
     public var theta: [Double]
-
-    /// Offsets of W_l and b_l in θ (b offset nil when the layer has no bias).
-    public struct Layer: Sendable {
-        public let fanIn: Int, fanOut: Int
-        public let w: Int
-        public let b: Int?
-    }
-    public let layers: [Layer]
+    /// The compiled layer list (`spec.layers`): every pass runs from it.
+    public let network: Network
+    /// The Dense layers' offsets in θ (b nil when the layer has no bias), read-out last.
+    public var layers: [ParameterLayer] { network.parameters }
 
     public init(spec: NetworkSpec, theta: [Double]) {
-        var layers: [Layer] = []
-        var offset = 0
-        let outs = spec.widths + [spec.outputs]
-        for l in 0..<outs.count {
-            let fanIn = spec.fanIn(l), fanOut = outs[l]
-            let w = offset
-            offset += fanIn * fanOut
-            var b: Int? = nil
-            if spec.bStd[l] != 0 { b = offset; offset += fanOut }
-            layers.append(Layer(fanIn: fanIn, fanOut: fanOut, w: w, b: b))
-        }
-        precondition(theta.isEmpty || theta.count == offset, "θ has \(theta.count) entries, the network needs \(offset)")
+        let network = Network(spec)
+        precondition(theta.isEmpty || theta.count == network.parameterCount,
+                     "θ has \(theta.count) entries, the network needs \(network.parameterCount)")
         self.spec = spec
-        self.layers = layers
-        self.theta = theta.isEmpty ? [Double](repeating: 0, count: offset) : theta
+        self.network = network
+        self.theta = theta.isEmpty ? [Double](repeating: 0, count: network.parameterCount) : theta
     }
 
-    /// Seeded initialisation: every parameter drawn in layout order from one SplitMix64 stream, so the same
-    /// seed and spec give bit-identical θ everywhere. NTK: N(0, 1); standard: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²).
+    /// Seeded initialisation (`Network.initialize`): the same seed and spec give bit-identical θ everywhere.
     public static func initialize(_ spec: NetworkSpec, seed: UInt64) -> MLP {
-        var m = MLP(spec: spec, theta: [])
-        var state = seed
-        m.theta.withUnsafeMutableBufferPointer { ntk_fill_normal($0.baseAddress!, $0.count, &state) }
-        if spec.parameterization == .standard {
-            for (l, layer) in m.layers.enumerated() {
-                let ws = spec.wStd[l] / Double(layer.fanIn).squareRoot()
-                for i in layer.w..<layer.w + layer.fanIn * layer.fanOut { m.theta[i] *= ws }
-                if let b = layer.b { for i in b..<b + layer.fanOut { m.theta[i] *= spec.bStd[l] } }
-            }
-        }
-        return m
+        let network = Network(spec)
+        return MLP(spec: spec, theta: network.initialize(seed: seed))
     }
 
     public var parameterCount: Int { theta.count }
 
     /// The factors the forward pass applies to layer l's W and b: s_w = σ_w/√fan_in, s_b = σ_b (NTK
     /// parameterization) or 1, 1 (standard, where they are in the initialisation instead).
-    func forwardScales(_ l: Int) -> (w: Double, b: Double) {
-        spec.parameterization == .ntk ? (spec.wStd[l] / Double(layers[l].fanIn).squareRoot(), spec.bStd[l]) : (1, 1)
-    }
+    func forwardScales(_ l: Int) -> (w: Double, b: Double) { layers[l].scale }
 
     /// The effective weight matrix of layer l as used in the forward pass (σ_w/√fan_in·W in NTK parameterization).
     func effectiveWeight(_ l: Int) -> Matrix {

@@ -21,6 +21,12 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
 
     public static let names = ["identity", "relu", "leaky_relu", "abs", "erf", "tanh", "gelu", "softplus"]
 
+    /// The name in the layer grammar (`leaky_relu` without its slope).
+    public var name: String {
+        if case .leakyRelu = self { return "leaky_relu" }
+        return description
+    }
+
     public var description: String {
         switch self {
         case .identity: "identity"

@@ -92,7 +92,7 @@ public struct TrainingRecord: Sendable {
     public var trainAccuracy: Double?, testAccuracy: Double?
     /// f(X_train) [n·k], f(X_test) [m·k]
     public var fxTrain: [Double], fxTest: [Double]
-    /// ‖θ_l − θ_l,0‖_F / ‖θ_l,0‖_F per Dense layer (W and b together) — Figure 1's quantity.
+    /// ‖θ_l − θ_l,0‖_F / ‖θ_l,0‖_F per dense or conv layer (W and b together) — Figure 1's quantity.
     public var relativeChange: [Double]
 
     public init(step: Int, time: Double, trainLoss: Double, testLoss: Double?, trainAccuracy: Double?, testAccuracy: Double?,
@@ -118,14 +118,14 @@ public struct TrainingDiverged: Error, CustomStringConvertible {
 /// J(θ₀)ᵀ·∂L/∂f is the ordinary backward pass at θ₀.
 public enum TrainedModel: String, Sendable { case network, linearized }
 
-/// Trains an MLP (or its linearization) in precision T with preallocated buffers.
+/// Trains a network (or its linearization) in precision T with preallocated buffers.
 ///
 /// Buffer rule (llm.c's "allocate once"): every array here and in `Passes` is sized in `init` and never resized,
 /// and the object holds its only reference, so a pointer taken from one stays valid for the object's lifetime;
 /// the hot loop uses such pointers and allocates nothing. Data: x [n, n₀], y [n, k] (test optional);
 /// classification accuracy is measured when `labels` are given (argmax of f; sign for k = 1).
 public final class Trainer<T: NTKFloat> {
-    public let spec: NetworkSpec
+    public let network: Network
     public let config: TrainingConfig
     public let model: TrainedModel
     let passes: Passes<T>
@@ -150,15 +150,23 @@ public final class Trainer<T: NTKFloat> {
     let lrPerParameter: [T]
     var initialLoss: Double?
 
-    public init(spec: NetworkSpec, theta0: [Double], xTrain: Matrix, yTrain: Matrix, xTest: Matrix? = nil, yTest: Matrix? = nil,
+    public convenience init(spec: NetworkSpec, theta0: [Double], xTrain: Matrix, yTrain: Matrix, xTest: Matrix? = nil,
+                            yTest: Matrix? = nil, labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig,
+                            model: TrainedModel = .network) {
+        self.init(network: Network(spec), theta0: theta0, xTrain: xTrain, yTrain: yTrain, xTest: xTest, yTest: yTest,
+                  labelsTrain: labelsTrain, labelsTest: labelsTest, config: config, model: model)
+    }
+
+    /// x rows hold one sample each in the network's input layout (NHWC images flattened per row).
+    public init(network: Network, theta0: [Double], xTrain: Matrix, yTrain: Matrix, xTest: Matrix? = nil, yTest: Matrix? = nil,
                 labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig, model: TrainedModel = .network) {
-        self.spec = spec
+        self.network = network
         self.config = config
         self.model = model
         nTrain = xTrain.rows
         nTest = xTest?.rows ?? 0
         let batch = min(config.batchSize ?? nTrain, nTrain)
-        passes = Passes<T>(spec: spec, maxBatch: max(nTrain, nTest, 1))
+        passes = Passes<T>(network: network, maxBatch: max(nTrain, nTest, 1))
         func cast(_ m: Matrix?) -> [T] { (m?.data ?? []).map { T($0) } }
         self.xTrain = cast(xTrain); self.yTrain = cast(yTrain); self.xTest = cast(xTest); self.yTest = cast(yTest)
         self.labelsTrain = labelsTrain; self.labelsTest = labelsTest
@@ -166,23 +174,22 @@ public final class Trainer<T: NTKFloat> {
         theta = theta0.map { T($0) }
         theta0T = theta
         direction = model == .linearized ? [T](repeating: 0, count: theta0.count) : []
-        let outCount = model == .linearized ? max(nTrain, nTest, 1) * spec.outputs : 0
+        let outCount = model == .linearized ? max(nTrain, nTest, 1) * network.outputs : 0
         baseOut = [T](repeating: 0, count: outCount)
         tangentOut = baseOut
         baseOutAtTheta0 = baseOut
         velocity = [T](repeating: 0, count: theta0.count)
         grad = velocity
-        dOut = [T](repeating: 0, count: batch * spec.outputs)
-        batchX = [T](repeating: 0, count: batch * spec.inputDim)
-        batchY = [T](repeating: 0, count: batch * spec.outputs)
+        dOut = [T](repeating: 0, count: batch * network.outputs)
+        batchX = [T](repeating: 0, count: batch * network.inputShape.count)
+        batchY = [T](repeating: 0, count: batch * network.outputs)
         rng = SplitMix64(seed: config.seed)
         order = Array(0..<nTrain)
         position = nTrain  // forces a shuffle before the first SGD batch
         // Per-parameter learning rate: η times the layer's multiplier for W or b.
         var lr = [T](repeating: T(config.learningRate), count: theta0.count)
-        let layout = MLP(spec: spec, theta: [])
-        for (l, layer) in layout.layers.enumerated() {
-            if let s = config.lrScaleW?[l] { for i in layer.w..<layer.w + layer.fanIn * layer.fanOut { lr[i] = T(config.learningRate * s) } }
+        for (l, layer) in network.parameters.enumerated() {
+            if let s = config.lrScaleW?[l] { for i in layer.w..<layer.w + layer.wCount { lr[i] = T(config.learningRate * s) } }
             if let s = config.lrScaleB?[l], let b = layer.b { for i in b..<b + layer.fanOut { lr[i] = T(config.learningRate * s) } }
         }
         lrPerParameter = lr
@@ -198,15 +205,15 @@ public final class Trainer<T: NTKFloat> {
         switch model {
         case .network:
             theta.withUnsafeBufferPointer { passes.forward(theta: $0.baseAddress!, x: x, n: n) }
-            return passes.output.withUnsafeBufferPointer { $0.baseAddress! }
+            return passes.outputPointer
         case .linearized:
-            let k = spec.outputs
+            let k = network.outputs
             theta0T.withUnsafeBufferPointer { th0 in
                 // θ₀ never changes: the forward pass at θ₀ is reused while the same inputs come back (full batch)
                 if cachedInput?.0 != x || cachedInput?.1 != n {
                     passes.forward(theta: th0.baseAddress!, x: x, n: n)
                     baseOutAtTheta0.withUnsafeMutableBufferPointer { b in
-                        passes.output.withUnsafeBufferPointer { b.baseAddress!.update(from: $0.baseAddress!, count: n * k) }
+                        b.baseAddress!.update(from: passes.outputPointer, count: n * k)
                     }
                     cachedInput = (x, n)
                 }
@@ -234,7 +241,7 @@ public final class Trainer<T: NTKFloat> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func stepOnce() throws -> Double {
-        let b = batchSize, k = spec.outputs
+        let b = batchSize, k = network.outputs
         var loss = 0.0
         // the backward pass runs at θ (network) or θ₀ (linearized: its gradient is J(θ₀)ᵀ·∂L/∂f)
         let backwardTheta = model == .network ? theta : theta0T
@@ -286,7 +293,7 @@ public final class Trainer<T: NTKFloat> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func nextBatch() {
-        let b = batchSize, k = spec.outputs, d = spec.inputDim
+        let b = batchSize, k = network.outputs, d = network.inputShape.count
         cachedInput = nil  // the batch buffer's contents change under the same pointer
         for r in 0..<b {
             if position >= nTrain {
@@ -304,7 +311,7 @@ public final class Trainer<T: NTKFloat> {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func record() -> TrainingRecord {
-        let k = spec.outputs
+        let k = network.outputs
         func outputs(_ x: [T], _ n: Int) -> [Double] {
             guard n > 0 else { return [] }
             let f = x.withUnsafeBufferPointer { evaluate($0.baseAddress!, n: n) }
@@ -324,9 +331,8 @@ public final class Trainer<T: NTKFloat> {
             }
             return Double(right) / Double(labels.count)
         }
-        let layout = MLP(spec: spec, theta: [])
-        let change = layout.layers.map { layer -> Double in
-            var ranges = [layer.w..<layer.w + layer.fanIn * layer.fanOut]
+        let change = network.parameters.map { layer -> Double in
+            var ranges = [layer.w..<layer.w + layer.wCount]
             if let b = layer.b { ranges.append(b..<b + layer.fanOut) }
             var num = 0.0, den = 0.0
             for r in ranges { for i in r { let d = Double(theta[i]) - theta0[i]; num += d * d; den += theta0[i] * theta0[i] } }

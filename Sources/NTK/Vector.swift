@@ -39,6 +39,15 @@ public protocol NTKFloat: BinaryFloatingPoint, Sendable {
     static func transpose(_ dst: UnsafeMutablePointer<Self>, _ ldd: Int, _ src: UnsafePointer<Self>, _ lds: Int, rows: Int, cols: Int)
     /// z ← φ(z), dz ← φ'(z) (`ntk_act_forward_*`).
     static func activate(_ z: UnsafeMutablePointer<Self>, _ dz: UnsafeMutablePointer<Self>?, _ n: Int, _ act: Activation)
+    /// The spatial layers of one sample (`ntk_im2col_*`, `ntk_col2im_*`, `ntk_avg_pool_*`, `ntk_layer_norm_*`).
+    static func im2col(_ x: UnsafePointer<Self>, _ cols: UnsafeMutablePointer<Self>, _ g: Window)
+    static func col2im(_ cols: UnsafePointer<Self>, _ dx: UnsafeMutablePointer<Self>, _ g: Window)
+    static func avgPoolForward(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ g: Window, _ normalize: Bool)
+    static func avgPoolBackward(_ dy: UnsafePointer<Self>, _ dx: UnsafeMutablePointer<Self>, _ g: Window, _ normalize: Bool)
+    static func layerNormForward(_ y: UnsafeMutablePointer<Self>, _ invStd: UnsafeMutablePointer<Self>, _ x: UnsafePointer<Self>,
+                                 _ positions: Int, _ c: Int, _ eps: Double)
+    static func layerNormBackward(_ dx: UnsafeMutablePointer<Self>, _ dy: UnsafePointer<Self>, _ y: UnsafePointer<Self>,
+                                  _ invStd: UnsafePointer<Self>, _ positions: Int, _ c: Int)
 }
 
 /// The element-wise maps of `ntk_vec_map_*`.
@@ -81,6 +90,22 @@ extension Double: NTKFloat {
     public static func activate(_ z: UnsafeMutablePointer<Double>, _ dz: UnsafeMutablePointer<Double>?, _ n: Int, _ act: Activation) {
         ntk_act_forward_f64(z, dz, n, act.c.0, act.c.1)
     }
+    public static func im2col(_ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_im2col_f64(x, cols, $0) } }
+    public static func col2im(_ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_col2im_f64(cols, dx, $0) } }
+    public static func avgPoolForward(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ g: Window, _ normalize: Bool) {
+        withUnsafePointer(to: g.raw) { ntk_avg_pool_forward_f64(x, y, $0, normalize ? 1 : 0) }
+    }
+    public static func avgPoolBackward(_ dy: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, _ g: Window, _ normalize: Bool) {
+        withUnsafePointer(to: g.raw) { ntk_avg_pool_backward_f64(dy, dx, $0, normalize ? 1 : 0) }
+    }
+    public static func layerNormForward(_ y: UnsafeMutablePointer<Double>, _ invStd: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>,
+                                        _ positions: Int, _ c: Int, _ eps: Double) {
+        ntk_layer_norm_forward_f64(y, invStd, x, positions, c, eps)
+    }
+    public static func layerNormBackward(_ dx: UnsafeMutablePointer<Double>, _ dy: UnsafePointer<Double>, _ y: UnsafePointer<Double>,
+                                         _ invStd: UnsafePointer<Double>, _ positions: Int, _ c: Int) {
+        ntk_layer_norm_backward_f64(dx, dy, y, invStd, positions, c)
+    }
 }
 
 extension Float: NTKFloat {
@@ -109,6 +134,22 @@ extension Float: NTKFloat {
     }
     public static func activate(_ z: UnsafeMutablePointer<Float>, _ dz: UnsafeMutablePointer<Float>?, _ n: Int, _ act: Activation) {
         ntk_act_forward_f32(z, dz, n, act.c.0, act.c.1)
+    }
+    public static func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_im2col_f32(x, cols, $0) } }
+    public static func col2im(_ cols: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_col2im_f32(cols, dx, $0) } }
+    public static func avgPoolForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Window, _ normalize: Bool) {
+        withUnsafePointer(to: g.raw) { ntk_avg_pool_forward_f32(x, y, $0, normalize ? 1 : 0) }
+    }
+    public static func avgPoolBackward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ g: Window, _ normalize: Bool) {
+        withUnsafePointer(to: g.raw) { ntk_avg_pool_backward_f32(dy, dx, $0, normalize ? 1 : 0) }
+    }
+    public static func layerNormForward(_ y: UnsafeMutablePointer<Float>, _ invStd: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                        _ positions: Int, _ c: Int, _ eps: Double) {
+        ntk_layer_norm_forward_f32(y, invStd, x, positions, c, eps)
+    }
+    public static func layerNormBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
+                                         _ invStd: UnsafePointer<Float>, _ positions: Int, _ c: Int) {
+        ntk_layer_norm_backward_f32(dx, dy, y, invStd, positions, c)
     }
 }
 

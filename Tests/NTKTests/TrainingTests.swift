@@ -26,12 +26,12 @@ final class TrainingTests: XCTestCase {
                     let passes = Passes<Double>(spec: spec, maxBatch: 7)
                     func lossAt(_ theta: [Double]) -> Double {
                         theta.withUnsafeBufferPointer { th in x.data.withUnsafeBufferPointer { passes.forward(theta: th.baseAddress!, x: $0.baseAddress!, n: 7) } }
-                        return passes.output.withUnsafeBufferPointer { f in y.data.withUnsafeBufferPointer { loss.evaluate(f.baseAddress!, $0.baseAddress!, n: 7, k: 3, grad: nil) } }
+                        return y.data.withUnsafeBufferPointer { loss.evaluate(passes.outputPointer, $0.baseAddress!, n: 7, k: 3, grad: nil) }
                     }
                     // analytic gradient
                     var dOut = [Double](repeating: 0, count: 21), grad = [Double](repeating: 0, count: net.parameterCount)
                     _ = lossAt(net.theta)
-                    _ = passes.output.withUnsafeBufferPointer { f in y.data.withUnsafeBufferPointer { loss.evaluate(f.baseAddress!, $0.baseAddress!, n: 7, k: 3, grad: &dOut) } }
+                    _ = y.data.withUnsafeBufferPointer { loss.evaluate(passes.outputPointer, $0.baseAddress!, n: 7, k: 3, grad: &dOut) }
                     net.theta.withUnsafeBufferPointer { th in
                         x.data.withUnsafeBufferPointer { xp in passes.backward(theta: th.baseAddress!, x: xp.baseAddress!, n: 7, dOutput: dOut, grad: &grad) }
                     }

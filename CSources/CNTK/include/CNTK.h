@@ -193,6 +193,37 @@ void ntk_convert_u8_f64(double *y, const uint8_t *x, double scale, size_t n); /*
 void ntk_convert_f64_f32(float *y, const double *x, size_t n);
 void ntk_convert_f32_f64(double *y, const float *x, size_t n);
 
+
+/* Spatial layers (layers.c) on one NHWC sample [h, w, c] → [oh, ow, ·]: a window of kh × kw with strides
+ * (sh, sw); pad_h, pad_w zeros before the first row / column (VALID 0; SAME ⌊P/2⌋ with
+ * P = max((oh − 1)·s + k − n, 0)); circular: wrap around instead of zeros (CIRCULAR, the sizes of SAME). */
+typedef struct {
+    size_t h, w, c, kh, kw, sh, sw, pad_h, pad_w, oh, ow;
+    int circular;
+} ntk_window;
+
+/* cols [oh·ow, kh·kw·c] row (i, j), column (a, b, ch) = x_padded[i·sh + a, j·sw + b, ch] — so conv is
+ * cols · W with W [kh·kw·c_in, c_out] (HWIO flattened). col2im is its transpose: dx = colsᵀ scattered (overwrites). */
+void ntk_im2col_f32(const float *x, float *cols, const ntk_window *g);
+void ntk_im2col_f64(const double *x, double *cols, const ntk_window *g);
+void ntk_col2im_f32(const float *cols, float *dx, const ntk_window *g);
+void ntk_col2im_f64(const double *cols, double *dx, const ntk_window *g);
+/* y [oh, ow, c] = window means of x (divisor kh·kw, or the count of real pixels with normalize_edges);
+ * backward: dx [h, w, c] = the transpose applied to dy (overwrites). */
+void ntk_avg_pool_forward_f32(const float *x, float *y, const ntk_window *g, int normalize_edges);
+void ntk_avg_pool_forward_f64(const double *x, double *y, const ntk_window *g, int normalize_edges);
+void ntk_avg_pool_backward_f32(const float *dy, float *dx, const ntk_window *g, int normalize_edges);
+void ntk_avg_pool_backward_f64(const double *dy, double *dx, const ntk_window *g, int normalize_edges);
+/* Layer norm over the c channels of each of `positions` positions: y = (x − μ)/√(eps + σ²), inv_std = 1/√(eps + σ²)
+ * (y may alias x). Backward (also the tangent map: the Jacobian is symmetric):
+ * dx = inv_std·(dy − mean(dy) − y·mean(dy ⊙ y)) (dx may alias dy). */
+void ntk_layer_norm_forward_f32(float *y, float *inv_std, const float *x, size_t positions, size_t c, double eps);
+void ntk_layer_norm_forward_f64(double *y, double *inv_std, const double *x, size_t positions, size_t c, double eps);
+void ntk_layer_norm_backward_f32(float *dx, const float *dy, const float *y, const float *inv_std, size_t positions,
+                                 size_t c);
+void ntk_layer_norm_backward_f64(double *dx, const double *dy, const double *y, const double *inv_std, size_t positions,
+                                 size_t c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -137,7 +137,7 @@ public struct EmpiricalKernelsStage: StageKind {
         var resumed = 0
         let result = try e.computeTiled(n1: x1.rows, n2: (x2 ?? x1).rows, symmetric: x2 == nil, tileRows: rows, features: { set, tile, range in
             let key = "\(name)-\(set == 0 ? "x1" : "x2")-\(tile)"
-            if let f = ctx.checkpoints?.load(key), let tf = Self.decode(f, rows: range, layers: e.net.layers.count, as: T.self) {
+            if let f = ctx.checkpoints?.load(key), let tf = Self.decode(f, rows: range, layers: e.network.parameters.count, as: T.self) {
                 resumed += 1
                 return tf
             }
@@ -152,10 +152,12 @@ public struct EmpiricalKernelsStage: StageKind {
         return result
     }
 
-    /// One block's features as tensors (a0…, s0…, last) for a checkpoint, and back.
+    /// One block's features as tensors (a0…, s0…, j0…, jb0…, last) for a checkpoint, and back.
     public static func encode<T: NTKFloat>(_ f: EmpiricalNTK<T>.Features) -> [Tensor] {
-        f.acts.enumerated().map { Tensor(name: "a\($0.offset)", shape: [$0.element.count], values: $0.element) }
-            + f.signals.enumerated().map { Tensor(name: "s\($0.offset)", shape: [$0.element.count], values: $0.element) }
+        func named(_ prefix: String, _ arrays: [[T]]) -> [Tensor] {
+            arrays.enumerated().map { Tensor(name: "\(prefix)\($0.offset)", shape: [$0.element.count], values: $0.element) }
+        }
+        return named("a", f.acts) + named("s", f.signals) + named("j", f.jacobians) + named("jb", f.biasJacobians)
             + [Tensor(name: "last", shape: [f.lastHidden.count], values: f.lastHidden)]
     }
 
@@ -164,13 +166,16 @@ public struct EmpiricalKernelsStage: StageKind {
             guard let t = file.tensor(name) else { return nil }
             return T.self == Float.self ? t.floats().map { T($0) } : t.doubles().map { T($0) }
         }
-        var acts: [[T]] = [], signals: [[T]] = []
+        var acts: [[T]] = [], signals: [[T]] = [], jacobians: [[T]] = [], biasJacobians: [[T]] = []
         for l in 0..<layers {
-            guard let a = values("a\(l)"), let s = values("s\(l)") else { return nil }
+            guard let a = values("a\(l)"), let s = values("s\(l)"), let j = values("j\(l)"), let jb = values("jb\(l)") else { return nil }
             acts.append(a)
             signals.append(s)
+            jacobians.append(j)
+            biasJacobians.append(jb)
         }
         guard let last = values("last") else { return nil }
-        return EmpiricalNTK<T>.Features(rows: rows, acts: acts, signals: signals, lastHidden: last)
+        return EmpiricalNTK<T>.Features(rows: rows, acts: acts, signals: signals, lastHidden: last, jacobians: jacobians,
+                                        biasJacobians: biasJacobians)
     }
 }

@@ -1,0 +1,127 @@
+/* layers_body.h — the spatial layers' loops (conv's im2col / col2im, average pooling, layer norm), written once
+ * and instantiated per precision by layers.c. The including file defines T (element type) and SFX (f32 / f64).
+ *
+ * Every inner loop runs over a contiguous run of C channels and goes through the dispatched vector primitives
+ * (ntk_vec_*_SFX: scalar reference or AVX2/FMA twin, NTK_SIMD=scalar forces the former), so these loops are the
+ * same code on both paths and only the primitives differ. One sample per call; the caller loops over the batch. */
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, CAT(_, SFX))
+
+/* The input coordinate of output i, offset a along one axis (size n, stride s, padding lo); -1 when it falls in
+ * zero padding. CIRCULAR wraps (np.pad(mode="wrap"), any number of times). */
+static inline long FN(source)(long i, long a, long s, long lo, long n, int circular) {
+    long p = i * s + a - lo;
+    if (circular) return ((p % n) + n) % n;
+    return p >= 0 && p < n ? p : -1;
+}
+
+void FN(ntk_im2col)(const T *x, T *cols, const ntk_window *g) {
+    const size_t c = g->c, row = g->kh * g->kw * c;
+    for (size_t i = 0; i < g->oh; ++i)
+        for (size_t j = 0; j < g->ow; ++j) {
+            T *out = cols + (i * g->ow + j) * row;
+            for (size_t a = 0; a < g->kh; ++a) {
+                long y = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
+                for (size_t b = 0; b < g->kw; ++b, out += c) {
+                    long x0 = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
+                    if (y < 0 || x0 < 0) memset(out, 0, c * sizeof(T));
+                    else memcpy(out, x + ((size_t)y * g->w + (size_t)x0) * c, c * sizeof(T));
+                }
+            }
+        }
+}
+
+void FN(ntk_col2im)(const T *cols, T *dx, const ntk_window *g) {
+    const size_t c = g->c, row = g->kh * g->kw * c;
+    memset(dx, 0, g->h * g->w * c * sizeof(T));
+    for (size_t i = 0; i < g->oh; ++i)
+        for (size_t j = 0; j < g->ow; ++j) {
+            const T *in = cols + (i * g->ow + j) * row;
+            for (size_t a = 0; a < g->kh; ++a) {
+                long y = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
+                for (size_t b = 0; b < g->kw; ++b, in += c) {
+                    long x0 = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
+                    if (y >= 0 && x0 >= 0) FN(ntk_vec_axpy)(dx + ((size_t)y * g->w + (size_t)x0) * c, 1, in, c);
+                }
+            }
+        }
+}
+
+/* The divisor of output (i, j): kh·kw, or with normalize_edges the number of real (unpadded) pixels. */
+static T FN(pool_scale)(const ntk_window *g, size_t i, size_t j, int normalize) {
+    if (!normalize || g->circular) return (T)(1.0 / (double)(g->kh * g->kw));
+    size_t count = 0;
+    for (size_t a = 0; a < g->kh; ++a)
+        for (size_t b = 0; b < g->kw; ++b)
+            if (FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, 0) >= 0 &&
+                FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, 0) >= 0) ++count;
+    return (T)(1.0 / (double)(count ? count : 1));
+}
+
+void FN(ntk_avg_pool_forward)(const T *x, T *y, const ntk_window *g, int normalize_edges) {
+    const size_t c = g->c;
+    for (size_t i = 0; i < g->oh; ++i)
+        for (size_t j = 0; j < g->ow; ++j) {
+            T *out = y + (i * g->ow + j) * c;
+            const T s = FN(pool_scale)(g, i, j, normalize_edges);
+            memset(out, 0, c * sizeof(T));
+            for (size_t a = 0; a < g->kh; ++a) {
+                long r = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
+                if (r < 0) continue;
+                for (size_t b = 0; b < g->kw; ++b) {
+                    long q = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
+                    if (q >= 0) FN(ntk_vec_axpy)(out, s, x + ((size_t)r * g->w + (size_t)q) * c, c);
+                }
+            }
+        }
+}
+
+void FN(ntk_avg_pool_backward)(const T *dy, T *dx, const ntk_window *g, int normalize_edges) {
+    const size_t c = g->c;
+    memset(dx, 0, g->h * g->w * c * sizeof(T));
+    for (size_t i = 0; i < g->oh; ++i)
+        for (size_t j = 0; j < g->ow; ++j) {
+            const T *in = dy + (i * g->ow + j) * c;
+            const T s = FN(pool_scale)(g, i, j, normalize_edges);
+            for (size_t a = 0; a < g->kh; ++a) {
+                long r = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
+                if (r < 0) continue;
+                for (size_t b = 0; b < g->kw; ++b) {
+                    long q = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
+                    if (q >= 0) FN(ntk_vec_axpy)(dx + ((size_t)r * g->w + (size_t)q) * c, s, in, c);
+                }
+            }
+        }
+}
+
+void FN(ntk_layer_norm_forward)(T *y, T *inv_std, const T *x, size_t positions, size_t c, double eps) {
+    for (size_t p = 0; p < positions; ++p) {
+        const T *xp = x + p * c;
+        T *yp = y + p * c;
+        const double mean = FN(ntk_vec_sum)(xp, c) / (double)c;
+        if (yp != xp) memcpy(yp, xp, c * sizeof(T));
+        FN(ntk_vec_affine)(yp, 1, (T)(-mean), c);
+        const double var = FN(ntk_vec_sumsq)(yp, c) / (double)c;
+        const double s = 1.0 / sqrt(eps + var);
+        FN(ntk_vec_scale)(yp, (T)s, c);
+        inv_std[p] = (T)s;
+    }
+}
+
+void FN(ntk_layer_norm_backward)(T *dx, const T *dy, const T *y, const T *inv_std, size_t positions, size_t c) {
+    for (size_t p = 0; p < positions; ++p) {
+        const T *g = dy + p * c, *yp = y + p * c;
+        T *out = dx + p * c;
+        const double mg = FN(ntk_vec_sum)(g, c) / (double)c, my = FN(ntk_vec_dot)(g, yp, c) / (double)c;
+        if (out != g) memcpy(out, g, c * sizeof(T));
+        FN(ntk_vec_affine)(out, 1, (T)(-mg), c);
+        FN(ntk_vec_axpy)(out, (T)(-my), yp, c);
+        FN(ntk_vec_scale)(out, inv_std[p], c);
+    }
+}
+
+#undef FN
+#undef CAT
+#undef CAT_
