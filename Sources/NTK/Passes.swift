@@ -49,9 +49,10 @@ public final class Passes<T: NTKFloat> {
     // MARK: - Buffers
 
     private var owned: [UnsafeMutablePointer<T>] = []
+    /// A buffer owned by the passes, left uninitialized (every pass writes a buffer before it reads it; T is a
+    /// trivial type).
     private func allocate(_ count: Int) -> UnsafeMutablePointer<T> {
         let p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
         owned.append(p)
         return p
     }
@@ -98,7 +99,7 @@ public final class Passes<T: NTKFloat> {
         var most = maxBatch
         for node in network.nodes { most = max(most, chunk * node.outShape.positions, node.inShape.positions) }
         let p = allocate(most)
-        p.update(repeating: 1, count: most)
+        p.initialize(repeating: 1, count: most)
         return p
     }()
 
@@ -117,15 +118,17 @@ public final class Passes<T: NTKFloat> {
     private func registers(_ steps: [(reads: [Int], writes: [Int])], rows: Int, pinned: Set<Int>) -> Registers {
         var last = [Int: Int]()
         for (s, step) in steps.enumerated() { for id in step.reads + step.writes { last[id] = s } }
-        var slot = [Int: Int](), free: [Int] = [], count = 0
+        var slot = [Int: Int](), free: [Int] = [], sizes: [Int] = []
+        // a δ id past the values is a join's copy of its output δ
+        func size(_ id: Int) -> Int { id < network.valueCounts.count ? network.valueCounts[id] : network.nodes[id - network.valueCounts.count].outShape.count }
         for (s, step) in steps.enumerated() {
             for id in step.writes where slot[id] == nil && !pinned.contains(id) {
-                if let r = free.popLast() { slot[id] = r } else { slot[id] = count; count += 1 }
+                if let r = free.popLast() { slot[id] = r } else { slot[id] = sizes.count; sizes.append(0) }
+                sizes[slot[id]!] = max(sizes[slot[id]!], size(id))
             }
             for id in Set(step.reads + step.writes) where last[id] == s { if let r = slot[id] { free.append(r) } }
         }
-        let widest = network.valueCounts.max() ?? 1
-        return Registers(slot: slot, buffers: (0..<count).map { _ in allocate(rows * widest) })
+        return Registers(slot: slot, buffers: sizes.map { allocate(rows * $0) })
     }
 
     // MARK: - Forward
