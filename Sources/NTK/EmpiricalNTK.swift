@@ -189,19 +189,22 @@ public struct EmpiricalNTK<T: NTKFloat> {
             }
         }
         var f = Features(rows: rows, acts: acts, signals: signals, lastHidden: lastHidden, jacobians: jacobians, biasJacobians: biasJacobians)
-        f.flops = featureFlops(n, output: output)
+        f.flops = featureFlops(n, output: output, backward: needsBackward)
         return f
     }
 
     /// Useful flops of `features` for n inputs: the forward pass (2·n per multiply-add of each dense and conv layer)
-    /// and, with an output, the backward pass of n·k cotangents and the conv Jacobians.
-    func featureFlops(_ n: Int, output: Output?) -> Double {
+    /// and, when the backward pass of the n·k cotangents runs, each layer's input δ (where one is computed: not for a
+    /// layer reading x) and the conv Jacobians.
+    func featureFlops(_ n: Int, output: Output?, backward: Bool) -> Double {
         let k = Double(network.outputs)
         var flops = 0.0
         for p in network.parameters {
-            let positions = Double(network.nodes[p.node].outShape.positions), macs = Double(p.wCount) * positions
+            let node = network.nodes[p.node], macs = Double(p.wCount) * Double(node.outShape.positions)
             flops += 2 * Double(n) * macs
-            if output != nil { flops += 2 * Double(n) * k * macs * (p.kind == .conv ? 2 : 1) }
+            guard output != nil, backward else { continue }
+            if node.input != 0 { flops += 2 * Double(n) * k * macs }
+            if p.kind == .conv { flops += 2 * Double(n) * k * macs }
         }
         return flops
     }

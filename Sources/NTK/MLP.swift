@@ -33,19 +33,15 @@ public struct MLP: Sendable {
 
     public var parameterCount: Int { theta.count }
 
-    /// The factors the forward pass applies to layer l's W and b: s_w = σ_w/√fan_in, s_b = σ_b (NTK
-    /// parameterization) or 1, 1 (standard, where they are in the initialisation instead).
-    func forwardScales(_ l: Int) -> (w: Double, b: Double) { layers[l].scale }
-
-    /// The effective weight matrix of layer l as used in the forward pass (σ_w/√fan_in·W in NTK parameterization).
+    /// The effective weight matrix of layer l as used in the forward pass: s_w·W (`ParameterLayer.scale`).
     func effectiveWeight(_ l: Int) -> Matrix {
         let layer = layers[l]
-        return forwardScales(l).w * Matrix(rows: layer.fanIn, cols: layer.fanOut, data: Array(theta[layer.w..<layer.w + layer.fanIn * layer.fanOut]))
+        return layers[l].scale.w * Matrix(rows: layer.fanIn, cols: layer.fanOut, data: Array(theta[layer.w..<layer.w + layer.fanIn * layer.fanOut]))
     }
 
     func effectiveBias(_ l: Int) -> [Double]? {
         guard let b = layers[l].b else { return nil }
-        let scale = forwardScales(l).b
+        let scale = layers[l].scale.b
         return theta[b..<b + layers[l].fanOut].map { scale * $0 }
     }
 

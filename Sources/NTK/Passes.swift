@@ -159,15 +159,8 @@ public final class Passes<T: NTKFloat> {
                 let out = s.values[node.output]!
                 if node.output != node.input { out.update(from: value(node.input), count: n * outCount) }
                 T.activate(out, s.caches[j]!, n * outCount, a)
-            case .avgPool(let g, let normalize):
-                let input = value(node.input), out = s.values[node.output]!
-                for r in 0..<n { T.avgPoolForward(input + r * inCount, out + r * outCount, g, normalize) }
-            case .globalAvgPool:
-                let input = value(node.input), out = s.values[node.output]!, d = node.inShape.positions
-                for r in 0..<n {
-                    T.gemm(transA: false, transB: false, m: 1, n: outCount, k: d, alpha: T(1 / Double(d)), a: ones, lda: d,
-                           b: input + r * inCount, ldb: outCount, beta: 0, c: out + r * outCount, ldc: outCount)
-                }
+            case .avgPool, .globalAvgPool:
+                pool(node, value(node.input), s.values[node.output]!, rows: n)
             case .flatten, .fork:
                 break
             case .layerNorm(let eps):
@@ -227,6 +220,23 @@ public final class Passes<T: NTKFloat> {
         }
     }
 
+    /// The pooling layers, linear maps applied row by row (to values in the forward pass, to ż in the tangent pass):
+    /// avg_pool's window means (C), global_avg_pool's mean over positions (1ᵀ·h/positions, a GEMM per row).
+    private func pool(_ node: Network.Node, _ src: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>, rows n: Int) {
+        let inCount = node.inShape.count, outCount = node.outShape.count
+        switch node.op {
+        case .avgPool(let g, let normalize):
+            for r in 0..<n { T.avgPoolForward(src + r * inCount, dst + r * outCount, g, normalize) }
+        case .globalAvgPool:
+            let d = node.inShape.positions
+            for r in 0..<n {
+                T.gemm(transA: false, transB: false, m: 1, n: outCount, k: d, alpha: T(1 / Double(d)), a: ones, lda: d,
+                       b: src + r * inCount, ldb: outCount, beta: 0, c: dst + r * outCount, ldc: outCount)
+            }
+        default: preconditionFailure("not a pooling node")
+        }
+    }
+
     // MARK: - Tangent (JVP)
 
     private lazy var tangentRegisters: Registers = {
@@ -272,15 +282,8 @@ public final class Passes<T: NTKFloat> {
                 }
             case .activation:
                 T.hadamard(dst, tangent(node.input), s.caches[j]!, n * outCount)
-            case .avgPool(let g, let normalize):
-                let src = tangent(node.input)
-                for r in 0..<n { T.avgPoolForward(src + r * inCount, dst + r * outCount, g, normalize) }
-            case .globalAvgPool:
-                let src = tangent(node.input), d = node.inShape.positions
-                for r in 0..<n {
-                    T.gemm(transA: false, transB: false, m: 1, n: outCount, k: d, alpha: T(1 / Double(d)), a: ones, lda: d,
-                           b: src + r * inCount, ldb: outCount, beta: 0, c: dst + r * outCount, ldc: outCount)
-                }
+            case .avgPool, .globalAvgPool:
+                pool(node, tangent(node.input), dst, rows: n)
             case .flatten, .fork:
                 break
             case .layerNorm:
@@ -305,8 +308,9 @@ public final class Passes<T: NTKFloat> {
     /// The δ ids of the backward pass: value ids, and for each join one more (the copy of δ its fork adds).
     private func skipDelta(_ join: Int) -> Int { network.valueCounts.count + join }
 
-    /// The backward program: per node (in reverse), the δ ids it reads and writes.
-    private func backwardSteps() -> [(node: Int, reads: [Int], writes: [Int])] {
+    /// The backward program: per node (in reverse), the δ ids it reads and writes (computed once).
+    private lazy var backwardSteps: [(node: Int, reads: [Int], writes: [Int])] = makeBackwardSteps()
+    private func makeBackwardSteps() -> [(node: Int, reads: [Int], writes: [Int])] {
         var steps: [(node: Int, reads: [Int], writes: [Int])] = [(-1, [], [network.outputValue])]  // δ_f = dOutput
         for j in stride(from: network.nodes.count - 1, through: firstParameterNode, by: -1) {
             let node = network.nodes[j], wantsInput = live[node.input]
@@ -329,7 +333,7 @@ public final class Passes<T: NTKFloat> {
     }()
     private func joinOf(fork j: Int) -> Int { joins[j]! }
 
-    private lazy var trainingRegisters: Registers = registers(backwardSteps().map { ($0.reads, $0.writes) }, rows: maxBatch, pinned: [])
+    private lazy var trainingRegisters: Registers = registers(backwardSteps.map { ($0.reads, $0.writes) }, rows: maxBatch, pinned: [])
 
     /// grad += ∂L/∂θ given dL/df [n, k] for the batch last passed to `forward`.
     public func backward(theta: UnsafePointer<T>, x: UnsafePointer<T>, n: Int, dOutput: UnsafePointer<T>, grad: UnsafeMutablePointer<T>) {
@@ -348,7 +352,7 @@ public final class Passes<T: NTKFloat> {
         func value(_ id: Int) -> UnsafePointer<T> { id == 0 ? x : UnsafePointer(s.values[id]!) }
         if firstParameterNode >= network.nodes.count { return }
         delta(network.outputValue).update(from: dOutput, count: rows * network.outputs)
-        for step in backwardSteps() where step.node >= 0 {
+        for step in backwardSteps where step.node >= 0 {
             let j = step.node, node = network.nodes[j]
             let inCount = node.inShape.count, outCount = node.outShape.count, wantsInput = live[node.input]
             let dy = UnsafePointer(delta(node.output))
@@ -462,7 +466,7 @@ public final class Passes<T: NTKFloat> {
 
     /// Registers for a signals pass of `rows` rows with the ids in `pinned` in callers' arrays.
     func signalRegisters(rows: Int, pinned: Set<Int>) -> (Int) -> UnsafeMutablePointer<T> {
-        let regs = registers(backwardSteps().map { ($0.reads, $0.writes) }, rows: rows, pinned: pinned)
+        let regs = registers(backwardSteps.map { ($0.reads, $0.writes) }, rows: rows, pinned: pinned)
         return { regs.buffers[regs.slot[$0]!] }
     }
 }

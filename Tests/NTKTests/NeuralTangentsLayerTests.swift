@@ -118,4 +118,32 @@ final class NeuralTangentsLayerTests: XCTestCase {
             print("\(name) vs neural-tangents: 100 heavy-ball steps, network and linearization, max relative difference \(worst)")
         }
     }
+
+    /// The grammar: names and one-key mappings, integer or pair sizes, NT's defaults; every default explicit in the
+    /// JSON written back (which parses to the same layers); typos and unknown keys located.
+    func testLayerGrammar() throws {
+        let text = #"[{"conv": {"channels": 4, "filter": 3, "padding": "SAME"}}, "relu", {"avg_pool": {"window": [2, 2]}},"#
+            + #" {"residual": [{"leaky_relu": {"alpha": 0.2}}, {"conv": {"channels": 4, "filter": [1, 1], "b_std": 0}}]},"#
+            + #" "flatten", {"layer_norm": {}}, {"dense": {"out": 3, "W_std": 2}}]"#
+        let layers = try LayerGrammar.parse(JSONValue.parse(text), key: "model.layers", wStd: 1.5, bStd: 0.1)
+        XCTAssertEqual(layers, [
+            .conv(channels: 4, filter: [3, 3], strides: [1, 1], padding: .same, wStd: 1.5, bStd: 0.1), .activation(.relu),
+            .avgPool(window: [2, 2], strides: [1, 1], padding: .valid, normalizeEdges: false),
+            .residual([.activation(.leakyRelu(0.2)), .conv(channels: 4, filter: [1, 1], strides: [1, 1], padding: .valid, wStd: 1.5, bStd: 0)]),
+            .flatten, .layerNorm(eps: 1e-12), .dense(out: 3, wStd: 2, bStd: 0.1),
+        ])
+        XCTAssertEqual(try LayerGrammar.parse(LayerGrammar.json(layers), key: "l", wStd: 9, bStd: 9), layers)
+        let bad: [(String, String)] = [
+            (#"["reul"]"#, #"model.layers[0]: unknown layer "reul" (did you mean "relu"?)"#),
+            (#"[{"conv": {"channels": 2, "filter": 3, "pading": "SAME"}}]"#, "model.layers[0].conv.pading"),
+            (#"[{"residual": [{"dense": {}}]}]"#, "model.layers[0].residual[0].dense.out"),
+            (#"[{"avg_pool": {"window": [2, 2], "padding": "same"}}]"#, "model.layers[0].avg_pool.padding"),
+            (#"[{"conv": {"channels": 2.5, "filter": 3}}]"#, "model.layers[0].conv.channels"),
+        ]
+        for (input, message) in bad {
+            XCTAssertThrowsError(try LayerGrammar.parse(JSONValue.parse(input), key: "model.layers", wStd: 1, bStd: 0)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error) should name \(message)")
+            }
+        }
+    }
 }

@@ -92,7 +92,7 @@ public struct Network: Sendable {
 
     /// The fully-connected network of a spec.
     public init(_ spec: NetworkSpec) {
-        // swiftlint:disable:next force_try
+        // a spec's widths are ≥ 1 (ModelConfig checks them): its dense layers always fit
         try! self.init(layers: spec.layers, input: .vector(spec.inputDim), parameterization: spec.parameterization)
     }
 
@@ -146,7 +146,6 @@ public struct Network: Sendable {
                 shape = .vector(shape.channels)
             case .flatten:
                 add(.flatten, p, shape, .vector(shape.count), &value, alias: true)
-                valueCounts[value] = shape.count
                 shape = .vector(shape.count)
             case .layerNorm(let eps):
                 try check(eps >= 0 && eps.isFinite, p, "eps", "must be a finite number ≥ 0, found \(eps)")

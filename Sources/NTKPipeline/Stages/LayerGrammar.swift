@@ -106,15 +106,16 @@ public enum LayerGrammar {
 
     /// The closest layer name by edit distance (≤ 2), for "did you mean".
     static func closest(_ s: String) -> String? {
+        /// Levenshtein distance, one row at a time.
         func distance(_ a: [Character], _ b: [Character]) -> Int {
             var row = Array(0...b.count)
-            for i in 1...max(a.count, 1) where !a.isEmpty {
-                var prev = row[0]
-                row[0] = i
-                for j in 1...max(b.count, 1) where !b.isEmpty {
-                    let cur = row[j]
-                    row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
-                    prev = cur
+            for (i, ca) in a.enumerated() {
+                var diagonal = row[0]
+                row[0] = i + 1
+                for (j, cb) in b.enumerated() {
+                    let above = row[j + 1]
+                    row[j + 1] = min(above + 1, row[j] + 1, diagonal + (ca == cb ? 0 : 1))
+                    diagonal = above
                 }
             }
             return row[b.count]
