@@ -167,7 +167,7 @@ public struct TrainStage: StageKind {
     func suggestion(_ ds: DatasetArtifact, _ p: ParamsArtifact) -> String {
         let n = min(ds.nTrain, 512)
         let x = Matrix(rows: n, cols: ds.features, data: Array(ds.xTrain.prefix(n * ds.features)))
-        let k = EmpiricalKernels.compute(MLP(spec: p.spec, theta: p.theta), x1: x).ntk
+        let k = Matrix(rows: n, cols: n, data: EmpiricalNTK<Double>(MLP(spec: p.spec, theta: p.theta)).compute(x1: x).ntk)
         guard let top = try? LAPACK.eigh(k).values.last, top > 0 else { return "try a smaller learning rate" }
         let lambda = top * Double(ds.nTrain) / Double(n)
         let lr = 2 * Double(ds.nTrain * ds.outputs) / lambda
