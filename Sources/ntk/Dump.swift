@@ -43,6 +43,7 @@ extension NTKCommand {
                 if json {
                     var m = a.metadata
                     m["kind"] = plain ? .null : .string(a.kind.rawValue)
+                    if let net = try? ParamsArtifact.network(a.metadata["network"], path: file) { m["layer_table"] = net.tableJSON }
                     let out: JSONValue = .object([
                         "file": .string(file), "metadata": .object(m),
                         "tensors": .array(shown.map { t in
@@ -63,6 +64,18 @@ extension NTKCommand {
                             : "\(file): \(a.kind.rawValue) artifact, \(format(bytes: size)) on disk")
                 print("metadata:")
                 for line in JSONValue.object(a.metadata).pretty.split(separator: "\n") { print("  " + line) }
+                if a.metadata["network"] != nil {
+                    // the network of a params/trained artifact as a layer table
+                    let net = try ParamsArtifact.network(a.metadata["network"], path: file)
+                    print("network: input \(net.inputShape), \(net.parameterCount) parameters (\(net.parameterization.rawValue) parameterization)")
+                    var rows = [["layer", "kind", "output", "parameters"]]
+                    rows += net.table.map { [$0.path, $0.kind, $0.output.description, String($0.parameters)] }
+                    let widths = (0..<4).map { c in rows.map { $0[c].count }.max()! }
+                    for r in rows {
+                        print("  " + r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                            .joined(separator: "  "))
+                    }
+                }
                 print("tensors:")
                 let header = ["name", "dtype", "shape", "bytes", "min", "max", "mean", "l2 norm", "nan", "inf"]
                 var rows = [header]

@@ -8,7 +8,7 @@ final class DataTests: XCTestCase {
         let raw = try IDXReader.read(directory: TestSupport.embeddedMNIST, numClasses: 10)
         XCTAssertEqual(raw.train.count, 4000)
         XCTAssertEqual(raw.test.count, 1000)
-        XCTAssertEqual(raw.train.sampleShape, [28, 28])
+        XCTAssertEqual(raw.train.sampleShape, [28, 28, 1])
         for c in 0..<10 {
             XCTAssertEqual(raw.train.labels.filter { $0 == c }.count, 400)
             XCTAssertEqual(raw.test.labels.filter { $0 == c }.count, 100)
@@ -95,7 +95,10 @@ final class DataTests: XCTestCase {
     // MARK: CIFAR-10
 
     func cifarRecords(_ labels: [UInt8]) -> [UInt8] {
-        labels.enumerated().flatMap { i, l in [l] + (0..<3072).map { UInt8(truncatingIfNeeded: $0 * 3 + i) } }
+        // pixel p of plane c (byte j = 1024·c + p) has the value 50·c + p mod 50 + record index
+        labels.enumerated().flatMap { (i: Int, l: UInt8) -> [UInt8] in
+            [l] + (0..<3072).map { (j: Int) -> UInt8 in UInt8(truncatingIfNeeded: (j / 1024) * 50 + j % 1024 % 50 + i) }
+        }
     }
 
     func testCIFARFromDirectoryAndFromTarGz() throws {
@@ -110,10 +113,10 @@ final class DataTests: XCTestCase {
             let raw = try CIFARReader.read(path: path)
             XCTAssertEqual(raw.train.labels, [1, 9, 0, 2, 9, 0, 3, 9, 0, 4, 9, 0, 5, 9, 0], path)
             XCTAssertEqual(raw.test.labels, [3, 4], path)
-            XCTAssertEqual(raw.train.sampleShape, [3, 32, 32])
+            XCTAssertEqual(raw.train.sampleShape, [32, 32, 3])
             guard case .bytes(let px) = raw.test.features else { return XCTFail() }
             XCTAssertEqual(px.count, 2 * 3072)
-            XCTAssertEqual(Array(px[3072..<3075]), [1, 4, 7])  // record 1, first red pixels
+            XCTAssertEqual(Array(px[3072..<3078]), [1, 51, 101, 2, 52, 102])  // record 1, pixels 0 and 1 as (r, g, b): NHWC
         }
     }
 
@@ -246,7 +249,7 @@ final class FashionMNISTTests: XCTestCase {
         let raw = try IDXReader.read(directory: Self.path, numClasses: 10)
         XCTAssertEqual(raw.train.count, 60000)
         XCTAssertEqual(raw.test.count, 10000)
-        XCTAssertEqual(raw.train.sampleShape, [28, 28])
+        XCTAssertEqual(raw.train.sampleShape, [28, 28, 1])
         for c in 0..<10 { XCTAssertEqual(raw.train.labels.filter { $0 == c }.count, 6000) }
         let ds = try Preprocess.run(raw, config: { var c = DataConfig(); c.classes = [0, 9]; c.nTrain = 500; c.nTest = 100; c.targets = .pm1; return c }(), seed: 0)
         XCTAssertEqual(ds.nTrain, 500)

@@ -282,7 +282,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: d).status, 0)
         var r = try TestSupport.ntk(["dump", "artifacts/dataset.npz"], in: d)
         XCTAssertEqual(r.status, 0, r.stderr)
-        for part in ["dataset artifact", "x_train", "float32", "[12, 16]", "labels_test", "int32", "first values:"] {
+        for part in ["dataset artifact", "x_train", "float32", "[12, 4, 4, 1]", "labels_test", "int32", "first values:"] {
             XCTAssertTrue(r.stdout.contains(part), "dump lacks \(part):\n\(r.stdout)")
         }
         r = try TestSupport.ntk(["dump", "artifacts/dataset.npz", "--json", "--tensor", "labels_train"], in: d)

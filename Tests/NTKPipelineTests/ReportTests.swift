@@ -71,7 +71,7 @@ final class ReportTests: XCTestCase {
         let lossNet = e.tensor("train_loss_network")!.doubles()
         XCTAssertLessThan(lossNet.last!, lossNet.first!)
         guard case .object(let summary)? = e.metadata["summary"] else { return XCTFail("no summary") }
-        for key in ["weight_change_layer1", "weight_change_layer2", "ntkgp_infinite_test_accuracy", "rmse_network__closed_empirical"] {
+        for key in ["weight_change_W0_dense", "weight_change_W1_dense", "ntkgp_infinite_test_accuracy", "rmse_network__closed_empirical"] {
             XCTAssertNotNil(summary[key]?.number, key)
         }
 

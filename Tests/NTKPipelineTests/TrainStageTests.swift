@@ -42,8 +42,9 @@ final class TrainStageTests: XCTestCase {
         let r = try TestSupport.ntk(["run"], in: d)
         XCTAssertEqual(r.status, 0, r.stderr)
         let p = try ParamsArtifact(file: try ArtifactFile.read(d + "/artifacts/params.npz"), path: "")
-        XCTAssertEqual(p.spec.widths, [64, 64])
-        XCTAssertEqual(p.theta, MLP.initialize(p.spec, seed: 3).theta, "θ₀ is the seeded init")
+        let spec = try XCTUnwrap(NetworkSpec(layers: p.network.layers, inputDim: p.network.inputShape.count))
+        XCTAssertEqual(spec.widths, [64, 64])
+        XCTAssertEqual(p.theta, MLP.initialize(spec, seed: 3).theta, "θ₀ is the seeded init")
         let t = try ArtifactFile.read(d + "/artifacts/trained.npz")
         XCTAssertEqual(t.kind, .trained)
         XCTAssertEqual(t.tensor("steps")?.integers()?.last, 40)
@@ -79,7 +80,7 @@ final class TrainStageTests: XCTestCase {
         try ArtifactFile(kind: .params, metadata: [:], tensors: ParamsArtifact(spec: bad, theta: MLP.initialize(bad, seed: 1).theta).tensors()).write(to: d + "/mine.npz")
         let r = try TestSupport.ntk(["run", "init"], in: d)
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("mine.npz") && r.stderr.contains("W0 has shape [16, 32], the network needs [16, 64]"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("mine.npz") && r.stderr.contains("W0 has shape [16, 32], but layers[1] (dense) needs [16, 64]"), r.stderr)
     }
 
     /// kill -9 during training; the resumed run starts from the last checkpoint and ends byte-identical.
@@ -156,7 +157,7 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         let k0 = try ArtifactFile.read(d + "/artifacts/ntk0.npz"), kT = try ArtifactFile.read(d + "/artifacts/ntkT.npz")
         XCTAssertEqual(k0.metadata["at"], .string("theta0"))
         XCTAssertEqual(kT.metadata["at"], .string("thetaT"))
-        let expected = EmpiricalNTK<Double>(MLP(spec: p.spec, theta: p.theta)).compute(x1: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain)).ntk
+        let expected = EmpiricalNTK<Double>(network: p.network, theta: p.theta).compute(x1: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain)).ntk
         XCTAssertEqual(k0.tensor("ntk_train_train")?.doubles(), expected)
         let a = k0.tensor("ntk_train_train")!.doubles(), b = kT.tensor("ntk_train_train")!.doubles()
         let change = zip(a, b).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() / a.reduce(0) { $0 + $1 * $1 }.squareRoot()
@@ -234,7 +235,7 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("resumed from checkpoints"), r.stderr)
         let ds = try DatasetArtifact(file: try ArtifactFile.read(d + "/artifacts/dataset.npz"), path: "")
         let params = try ParamsArtifact(file: try ArtifactFile.read(d + "/artifacts/params.npz"), path: "")
-        let e = EmpiricalNTK<Double>(MLP(spec: params.spec, theta: params.theta))
+        let e = EmpiricalNTK<Double>(network: params.network, theta: params.theta)
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
         let k = try ArtifactFile.read(d + "/artifacts/ntk0.npz")
         for (a, b) in zip(k.tensor("ntk_train_train")!.doubles(), e.compute(x1: xtr).ntk) { XCTAssertEqual(a, b, accuracy: 1e-10 * max(1, abs(b))) }

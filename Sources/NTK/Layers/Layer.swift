@@ -86,4 +86,28 @@ extension NetworkSpec {
         }
         return out + [.dense(out: outputs, wStd: wStd[widths.count], bStd: bStd[widths.count])]
     }
+
+    /// The fully-connected network a layer list describes, if it is one: [flatten?, dense, φ, …, dense] with one
+    /// activation φ throughout (a leading flatten of an image changes nothing for a dense network on D inputs).
+    public init?(layers: [Layer], inputDim: Int, parameterization: Parameterization = .ntk) {
+        var list = layers[...]
+        if list.first == .flatten { list = list.dropFirst() }
+        var widths: [Int] = [], wStd: [Double] = [], bStd: [Double] = [], phi: Activation? = nil
+        while let first = list.first {
+            guard case .dense(let out, let w, let b) = first else { return nil }
+            wStd.append(w)
+            bStd.append(b)
+            list = list.dropFirst()
+            guard let next = list.first else {
+                self.init(inputDim: inputDim, widths: widths, outputs: out, activation: phi ?? .relu, wStd: wStd, bStd: bStd,
+                          parameterization: parameterization)
+                return
+            }
+            guard case .activation(let a) = next, phi == nil || phi == a else { return nil }
+            phi = a
+            widths.append(out)
+            list = list.dropFirst()
+        }
+        return nil
+    }
 }

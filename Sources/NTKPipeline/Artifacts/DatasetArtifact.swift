@@ -4,12 +4,13 @@ import NTK
 ///
 /// | name | shape | dtype | meaning |
 /// |---|---|---|---|
-/// | `x_train`, `x_test` | [N, D] | float32/64 | flattened, preprocessed inputs |
+/// | `x_train`, `x_test` | [N, …sample shape] | float32/64 | preprocessed inputs: IDX [N, 28, 28, 1], CIFAR [N, 32, 32, 3] (NHWC), arrays as given |
 /// | `y_train`, `y_test` | [N, k] | same | targets (one-hot, centred one-hot, or ±1 with k = 1) |
 /// | `labels_train`, `labels_test` | [N] | int32 | original class labels |
 /// | `feature_mean`, `feature_inv_std` | [D] | float64 | only with per-feature standardisation |
 ///
-/// Metadata adds `classes`, `sample_shape`, `features` (D), `outputs` (k) and the preprocessing notes.
+/// Metadata adds `classes`, `sample_shape`, `features` (D, the product of the sample shape), `outputs` (k) and the
+/// preprocessing notes. In memory x is [N, D], row-major: flattening is a layer, and a no-op on the values.
 public struct DatasetArtifact {
     public var xTrain: [Double], yTrain: [Double], labelsTrain: [Int32]
     public var xTest: [Double], yTest: [Double], labelsTest: [Int32]
@@ -23,16 +24,27 @@ public struct DatasetArtifact {
     public var nTrain: Int { labelsTrain.count }
     public var nTest: Int { labelsTest.count }
 
+    /// A network's input: a vector [D], an image [H, W] (one channel) or [H, W, C].
+    public var inputShape: Shape { Self.shape(of: sampleShape, features: features) }
+
+    static func shape(of sample: [Int], features: Int) -> Shape {
+        switch sample.count {
+        case 0, 1: return .vector(features)
+        case 2: return Shape(spatial: sample, channels: 1)
+        default: return Shape(spatial: Array(sample.dropLast()), channels: sample.last!)
+        }
+    }
+
     public func file(metadata: [String: JSONValue]) -> ArtifactFile {
-        func x(_ name: String, _ v: [Double], _ rows: Int, _ cols: Int) -> Tensor {
+        func x(_ name: String, _ v: [Double], _ shape: [Int]) -> Tensor {
             switch dtype {
-            case .float64: return Tensor(name: name, shape: [rows, cols], values: v)
+            case .float64: return Tensor(name: name, shape: shape, values: v)
             case .float32:
                 let f = [Float](unsafeUninitializedCapacity: v.count) { buf, n in
                     v.withUnsafeBufferPointer { Float.convert(buf.baseAddress!, from: $0.baseAddress!, v.count) }
                     n = v.count
                 }
-                return Tensor(name: name, shape: [rows, cols], values: f)
+                return Tensor(name: name, shape: shape, values: f)
             }
         }
         var m = metadata
@@ -43,9 +55,9 @@ public struct DatasetArtifact {
         m["dtype"] = .string(dtype.rawValue)
         m["preprocessing"] = .object(notes)
         return ArtifactFile(kind: .dataset, metadata: m, tensors: [
-            x("x_train", xTrain, nTrain, features), x("y_train", yTrain, nTrain, outputs),
+            x("x_train", xTrain, [nTrain] + sampleShape), x("y_train", yTrain, [nTrain, outputs]),
             Tensor(name: "labels_train", shape: [nTrain], int32: labelsTrain),
-            x("x_test", xTest, nTest, features), x("y_test", yTest, nTest, outputs),
+            x("x_test", xTest, [nTest] + sampleShape), x("y_test", yTest, [nTest, outputs]),
             Tensor(name: "labels_test", shape: [nTest], int32: labelsTest),
         ] + extraTensors)
     }
@@ -61,18 +73,23 @@ public struct DatasetArtifact {
         }
         let xt = try get("x_train"), yt = try get("y_train"), lt = try get("labels_train")
         let xs = try get("x_test"), ys = try get("y_test"), ls = try get("labels_test")
-        guard xt.shape.count == 2, xs.shape.count == 2, yt.shape.count == 2, ys.shape.count == 2,
-            xt.shape[1] == xs.shape[1], yt.shape[1] == ys.shape[1],
+        guard xt.shape.count >= 2, xs.shape.count >= 2, yt.shape.count == 2, ys.shape.count == 2,
+            xt.shape.dropFirst() == xs.shape.dropFirst(), yt.shape[1] == ys.shape[1],
             yt.shape[0] == xt.shape[0], lt.shape == [xt.shape[0]], ys.shape[0] == xs.shape[0], ls.shape == [xs.shape[0]]
         else {
             throw NTKError("inconsistent dataset shapes: x_train \(xt.shape), y_train \(yt.shape), labels_train \(lt.shape), x_test \(xs.shape), y_test \(ys.shape), labels_test \(ls.shape)", at: path)
         }
         xTrain = xt.doubles(); yTrain = yt.doubles(); labelsTrain = (lt.integers() ?? []).map { Int32($0) }
         xTest = xs.doubles(); yTest = ys.doubles(); labelsTest = (ls.integers() ?? []).map { Int32($0) }
-        features = xt.shape[1]
+        features = xt.shape.dropFirst().reduce(1, *)
         outputs = yt.shape[1]
         if case .array(let c)? = f.metadata["classes"] { classes = c.compactMap { if case .int(let i) = $0 { i } else { nil } } } else { classes = [] }
-        if case .array(let s)? = f.metadata["sample_shape"] { sampleShape = s.compactMap { if case .int(let i) = $0 { i } else { nil } } } else { sampleShape = [features] }
+        // The sample shape is the tensor's (artifacts before images stayed images stored [N, D] and said it in metadata).
+        sampleShape = Array(xt.shape.dropFirst())
+        if sampleShape.count == 1, case .array(let s)? = f.metadata["sample_shape"] {
+            let meta = s.compactMap { if case .int(let i) = $0 { i } else { nil } }
+            if meta.reduce(1, *) == features { sampleShape = meta.count == 2 ? meta + [1] : meta }
+        }
         dtype = xt.dtype == .float64 ? .float64 : .float32
     }
 

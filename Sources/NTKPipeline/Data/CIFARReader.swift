@@ -1,10 +1,11 @@
 /// CIFAR-10, binary version: records of 3073 bytes — one label byte (0…9), then 3072 pixel bytes as
 /// three 32×32 planes (red, green, blue). Training data is `data_batch_1.bin` … `data_batch_5.bin`, test
 /// data `test_batch.bin`, in a directory or inside the official `cifar-10-binary.tar.gz`.
-/// Samples are flattened in the file's channel-major order (shape [3, 32, 32]).
+/// Samples are stored as images in NHWC order (shape [32, 32, 3], neural-tangents' layout): the planes are
+/// interleaved on reading.
 public enum CIFARReader {
     public static let recordSize = 3073
-    public static let sampleShape = [3, 32, 32]
+    public static let sampleShape = [32, 32, 3]
 
     /// From a directory of `.bin` files or from the `.tar.gz` (or `.tar`) archive.
     public static func read(path: String, progress: Compression.Progress? = nil) throws -> RawDataset {
@@ -39,7 +40,8 @@ public enum CIFARReader {
                     let label = p.bytes[o]
                     guard label < 10 else { throw NTKError("label \(label) of record \(r) is out of range 0…9", at: where_) }
                     labels.append(Int32(label))
-                    pixels.append(contentsOf: p.bytes[o + 1..<o + recordSize])
+                    // planes [c][y][x] → pixels [y][x][c]
+                    for yx in 0..<1024 { for c in 0..<3 { pixels.append(p.bytes[o + 1 + c * 1024 + yx]) } }
                 }
             }
             return RawSplit(features: .bytes(pixels), sampleShape: sampleShape, labels: labels)

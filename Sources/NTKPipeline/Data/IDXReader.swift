@@ -49,8 +49,11 @@ public enum IDXReader {
             throw NTKError("label \(labelsArr[bad]) at index \(bad) is out of range 0…\(numClasses - 1)", at: labels,
                            hint: "set data.num_classes if this data set has more classes")
         }
-        return RawSplit(features: .bytes(Array(img[imgStart...])), sampleShape: Array(imgDims.dropFirst()), labels: labelsArr)
+        return RawSplit(features: .bytes(Array(img[imgStart...])), sampleShape: imageShape(Array(imgDims.dropFirst())), labels: labelsArr)
     }
+
+    /// A sample of [H, W] pixels is an image with one channel, [H, W, 1] (NHWC); other ranks stay as given.
+    static func imageShape(_ dims: [Int]) -> [Int] { dims.count == 2 ? dims + [1] : dims }
 
     /// Validates the IDX header and the data length; returns the dims and where the data starts.
     static func header(_ b: [UInt8], path: String, magic: UInt32, what: String) throws -> ([Int], Int) {

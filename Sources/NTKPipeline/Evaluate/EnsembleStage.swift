@@ -57,7 +57,7 @@ public struct EnsembleStage: StageKind {
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let n = ds.nTrain, p = ds.nTest, k = ds.outputs
-        let spec = model.spec(inputDim: ds.features, outputs: k)
+        let network = try model.network(input: ds.inputShape, outputs: k)
         let eta = train.config.learningRate
         let steps = snapshots.map { Int(($0 / eta).rounded()) }
         var config = train.config
@@ -65,11 +65,11 @@ public struct EnsembleStage: StageKind {
         let x = Matrix(rows: n, cols: ds.features, data: ds.xTrain), y = Matrix(rows: n, cols: k, data: ds.yTrain)
         let xt = Matrix(rows: p, cols: ds.features, data: ds.xTest), yt = Matrix(rows: p, cols: k, data: ds.yTest)
         var outputs = [Double](repeating: 0, count: members * steps.count * p)  // [M, S, P], first output
-        let task = ctx.reporter.begin("training \(members) networks \(spec.widths) for \(config.steps) steps", total: members, unit: "networks")
+        let task = ctx.reporter.begin("training \(members) networks \(network.summary) for \(config.steps) steps", total: members, unit: "networks")
         for i in 0..<members {
-            let theta0 = MLP.initialize(spec, seed: UInt64(bitPattern: Int64(seed + i))).theta
+            let theta0 = network.initialize(seed: UInt64(bitPattern: Int64(seed + i)))
             func run<T: NTKFloat>(_: T.Type) throws {
-                let t = Trainer<T>(spec: spec, theta0: theta0, xTrain: x, yTrain: y, xTest: xt, yTest: yt, config: config)
+                let t = Trainer<T>(network: network, theta0: theta0, xTrain: x, yTrain: y, xTest: xt, yTest: yt, config: config)
                 for (s, target) in steps.enumerated().sorted(by: { $0.element < $1.element }) {
                     while t.step < target { _ = try t.stepOnce() }
                     let f = t.record().fxTest

@@ -14,9 +14,10 @@ import NTK
 /// Output (kind `evaluation`), with R records, S sample test points, k outputs:
 /// `steps` [R] (int32), `time` [R] (t = η·step); per model M: `train_loss_M`, `test_loss_M`, `test_accuracy_M` [R]
 /// (loss as trained: ½·mean MSE or mean cross-entropy), `samples_M` [R, S, k] (outputs at the first S test points);
-/// per pair of models A, B: `rmse_A__B` [R] (√mean over test points and outputs); `weight_change` [R, L+1] and
-/// `lin_weight_change` (‖θˡ_t − θˡ₀‖/‖θˡ₀‖, input layer first). Metadata `summary` holds the scalars at the last
-/// step (the same names, plus `weight_change_layer<l>`, `ntk_change`/`nngp_change` = ‖Θ̂_T − Θ̂₀‖_F/‖Θ̂₀‖_F with an
+/// per pair of models A, B: `rmse_A__B` [R] (√mean over test points and outputs); `weight_change` [R, L] and
+/// `lin_weight_change` (‖θˡ_t − θˡ₀‖/‖θˡ₀‖ per dense or conv layer, input layer first, named in the metadata's
+/// `weight_change_layers`: `W0_dense`, `W1_conv`, …). Metadata `summary` holds the scalars at the last
+/// step (the same names, plus `weight_change_W<l>_<kind>`, `ntk_change`/`nngp_change` = ‖Θ̂_T − Θ̂₀‖_F/‖Θ̂₀‖_F with an
 /// `empirical_kernels` artifact at θ_T among the deps, `output_scale` = √mean y², and the t = ∞ accuracies of the
 /// NTK-GP and the NNGP posterior); `settings` merges the params recorded by every dep.
 ///
@@ -161,7 +162,7 @@ public struct EvaluateStage: StageKind {
             guard let w = t.tensor(p + "relative_change"), w.shape.count == 2, w.shape[0] == r else { continue }
             let v = w.doubles(), layers = w.shape[1]
             add(p + "weight_change", w.shape, v)
-            for l in 0..<layers { summary["\(p)weight_change_layer\(l + 1)"] = v[(r - 1) * layers + l] }
+            for (l, name) in Self.layerKeys(t, count: layers).enumerated() { summary["\(p)weight_change_\(name)"] = v[(r - 1) * layers + l] }
         }
         if let e0 = empirical0, let eT = kernelFile(source: "empirical", at: "thetaT") {
             for name in ["ntk", "nngp"] {
@@ -178,6 +179,9 @@ public struct EvaluateStage: StageKind {
         var meta = ctx.metadata(kind: Self.name)
         meta["summary"] = .object(summary.mapValues { .double($0) })
         meta["models"] = .array(models.map { .string($0.0) })
+        if let w = t.tensor("relative_change"), w.shape.count == 2 {
+            meta["weight_change_layers"] = .array(Self.layerKeys(t, count: w.shape[1]).map { .string($0) })
+        }
         meta["model_labels"] = .object(labels)
         meta["settings"] = Self.settings(ctx)
         repairs = repairs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }  // a shared kernel reports once
@@ -190,6 +194,18 @@ public struct EvaluateStage: StageKind {
 
     /// The settings of the run: the stage's own params and those every upstream artifact recorded (data, model,
     /// train, kernel, …), merged by their last name (`fig3.train` → `train`), the nearest first.
+    /// `W<l>_<kind>` per column of a trained artifact's `relative_change` (from its `relative_change_layers`; artifacts
+    /// from before layer lists were fully connected: `W<l>_dense`).
+    static func layerKeys(_ t: ArtifactFile, count: Int) -> [String] {
+        if case .array(let names)? = t.metadata["relative_change_layers"], names.count == count {
+            return names.map { n in
+                let parts = (n.text ?? "").split(separator: " ")
+                return parts.count >= 2 ? "\(parts[0])_\(parts[1])" : (n.text ?? "")
+            }
+        }
+        return (0..<count).map { "W\($0)_dense" }
+    }
+
     static func settings(_ ctx: StageContext) -> JSONValue {
         var merged: [String: JSONValue] = [:]
         func add(_ p: [String: JSONValue]) {

@@ -41,7 +41,7 @@ public struct KernelConvergenceStage: StageKind {
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         guard ds.nTrain >= inputs else { throw NTKError("needs \(inputs) training inputs, the dataset has \(ds.nTrain)", at: dpath, key: "params.convergence.inputs") }
         let x = Matrix(rows: inputs, cols: ds.features, data: Array(ds.xTrain[0..<inputs * ds.features]))
-        let spec = model.spec(inputDim: ds.features, outputs: 1)
+        let spec = try model.spec(inputDim: ds.features, outputs: 1)
         let exact = try AnalyticKernels.compute(x1: x, spec: spec)
         var ntkDraws: [[Double]] = [], nngpDraws: [[Double]] = []
         let task = ctx.reporter.begin("empirical kernels of \(draws) networks \(spec.widths)", total: draws, unit: "draws")
@@ -79,7 +79,7 @@ public struct KernelConvergenceStage: StageKind {
         ctx.reporter.log(String(format: "widths %@: ‖Θ̂ − Θ‖/‖Θ‖ = %.4f (M = 1), %.4f (M = %d)", "\(spec.widths)", ntkErr[0], ntkErr.last!, ms.last!))
         var meta = ctx.metadata(kind: Self.name)
         meta["summary"] = .object(summary)
-        meta["settings"] = .object(["model": spec.json, "convergence": .object(["inputs": .int(inputs), "draws": .int(draws), "dtype": .string(dtype.rawValue)])])
+        meta["settings"] = .object(["model": model.json, "convergence": .object(["inputs": .int(inputs), "draws": .int(draws), "dtype": .string(dtype.rawValue)])])
         return [ArtifactFile(kind: .evaluation, metadata: meta, tensors: [
             Tensor(name: "m", shape: [ms.count], int32: ms.map { Int32($0) }),
             Tensor(name: "ntk_error", shape: [ms.count], values: ntkErr),

@@ -18,8 +18,8 @@ import NTK
 ///     - title: Figure 1 — weight change vs width
 ///       from: fig1_eval                      # stage or sweep group
 ///       notes: settings and deviations from the paper (blank lines separate paragraphs)
-///       headline: [weight_change_layer1]     # summary values printed at the end of `ntk run`
-///       sweep: {x: width, by: depth, plots: [{title: …, y: [weight_change_layer1, …], labels: […], guides: [-0.5, -1]}]}
+///       headline: [weight_change_W0_dense]     # summary values printed at the end of `ntk run`
+///       sweep: {x: width, by: depth, plots: [{title: …, y: [weight_change_W0_dense, …], labels: […], guides: [-0.5, -1]}]}
 /// ```
 /// Outs: `report.html` (kind report), `metrics.json` (kind metrics: per section, each artifact's summary and the
 /// fitted slopes), `series.csv` (kind table: section, plot, series, x, y).
@@ -240,7 +240,12 @@ public struct ReportStage: StageKind {
             for (prefix, dashed) in [("", false), ("lin_", true)] {
                 guard let w = f.tensor(prefix + "weight_change"), w.shape.count == 2 else { continue }
                 let v = w.doubles(), (r, layers) = (w.shape[0], w.shape[1])
-                for l in 0..<layers { p.series.append(.init(label: "layer \(l + 1)", x: t, y: (0..<r).map { v[$0 * layers + l] }, color: l, dashed: dashed)) }
+                let names: [String] = { if case .array(let a)? = f.metadata["weight_change_layers"], a.count == layers { return a.compactMap(\.text) }
+                                        return (0..<layers).map { "W\($0)_dense" } }()
+                for l in 0..<layers {
+                    p.series.append(.init(label: names[l].replacingOccurrences(of: "_", with: " "), x: t, y: (0..<r).map { v[$0 * layers + l] },
+                                          color: l, dashed: dashed))
+                }
             }
             plots.append(p)
         }

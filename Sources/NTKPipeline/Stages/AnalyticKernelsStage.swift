@@ -46,7 +46,7 @@ public struct AnalyticKernelsStage: StageKind {
         var meta = ctx.metadata(kind: Self.name)
         meta["source"] = .string("analytic")
         if let plain = try Self.plainInputs(ctx) {
-            let spec = model.spec(inputDim: plain.x1.cols, outputs: 1)
+            let spec = try model.spec(inputDim: plain.x1.cols, outputs: 1)
             let k = try compute("x1_x2", plain.x1, plain.x2, spec, ctx)
             let n2 = plain.x2?.rows ?? plain.x1.rows
             return [ArtifactFile(kind: .kernels, metadata: meta, tensors: [
@@ -56,7 +56,7 @@ public struct AnalyticKernelsStage: StageKind {
         }
         let (path, file) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: file, path: path)
-        let spec = model.spec(inputDim: ds.features, outputs: ds.outputs)
+        let spec = try model.spec(inputDim: ds.features, outputs: ds.outputs)
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
         let tt = try compute("train_train", xtr, nil, spec, ctx)
         let st = try compute("test_train", xte, xtr, spec, ctx)
@@ -73,26 +73,27 @@ public struct AnalyticKernelsStage: StageKind {
             tensors.append(Tensor(name: "nngp_test_test", shape: [ds.nTest, ds.nTest], values: ss.nngp.data))
         }
         if let e = tt.quadratureError { meta["quadrature_error"] = .double(e) }
-        meta["model"] = .object(["widths": .array(model.widths.map { .int($0) }), "activation": .string(model.activation.description),
-                                 "w_std": .array(model.wStd.map { .double($0) }), "b_std": .array(model.bStd.map { .double($0) }),
-                                 "parameterization": .string(model.parameterization.rawValue)])
+        meta["model"] = model.json
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
     }
 
     /// x1 (and x2) from a plain .npz dep, if the stage runs on explicit files.
-    static func plainInputs(_ ctx: StageContext) throws -> (x1: Matrix, x2: Matrix?)? {
+    /// Rows are samples, [N, D] or [N, …sample shape] (read row-major, NHWC), `sample` the shape of one.
+    static func plainInputs(_ ctx: StageContext) throws -> (x1: Matrix, x2: Matrix?, sample: [Int])? {
         for d in ctx.deps where d.resolved.hasSuffix(".npz") {
             let arrays = try UserArrays.read(d.resolved)
             guard let x1 = arrays["x1"] else { continue }
             func matrix(_ t: Tensor) throws -> Matrix {
-                guard t.shape.count == 2 else { throw NTKError("\(t.name) must be [N, d], found \(t.shape)", at: d.path) }
+                guard t.shape.count >= 2 else { throw NTKError("\(t.name) must be [N, D] or [N, H, W, C], found \(t.shape)", at: d.path) }
                 let v = t.doubles()
                 if let bad = v.firstIndex(where: { !$0.isFinite }) { throw NTKError("\(t.name) contains NaN/Inf at flat index \(bad)", at: d.path) }
-                return Matrix(rows: t.shape[0], cols: t.shape[1], data: v)
+                return Matrix(rows: t.shape[0], cols: t.shape.dropFirst().reduce(1, *), data: v)
             }
             let a = try matrix(x1), b = try arrays["x2"].map(matrix)
-            if let b, b.cols != a.cols { throw NTKError("x1 has \(a.cols) features but x2 has \(b.cols)", at: d.path) }
-            return (a, b)
+            if let x2 = arrays["x2"], x2.shape.dropFirst() != x1.shape.dropFirst() {
+                throw NTKError("x1 has samples of shape \(Array(x1.shape.dropFirst())) but x2 \(Array(x2.shape.dropFirst()))", at: d.path)
+            }
+            return (a, b, Array(x1.shape.dropFirst()))
         }
         return nil
     }

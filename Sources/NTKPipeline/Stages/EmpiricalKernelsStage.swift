@@ -8,11 +8,11 @@ import NTK
 /// `nngp_train_train`, `nngp_test_train`, `nngp_test_test`; metadata `source: empirical`, `at: theta0|thetaT`.
 ///
 /// On explicit files (`ntk exec empirical_kernels --in x.npz --in params.npz --out k.npz`): a plain `.npz` with `x1`
-/// [N1, d] and optionally `x2` [N2, d], and a `params` artifact → `ntk` ([N1, N2] traced or [N1·k, N2·k] full)
+/// [N1, D] and optionally `x2` [N2, D] (D the values of one sample, NHWC), and a `params` artifact → `ntk` ([N1, N2] traced or [N1·k, N2·k] full)
 /// and `nngp` [N1, N2].
 ///
 /// Params `empirical`: `output` (traced | full), `dtype` (float32 | float64; kernels are stored in float64),
-/// `per_layer` (false; true adds each Dense layer's contribution — which neural-tangents does not give — as
+/// `per_layer` (false; true adds each dense or conv layer's contribution — which neural-tangents does not give — as
 /// `ntk_train_train_W<l>`, `ntk_train_train_b<l>`, `ntk_test_train_W<l>`, `ntk_test_train_b<l>`, same shapes as
 /// the sums; l = 0 is the input layer, the bias terms are absent when b_std = 0), `max_memory`.
 public struct EmpiricalKernelsStage: StageKind {
@@ -53,10 +53,13 @@ public struct EmpiricalKernelsStage: StageKind {
         // On explicit files: a plain .npz with x1 (and optionally x2) and a params artifact → `ntk`, `nngp`.
         if let plain = try AnalyticKernelsStage.plainInputs(ctx) {
             let (ppath, pfile) = try ctx.artifact(.params)
-            let net = MLP(spec: try ParamsArtifact(file: pfile, path: ppath).spec, theta: try ParamsArtifact(file: pfile, path: ppath).theta)
-            guard net.spec.inputDim == plain.x1.cols else { throw NTKError("x1 has \(plain.x1.cols) features, the network expects \(net.spec.inputDim)", at: ppath) }
+            let p = try ParamsArtifact(file: pfile, path: ppath)
+            let sample = DatasetArtifact.shape(of: plain.sample, features: plain.x1.cols)
+            guard p.network.accepts(sample) else {
+                throw NTKError("x1 has samples \(sample), the network takes samples \(p.network.inputShape)", at: ppath)
+            }
             func run<T: NTKFloat>(_: T.Type) -> [Tensor] {
-                let e = EmpiricalNTK<T>(net)
+                let e = EmpiricalNTK<T>(network: p.network, theta: p.theta)
                 let r = e.compute(x1: plain.x1, x2: plain.x2, output: full ? .full : .traced)
                 let n2 = plain.x2?.rows ?? plain.x1.rows
                 return [Tensor(name: "ntk", shape: [r.rows, r.cols], values: r.ntk.map { Double($0) }),
@@ -66,34 +69,33 @@ public struct EmpiricalKernelsStage: StageKind {
         }
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
-        let net: MLP
         // θ_T from a trained artifact if one is among the deps, else θ₀ from the params artifact.
+        let (ppath, pfile) = try ctx.artifact(.params)
+        let p = try ParamsArtifact(file: pfile, path: ppath)
+        let theta: [Double]
         if let (tpath, t) = try ctx.artifacts(.trained).first {
-            let (ppath, pfile) = try ctx.artifact(.params)
-            let p = try ParamsArtifact(file: pfile, path: ppath)
-            net = MLP(spec: p.spec, theta: try ParamsArtifact.theta(from: Dictionary(uniqueKeysWithValues: t.tensors.map { ($0.name, $0) }),
-                                                                   spec: p.spec, prefix: "final_", location: tpath))
+            theta = try ParamsArtifact.theta(from: Dictionary(uniqueKeysWithValues: t.tensors.map { ($0.name, $0) }), network: p.network,
+                                             prefix: "final_", location: tpath)
             meta["at"] = .string("thetaT")
         } else {
-            let (ppath, pfile) = try ctx.artifact(.params)
-            let p = try ParamsArtifact(file: pfile, path: ppath)
-            net = MLP(spec: p.spec, theta: p.theta)
+            theta = p.theta
             meta["at"] = .string("theta0")
         }
-        guard net.spec.inputDim == ds.features, net.spec.outputs == ds.outputs else {
-            throw NTKError("network \(net.spec.inputDim)→\(net.spec.outputs) does not fit the dataset (\(ds.features) features, \(ds.outputs) outputs)")
+        try TrainStage.check(p.network, fits: ds, at: ppath)
+        if maxMemory == nil && perLayer == false, case let need = estimate(n: ds.nTrain + ds.nTest, net: p.network), need > 1 << 34 {
+            ctx.reporter.log("note: the features need about \(need >> 30) GiB; set empirical.max_memory to work in tiles")
         }
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
         let k = ds.outputs, n = ds.nTrain, m = ds.nTest
         let started = Date()
         func run<T: NTKFloat>(_: T.Type) throws -> [Tensor] {
-            let e = EmpiricalNTK<T>(net)
+            let e = EmpiricalNTK<T>(network: p.network, theta: theta)
             let out: EmpiricalNTK<T>.Output = full ? .full : .traced
             let d = { (v: [T]) in v.map { Double($0) } }
             var tt: [T] = [], st: [T] = []
             var layers: [Tensor] = []
             if let cap = maxMemory {
-                let rows = tileRows(cap: cap, net: net, size: MemoryLayout<T>.size)
+                let rows = tileRows(cap: cap, net: p.network, size: MemoryLayout<T>.size)
                 ctx.reporter.log("tiles of \(rows) rows under the \(cap >> 20) MiB working-memory cap")
                 tt = try tiled(e, "train_train", xtr, nil, rows, ctx)
                 st = try tiled(e, "test_train", xte, xtr, rows, ctx)
@@ -122,12 +124,23 @@ public struct EmpiricalKernelsStage: StageKind {
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
     }
 
+    /// Bytes per input row of the features (`EmpiricalNTK.Features`) and of the passes that compute them, in precision
+    /// of `size` bytes: dense layers h_l [fan_in] and Δ_l [k·fan_out], conv layers their per-sample filter and bias
+    /// gradients [k·(kh·kw·C_in·C_out + C_out)], the forward values and two signal buffers of the k cotangents.
+    func bytesPerRow(_ net: Network, size: Int) -> Int {
+        let k = net.outputs
+        let features = net.parameters.reduce(0) { $0 + ($1.kind == .dense ? $1.fanIn + k * $1.fanOut : k * $1.count) }
+        let passes = net.valueCounts.reduce(0, +) + 2 * k * (net.valueCounts.max() ?? 0)
+        return size * (features + passes)
+    }
+
+    /// All features of n rows in float64 (for the note on untiled runs).
+    func estimate(n: Int, net: Network) -> Int { n * bytesPerRow(net, size: 8) }
+
     /// Rows per tile so that two tiles' features, the transient buffers of building one, and the two B×B Gram
     /// buffers fit in `cap` bytes.
-    func tileRows(cap: Int, net: MLP, size: Int) -> Int {
-        let k = net.spec.outputs, widths = net.spec.widths
-        let perRow = size * (net.layers.reduce(0) { $0 + $1.fanIn } + 2 * k * widths.reduce(0, +) + 4 * (widths.max() ?? 1))
-        let byFeatures = cap / (3 * max(perRow, 1)), byGram = Int((Double(cap) / Double(8 * size)).squareRoot())
+    func tileRows(cap: Int, net: Network, size: Int) -> Int {
+        let byFeatures = cap / (3 * max(bytesPerRow(net, size: size), 1)), byGram = Int((Double(cap) / Double(8 * size)).squareRoot())
         return max(1, min(byFeatures, byGram))
     }
 

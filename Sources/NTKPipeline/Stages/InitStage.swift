@@ -1,12 +1,12 @@
 import NTK
 
-/// `init`: θ₀ of `params.model` for a dataset's input dimension and outputs — seeded (`seed`), bit-identical for
+/// `init`: θ₀ of `params.model` for a dataset's sample shape and outputs — seeded (`seed`), bit-identical for
 /// the same seed and network on any machine and thread count — or, when a plain `.npz` with `W0, b0, …` is among
 /// the deps, those weights (shapes checked): how results are compared with neural-tangents on identical weights.
-/// Output: a `params` artifact (see `ParamsArtifact`).
+/// Output: a `params` artifact (see `ParamsArtifact`) recording the network's layers and their shapes.
 public struct InitStage: StageKind {
     public static let name = "init"
-    public static let algorithmVersion = 1
+    public static let algorithmVersion = 2
     public static let summary = "seeded θ₀ of the network (or a user's W0, b0, … .npz) → params artifact"
     public static let outputs: [ArtifactKind] = [.params]
 
@@ -24,18 +24,18 @@ public struct InitStage: StageKind {
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
-        let spec = model.spec(inputDim: ds.features, outputs: ds.outputs)
+        let network = try model.network(input: ds.inputShape, outputs: ds.outputs)
         var meta = ctx.metadata(kind: Self.name)
         var theta: [Double]? = nil
         for d in ctx.deps where d.resolved.hasSuffix(".npz") && d.resolved != dpath {
             let arrays = try UserArrays.read(d.resolved)
             if arrays["W0"] != nil {
-                theta = try ParamsArtifact.theta(from: arrays, spec: spec, location: d.path)
+                theta = try ParamsArtifact.theta(from: arrays, network: network, location: d.path)
                 meta["from"] = .string(d.path)
             }
         }
-        let p = ParamsArtifact(spec: spec, theta: theta ?? MLP.initialize(spec, seed: UInt64(bitPattern: Int64(seed))).theta)
-        ctx.reporter.log("network \(spec.inputDim)-\(spec.widths.map(String.init).joined(separator: "-"))-\(spec.outputs) \(spec.activation), \(p.theta.count) parameters\(theta == nil ? "" : " (from \(meta["from"]!.canonical))")")
+        let p = ParamsArtifact(network: network, theta: theta ?? network.initialize(seed: UInt64(bitPattern: Int64(seed))))
+        ctx.reporter.log("network \(network.summary), \(p.theta.count) parameters\(theta == nil ? "" : " (from \(meta["from"]!.canonical))")")
         return [p.file(metadata: meta)]
     }
 }

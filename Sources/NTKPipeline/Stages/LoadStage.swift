@@ -8,7 +8,7 @@ import Foundation
 /// that mapping's `path`.
 public struct LoadStage: StageKind {
     public static let name = "load"
-    public static let algorithmVersion = 1
+    public static let algorithmVersion = 2
     public static let summary = "read and preprocess a data set → dataset artifact"
     public static let outputs: [ArtifactKind] = [.dataset]
 

@@ -1,20 +1,46 @@
 import NTK
 
-/// `params.model`: the fully-connected network every model stage shares (finite networks, their kernels).
+/// `params.model`: the network every model stage shares (finite networks, their kernels). Either a layer list in
+/// the grammar of neural-tangents' harness (`LayerGrammar`), the read-out's `out` equal to the data's outputs k:
+///
+/// ```yaml
+/// model: {layers: [{conv: {channels: 64, filter: 3, padding: SAME}}, relu, global_avg_pool, {dense: {out: 10}}],
+///         w_std: 1.414, b_std: 0.05, parameterization: ntk}
+/// ```
+/// (`w_std`/`b_std` then are the defaults of the layers' `W_std`/`b_std`), or the fully-connected shorthand
 ///
 /// ```yaml
 /// model: {depth: 3, width: 2048, activation: relu, w_std: 1.414, b_std: 0.05, parameterization: ntk}
 /// ```
-/// `widths: [512, 256]` may replace depth/width; `w_std`/`b_std` may be lists with one value per Dense layer
-/// (L + 1, read-out last); `leaky_alpha` sets the leaky-relu slope. The number of outputs k comes from the data.
+/// which expands to [flatten (images only), dense(width), φ, …, dense(k)]: `widths: [512, 256]` may replace
+/// depth/width; `w_std`/`b_std` may be lists with one value per Dense layer (L + 1, read-out last). `leaky_alpha`
+/// sets the leaky-relu slope. The number of outputs k comes from the data.
 public struct ModelConfig: Equatable, Sendable {
     public var widths: [Int]
     public var activation: Activation
     public var wStd: [Double]
     public var bStd: [Double]
     public var parameterization: Parameterization
+    /// `model.layers` as given (nil: the shorthand).
+    public var layers: [Layer]?
+    /// Where the model lives (`params.model`, `params.fig3.model`), for errors.
+    public var key: String
 
     public init(_ r: inout ConfigReader) throws {
+        key = r.path
+        if let list = r.raw("layers") {
+            for k in ["depth", "width", "widths", "activation"] where r.raw(k) != nil {
+                throw r.fail(k, "\(k) is the fully-connected shorthand; with layers, the list describes the whole network")
+            }
+            parameterization = try r.choice("parameterization", default: .ntk)
+            let w = try r.double("w_std", default: 1), b = try r.double("b_std", default: 0)
+            guard w >= 0, b >= 0 else { throw r.fail("w_std", "standard deviations must be ≥ 0") }
+            let alpha = try r.double("leaky_alpha", default: 0.01)
+            layers = try LayerGrammar.parse(list, key: r.path + ".layers", wStd: w, bStd: b, leakyAlpha: alpha)
+            try r.finish()
+            (widths, activation, wStd, bStd) = ([], .relu, [w], [b])
+            return
+        }
         let depth = try r.int("depth", min: 0)
         let width = try r.int("width", min: 1)
         let list = try r.intList("widths")
@@ -58,10 +84,49 @@ public struct ModelConfig: Equatable, Sendable {
         try r.finish()
     }
 
-    /// The network for inputs of dimension `inputDim` and `outputs` logits.
-    public func spec(inputDim: Int, outputs: Int) -> NetworkSpec {
-        NetworkSpec(inputDim: inputDim, widths: widths, outputs: outputs, activation: activation, wStd: wStd, bStd: bStd,
-                    parameterization: parameterization)
+    /// The network for samples of shape `input` and `outputs` logits; errors name `model.layers[i]` and its key.
+    public func network(input: Shape, outputs: Int) throws -> Network {
+        guard let layers else {
+            let mlp = NetworkSpec(inputDim: input.count, widths: widths, outputs: outputs, activation: activation, wStd: wStd,
+                                  bStd: bStd, parameterization: parameterization).layers
+            return try Network(layers: (input.isImage ? [.flatten] : []) + mlp, input: input, parameterization: parameterization)
+        }
+        let net: Network
+        do { net = try Network(layers: layers, input: input, parameterization: parameterization, path: key + ".layers") } catch let e as LayerError {
+            throw NTKError(e.message + " (samples are \(input))", key: e.path + (e.key.map { "." + $0 } ?? ""))
+        }
+        guard net.outputs == outputs else {
+            throw NTKError("the network has \(net.outputs) outputs, the data \(outputs) (set the read-out's out: \(outputs))",
+                           key: key + ".layers[\(layers.count - 1)]")
+        }
+        return net
+    }
+
+    /// The model as recorded in kernel artifacts: the layer list, or the shorthand's fields.
+    public var json: JSONValue {
+        if let layers {
+            return .object(["layers": LayerGrammar.json(layers), "parameterization": .string(parameterization.rawValue)])
+        }
+        return .object(["widths": .array(widths.map { .int($0) }), "activation": .string(activation.description),
+                        "w_std": .array(wStd.map { .double($0) }), "b_std": .array(bStd.map { .double($0) }),
+                        "parameterization": .string(parameterization.rawValue)])
+    }
+
+    /// The fully-connected network for inputs of dimension `inputDim` and `outputs` logits — what the analytic
+    /// kernels take today. A `layers` list must be [flatten?, dense, φ, …, dense] with one φ throughout; its read-out
+    /// width is replaced by `outputs` (the infinite-width kernels do not depend on it).
+    public func spec(inputDim: Int, outputs: Int) throws -> NetworkSpec {
+        guard let layers else {
+            return NetworkSpec(inputDim: inputDim, widths: widths, outputs: outputs, activation: activation, wStd: wStd, bStd: bStd,
+                               parameterization: parameterization)
+        }
+        guard var spec = NetworkSpec(layers: layers, inputDim: inputDim, parameterization: parameterization) else {
+            throw NTKError("infinite-width kernels of this layer list are not implemented yet (only [flatten?, dense, φ, …, "
+                           + "dense] with one activation φ); convolutional and residual kernels are the next step",
+                           key: key + ".layers")
+        }
+        spec.outputs = outputs  // the kernels do not depend on the read-out's width
+        return spec
     }
 }
 

@@ -7,17 +7,18 @@ import NTK
 ///
 /// Output (kind `trained`): `final_W0, final_b0, …` (θ_T, neural-tangents layout); `steps` [R] (int32), `time`,
 /// `train_loss`, `test_loss`, `train_accuracy`, `test_accuracy` [R]; `fx_train` [R, n, k], `fx_test` [R, m, k];
-/// `relative_change` [R, L+1]; and with `linearize: true` (the default) the same records of the linearized
+/// `relative_change` [R, L] (one column per dense or conv layer, named in the metadata's `relative_change_layers`,
+/// e.g. "W0 dense layers[1]"); and with `linearize: true` (the default) the same records of the linearized
 /// network, prefixed `lin_`, trained on the same batches (PAPER Eq. 5: "train and linearize").
 ///
 /// `train`: `loss` (mse | cross_entropy), `learning_rate`, `steps`, `batch_size` (null: full batch),
-/// `momentum` (0), `lr_scale_w` / `lr_scale_b` (per-layer multipliers, PAPER §1.6), `dtype` (float32 | float64),
+/// `momentum` (0), `lr_scale_w` / `lr_scale_b` (one multiplier per dense or conv layer, PAPER §1.6), `dtype` (float32 | float64),
 /// `checkpoint_every` (steps between checkpoints; a killed run resumes from the last one and ends identical).
 /// Artifacts hold no timings, so the same inputs always give the same bytes (speed is logged instead).
 /// Divergence (NaN/Inf, or the loss growing 10⁴×) stops the run with a suggested stable learning rate.
 public struct TrainStage: StageKind {
     public static let name = "train"
-    public static let algorithmVersion = 2
+    public static let algorithmVersion = 3
     public static let summary = "train the network and its linearization (GD/SGD/momentum; MSE/CE) with log-spaced records → trained artifact"
     public static let outputs: [ArtifactKind] = [.trained]
 
@@ -45,7 +46,7 @@ public struct TrainStage: StageKind {
         c.momentum = try r.double("momentum", default: 0)
         func scales(_ key: String) throws -> [Double]? {
             guard let v = r.raw(key) else { return nil }
-            guard case .array(let a) = v else { throw r.fail(key, "expected a list with one multiplier per Dense layer") }
+            guard case .array(let a) = v else { throw r.fail(key, "expected a list with one multiplier per dense or conv layer") }
             return try a.map {
                 switch $0 {
                 case .int(let i): return Double(i)
@@ -73,12 +74,12 @@ public struct TrainStage: StageKind {
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let (ppath, pfile) = try ctx.artifact(.params)
         let params = try ParamsArtifact(file: pfile, path: ppath)
-        guard params.spec.inputDim == ds.features, params.spec.outputs == ds.outputs else {
-            throw NTKError("network \(params.spec.inputDim)→\(params.spec.outputs) does not fit the dataset (\(ds.features) features, \(ds.outputs) outputs)", at: ppath)
-        }
+        try Self.check(params.network, fits: ds, at: ppath)
         for (key, list) in [("lr_scale_w", config.lrScaleW), ("lr_scale_b", config.lrScaleB)] {
-            if let list, list.count != params.spec.depth + 1 {
-                throw NTKError("needs \(params.spec.depth + 1) multipliers (one per Dense layer), found \(list.count)", key: "\(self.key).\(key)")
+            let layers = params.network.parameters
+            if let list, list.count != layers.count {
+                throw NTKError("needs \(layers.count) multipliers, one per dense or conv layer (\(layers.map { "\($0.path) \($0.kind)" }.joined(separator: ", "))), found \(list.count)",
+                               key: "\(self.key).\(key)")
             }
         }
         var me = self
@@ -93,7 +94,7 @@ public struct TrainStage: StageKind {
         let k = ds.outputs
         let classOf = Dictionary(uniqueKeysWithValues: ds.classes.enumerated().map { (Int32($0.element), $0.offset) })
         func makeTrainer(_ model: TrainedModel) -> Trainer<T> {
-            Trainer<T>(spec: p.spec, theta0: p.theta,
+            Trainer<T>(network: p.network, theta0: p.theta,
                        xTrain: Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), yTrain: Matrix(rows: ds.nTrain, cols: k, data: ds.yTrain),
                        xTest: Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest), yTest: Matrix(rows: ds.nTest, cols: k, data: ds.yTest),
                        labelsTrain: ds.labelsTrain.map { classOf[$0] ?? -1 }, labelsTest: ds.labelsTest.map { classOf[$0] ?? -1 },
@@ -154,10 +155,11 @@ public struct TrainStage: StageKind {
         }
         var meta = ctx.metadata(kind: Self.name)
         meta["network"] = p.networkJSON
+        meta["relative_change_layers"] = .array(Self.parameterNames(p.network).map { .string($0) })
         meta["dtype"] = .string(T.dtypeName)
         meta["linearized"] = .bool(linearize)
         meta["effective_learning_rate"] = .double(config.learningRate)
-        let final = ParamsArtifact(spec: p.spec, theta: trainers[0].state.theta)
+        let final = ParamsArtifact(network: p.network, theta: trainers[0].state.theta)
         return ArtifactFile(kind: .trained, metadata: meta, tensors: final.tensors(prefix: "final_")
             + records.enumerated().flatMap { i, rs in Self.recordTensors(rs, prefix: prefixes[i], n: ds.nTrain, m: ds.nTest, k: k) })
     }
@@ -167,12 +169,25 @@ public struct TrainStage: StageKind {
     func suggestion(_ ds: DatasetArtifact, _ p: ParamsArtifact) -> String {
         let n = min(ds.nTrain, 512)
         let x = Matrix(rows: n, cols: ds.features, data: Array(ds.xTrain.prefix(n * ds.features)))
-        let k = Matrix(rows: n, cols: n, data: EmpiricalNTK<Double>(MLP(spec: p.spec, theta: p.theta)).compute(x1: x).ntk)
+        let k = Matrix(rows: n, cols: n, data: EmpiricalNTK<Double>(network: p.network, theta: p.theta).compute(x1: x).ntk)
         guard let top = try? LAPACK.eigh(k).values.last, top > 0 else { return "try a smaller learning rate" }
         let lambda = top * Double(ds.nTrain) / Double(n)
         let lr = 2 * Double(ds.nTrain * ds.outputs) / lambda
         return String(format: "for MSE, gradient descent is stable below 2·N·k/λ_max ≈ %.3g (λ_max of the empirical NTK at θ₀, estimated on %d training points, scaled by N/%d)%@",
                       lr, n, n, config.loss == .mse ? "" : "; for cross-entropy use it as a guide")
+    }
+
+    /// A network's samples must be the dataset's (or, for a network on vectors, have its D features) and its outputs k.
+    static func check(_ net: Network, fits ds: DatasetArtifact, at path: String) throws {
+        guard net.accepts(ds.inputShape), net.outputs == ds.outputs else {
+            throw NTKError("the network takes samples \(net.inputShape) with \(net.outputs) outputs, the dataset has samples \(ds.inputShape) "
+                           + "with \(ds.outputs) outputs", at: path)
+        }
+    }
+
+    /// Names of the parameter layers, W-index first: "W0 dense layers[1]" — the columns of `relative_change`.
+    static func parameterNames(_ net: Network) -> [String] {
+        net.parameters.enumerated().map { "W\($0.offset) \($0.element.kind.rawValue) \($0.element.path)" }
     }
 
     // MARK: records and state as tensors (the artifact and the checkpoint share the format)
