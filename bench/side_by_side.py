@@ -13,6 +13,11 @@ Workloads (all float64 unless stated, all on the first N images of data/mnist's 
   empirical  the empirical NTK of a 784-2048-2048-10 relu MLP on N = 1,024, traced and full, float32:
              ours vs neural-tangents `empirical_ntk_fn(implementation=3)`, jit-compiled and warm; its
              implementations 1–3 side by side on N = 16 (the only size where all three fit)
+  cnn        a Myrtle-style CNN (conv 3×3 SAME 64 → relu → 2×2 avg pool → conv 128 → relu → 2×2 avg pool → conv 256 →
+             relu → global avg pool → dense 10; NTK parameterization, W_std 1.4, b_std 0.05) on 28×28 MNIST, float32:
+             one training step on 256 images vs PyTorch (CPU, eager, same threads) and the traced empirical NTK of 128
+             vs neural-tangents' fastest implementation (1, 2 and 3 timed on N = 32, the fastest at N = 128).
+             `ONLY=cnn python3 bench/side_by_side.py` runs this section alone and replaces it in BENCHMARKS.md.
   train      one full-batch gradient-descent step (forward, MSE, backward, update) of a 784-2048-2048-10 relu
              MLP in NTK parameterization on N = 1,024 images, float32 and float64: ours vs PyTorch (CPU, same threads);
              the linearized step vs JAX `nt.linearize`; and the time to the first step of a fresh process of each
@@ -210,8 +215,139 @@ print(json.dumps(out))
 """
 
 
+TORCH_CNN_STEP = r"""
+import sys, time, statistics, numpy as np, torch
+torch.set_num_threads(int(sys.argv[3]))
+z = np.load(sys.argv[1]); repeats = int(sys.argv[2]); n = 256
+x = torch.tensor(z["x"][:n], dtype=torch.float32).reshape(n, 28, 28, 1).permute(0, 3, 1, 2).contiguous()
+y = torch.zeros(n, 10); y[torch.arange(n), torch.tensor(z["labels"][:n], dtype=torch.long)] = 1
+g = torch.Generator().manual_seed(0)
+def conv(cin, cout): return [torch.randn(cout, cin, 3, 3, generator=g).requires_grad_(), torch.randn(cout, generator=g).requires_grad_()]
+ps = conv(1, 64) + conv(64, 128) + conv(128, 256) + [torch.randn(256, 10, generator=g).requires_grad_(), torch.randn(10, generator=g).requires_grad_()]
+def step():
+    h = x
+    for i, cin in enumerate([1, 64, 128]):   # NTK parameterization: W_std/sqrt(fan_in) conv + b_std b
+        h = torch.relu(torch.nn.functional.conv2d(h, ps[2 * i], padding=1) * (1.4 / (9 * cin) ** 0.5) + 0.05 * ps[2 * i + 1][None, :, None, None])
+        if i < 2: h = torch.nn.functional.avg_pool2d(h, 2)
+    out = h.mean((2, 3)) @ ps[6] * (1.4 / 16) + 0.05 * ps[7]
+    loss = 0.5 * ((out - y) ** 2).mean()
+    for p in ps: p.grad = None
+    loss.backward()
+    with torch.no_grad():
+        for p in ps: p -= 0.1 * p.grad
+step()
+ts = []
+for _ in range(repeats):
+    t = time.time(); step(); ts.append(time.time() - t)
+print('{"median_s": %r, "torch": "%s", "threads": %d}' % (statistics.median(ts) if ts else 0.0, torch.__version__, torch.get_num_threads()))
+"""
+
+NT_CNN_EMPIRICAL = r"""
+import sys, time, statistics, json, numpy as np, jax, jax.numpy as jnp
+import neural_tangents as nt
+from neural_tangents import stax
+z = np.load(sys.argv[1]); n = int(sys.argv[2]); impls = [int(i) for i in sys.argv[3].split(",")]; repeats = int(sys.argv[4])
+def conv(c): return stax.Conv(c, (3, 3), padding="SAME", W_std=1.4, b_std=0.05)
+pool = stax.AvgPool((2, 2), (2, 2))
+init, apply, _ = stax.serial(conv(64), stax.Relu(), pool, conv(128), stax.Relu(), pool, conv(256), stax.Relu(),
+                             stax.GlobalAvgPool(), stax.Dense(10, W_std=1.4, b_std=0.05))
+x = jnp.asarray(z["x"][:n].reshape(n, 28, 28, 1), jnp.float32)
+_, params = init(jax.random.PRNGKey(0), x.shape)
+out = {}
+for impl in impls:
+    f = jax.jit(nt.empirical_ntk_fn(apply, trace_axes=(-1,), implementation=impl))
+    t = time.time(); f(x, None, params).block_until_ready(); first = time.time() - t
+    ts = []
+    for _ in range(repeats):
+        t = time.time(); f(x, None, params).block_until_ready(); ts.append(time.time() - t)
+    out[str(impl)] = {"first_s": first, "median_s": statistics.median(ts)}
+print(json.dumps(out))
+"""
+
+
+def cnn_section(py, tmp):
+    """The Myrtle-style CNN rows: ours (`ntk bench --cnn`), PyTorch's training step, neural-tangents' empirical NTK."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    ours = json.loads(sh([NTK, "bench", "--cnn", "--json", "--repeats", os.environ.get("REPEATS", "5")], cwd=ROOT))
+    res = {r["name"]: r for r in ours["results"]}
+    step = next(v for k, v in res.items() if k.startswith("cnn train step"))
+    emp = next(v for k, v in res.items() if k.startswith("cnn empirical"))
+    peak = next(v for k, v in res.items() if k.startswith("sgemm"))
+    torch_res = json.loads(sh([py, "-c", TORCH_CNN_STEP, os.path.join(tmp, "train.npz"), os.environ.get("REPEATS", "5"),
+                               str(os.cpu_count())]).strip().splitlines()[-1])
+    small = json.loads(sh([py, "-c", NT_CNN_EMPIRICAL, os.path.join(tmp, "train.npz"), "32", "1,2,3", "1"], env=env).strip().splitlines()[-1])
+    # N = 128: the implementations in the order of their N = 32 times; one that runs out of memory (implementation 1
+    # instantiates the Jacobian: ~90 GB here) or time is recorded and the next one tried
+    big, fastest, nt128 = {}, None, None
+    for impl in sorted(small, key=lambda i: small[i]["median_s"]):
+        try:
+            r = subprocess.run([py, "-c", NT_CNN_EMPIRICAL, os.path.join(tmp, "train.npz"), "128", impl, "1"], env=env, text=True,
+                               capture_output=True, timeout=int(os.environ.get("NT_TIMEOUT", "1800")))
+        except subprocess.TimeoutExpired:
+            big[impl] = {"failed": f"no result within {os.environ.get('NT_TIMEOUT', '1800')} s"}
+            continue
+        if r.returncode != 0:
+            err = [l for l in r.stderr.splitlines() if "Error" in l or "error" in l]
+            big[impl] = {"failed": (err[-1] if err else r.stderr.strip().splitlines()[-1])[-160:]}
+            continue
+        big[impl] = json.loads(r.stdout.strip().splitlines()[-1])[impl]
+        fastest, nt128 = impl, big[impl]["median_s"]
+        break
+    if nt128 is None:
+        raise SystemExit("neural-tangents gave no empirical NTK at N = 128: " + json.dumps(big))
+    names = {"1": "1 (Jacobian contraction)", "2": "2 (NTK-vector products)", "3": "3 (structured derivatives)"}
+    train_ratio, emp_ratio = torch_res["median_s"] / step["seconds"], nt128 / emp["seconds"]
+    lines = [
+        "## Convolutional network: a Myrtle-style CNN on 28×28 MNIST, float32", "",
+        "conv 3×3 SAME 64 → relu → 2×2 avg pool → conv 128 → relu → 2×2 avg pool → conv 256 → relu → global avg pool → "
+        f"dense 10 (NTK parameterization, {step.get('parameters', 0):,} parameters). Ours: `ntk bench --cnn` "
+        f"(OpenBLAS kernels {ours.get('blas', '?')}, SIMD {ours.get('simd', '?')}; sgemm peak in the same process "
+        f"{peak['gflops']:.0f} GFLOP/s). Conv layers run as im2col + GEMM; the empirical NTK of a conv layer contracts "
+        "per-sample filter Jacobians (the flop rule in `Sources/NTK/EmpiricalNTK.swift`).", "",
+        "| workload | ntk | % of sgemm peak | peak RSS | peer | ratio (peer ÷ ours) | goal |", "|---|---|---|---|---|---|---|",
+        f"| one training step, N = 256 (forward, MSE, backward, update) | {step['seconds']:.3f} s ({step['gflops']:.0f} GFLOP/s) | "
+        f"{100 * step['fraction_of_peak']:.0f} % | {step['peak_rss_mb']:.0f} MB | PyTorch {torch_res['torch']} ({torch_res['threads']} threads, eager, "
+        f"oneDNN convs) {torch_res['median_s']:.3f} s | **{train_ratio:.2f}×** | ≥ 2×: {'**met**' if train_ratio >= 2 else '**not met**'} |",
+        f"| empirical NTK, traced, N = 128 | {emp['seconds']:.3f} s ({emp['gflops']:.0f} GFLOP/s) | {100 * emp['fraction_of_peak']:.0f} % | "
+        f"{emp['peak_rss_mb']:.0f} MB | neural-tangents implementation {fastest}, jit, warm: {nt128:.2f} s | **{emp_ratio:.1f}×** | "
+        f"≥ 3×: {'**met**' if emp_ratio >= 3 else '**not met**'} |", "",
+        "neural-tangents' implementations on N = 32 (traced, jit-compiled; the fastest was timed at N = 128 above):", "",
+        "| implementation | first call (compile + run) | warm |", "|---|---|---|",
+    ] + [f"| {names[i]} | {small[i]['first_s']:.2f} s | {small[i]['median_s']:.2f} s |" for i in ("1", "2", "3")] + [""] + [
+        f"At N = 128, implementation {i} failed: {v['failed']}." for i, v in big.items() if "failed" in v] + [""]
+    return lines, {"ours": ours, "torch": torch_res, "neural_tangents_n32": small, "neural_tangents_n128": big}
+
+
+def replace_section(text, title, lines):
+    """BENCHMARKS.md with the section starting `title` replaced by `lines` (inserted before the goals if absent)."""
+    parts = text.split("\n## ")
+    body = "\n".join(lines).strip()[3:]
+    for i, p in enumerate(parts):
+        if p.startswith(title):
+            parts[i] = body + "\n"
+            return "\n## ".join(parts)
+    at = next((i for i, p in enumerate(parts) if p.startswith("The issues' goals")), len(parts))
+    return "\n## ".join(parts[:at] + [body + "\n"] + parts[at:])
+
+
 def main():
     import numpy as np
+    if os.environ.get("ONLY") == "cnn":
+        subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, capture_output=True)
+        py = peer_python()
+        tmp = tempfile.mkdtemp(prefix="ntk-side-")
+        with gzip.open(os.path.join(ROOT, "data/mnist/train-labels-idx1-ubyte.gz")) as f:
+            labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
+        np.savez(os.path.join(tmp, "train.npz"), x=mnist(1024), labels=labels[:1024])
+        lines, results = cnn_section(py, tmp)
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+        with open(path, "w") as f:
+            f.write(replace_section(text, "Convolutional network", lines))
+        with open(os.path.join(ROOT, "bench/results-cnn.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        print("\n".join(lines))
+        return
     repeats = int(os.environ.get("REPEATS", "5"))
     n = int(os.environ.get("N", "4000"))
     subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, capture_output=True)
@@ -390,6 +526,8 @@ def main():
         ("analytic recursion ≤ 0.5 × the Gram product", f"{rec.get('fraction_of_gram', float('nan')):.2f}", mark(rec.get("fraction_of_gram", 1) <= 0.5)),
         ("artifact I/O ≥ 200 MB/s uncompressed", f"{min(io):.0f} MB/s", mark(min(io) >= 200)),
     ]
+    cnn_lines, cnn_results = cnn_section(py, tmp)
+    lines += cnn_lines
     lines += ["## The issues' goals, from this run", "", "| goal | measured | |", "|---|---|---|"]
     lines += [f"| {g} | {m} | {ok} |" for g, m, ok in goals]
     lines.append("")
@@ -399,7 +537,7 @@ def main():
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(ROOT, "bench/results.json"), "w") as f:
-        json.dump({"ours": ours, "neural_tangents": theirs, "neural_tangents_empirical": nt_emp, "neural_tangents_implementations": nt_impl, "jax_linearized_step": jax_lin, "torch": torch_res, "ours_first_result_s": ours_first, "first_step_s": {"ntk": ours_step_first, "ntk_with_linearization": ours_lin_first, "torch": torch_first, "jax_linearized": jax_lin_first}, "max_rel_diff": rel,
+        json.dump({"ours": ours, "neural_tangents": theirs, "neural_tangents_empirical": nt_emp, "neural_tangents_implementations": nt_impl, "jax_linearized_step": jax_lin, "torch": torch_res, "ours_first_result_s": ours_first, "first_step_s": {"ntk": ours_step_first, "ntk_with_linearization": ours_lin_first, "torch": torch_first, "jax_linearized": jax_lin_first}, "max_rel_diff": rel, "cnn": cnn_results,
                    "diagonal_error_vs_exact": diag}, f, indent=1)
     print("\n".join(lines))
 

@@ -22,6 +22,13 @@ import Dispatch
 ///
 /// Cost (symmetric, traced): forward 2N·P, signals 2N·k·Σ n_l·n_{l+1} (all but the last hidden layer, whose signals
 /// are a broadcast), Grams N²·Σ(n_l + k·n_{l+1}) — all GEMM/SYRK.
+///
+/// Conv layers (D output positions, F = kh·kw, P_l = F·C_in·C_out) take the Jacobian contraction: per-sample filter
+/// gradients J_l = cols(h)ᵀ·Δ (N·k·D·P_l multiply-adds) and their Gram (N²·k·P_l, half with SYRK). The structured
+/// alternative — Grams of the patches and of the signals over position pairs, N²·D²·(F·C_in + k·C_out) — is the
+/// cheaper one only when D²·(F·C_in + k·C_out) < k·P_l·(1 + D/N): a handful of positions (D ≲ 10 for 3×3 convs of
+/// 64–256 channels; the Myrtle CNN's layers have D = 784, 196, 49, where the contraction is 10²–10⁵× cheaper). Dense
+/// layers are D = 1, where the structured Grams win by a factor k·fan_out; that is the rule applied per layer.
 public struct EmpiricalNTK<T: NTKFloat> {
     public enum Output: Sendable { case traced, full }
 

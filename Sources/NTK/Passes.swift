@@ -182,12 +182,29 @@ public final class Passes<T: NTKFloat> {
         let p = network.parameters[l], (sw, sb) = scales[l]
         var beta: T = accumulate ? 1 : 0
         if let b = p.b {
-            T.gemm(transA: false, transB: false, m: rows, n: p.fanOut, k: 1, alpha: sb, a: ones, lda: 1,
-                   b: params + b, ldb: p.fanOut, beta: beta, c: z, ldc: p.fanOut)
+            addBias(z, params + b, sb, rows: rows, cols: p.fanOut, accumulate: accumulate)
             beta = 1
         }
         T.gemm(transA: false, transB: false, m: rows, n: p.fanOut, k: p.fanIn, alpha: sw, a: input, lda: p.fanIn,
                b: params + p.w, ldb: p.fanOut, beta: beta, c: z, ldc: p.fanOut)
+    }
+
+    /// z [rows, cols] = s_b·1·bᵀ, or += with `accumulate`. Written: the first row, then copies of the rows done so far
+    /// (memcpy speed — a k = 1 GEMM would run at a few GFLOP/s); accumulated: a rank-1 GEMM.
+    private func addBias(_ z: UnsafeMutablePointer<T>, _ b: UnsafePointer<T>, _ sb: T, rows: Int, cols: Int, accumulate: Bool) {
+        if accumulate {
+            T.gemm(transA: false, transB: false, m: rows, n: cols, k: 1, alpha: sb, a: ones, lda: 1, b: b, ldb: cols, beta: 1, c: z, ldc: cols)
+            return
+        }
+        guard rows > 0 else { return }
+        z.update(from: b, count: cols)
+        T.scale(z, sb, cols)
+        var done = 1
+        while done < rows {
+            let c = min(done, rows - done)
+            (z + done * cols).update(from: z, count: c * cols)
+            done += c
+        }
     }
 
     /// The patches of samples [r0, r0 + m) of an image batch in `buffer` ([m·positions_out, kh·kw·C_in]); a 1×1,
@@ -210,8 +227,7 @@ public final class Passes<T: NTKFloat> {
             let a = patches(g, input, r0, m, cols)
             var beta: T = accumulate ? 1 : 0
             if let b = p.b {
-                T.gemm(transA: false, transB: false, m: m * d, n: p.fanOut, k: 1, alpha: sb, a: ones, lda: 1,
-                       b: params + b, ldb: p.fanOut, beta: beta, c: out, ldc: p.fanOut)
+                addBias(out, params + b, sb, rows: m * d, cols: p.fanOut, accumulate: accumulate)
                 beta = 1
             }
             T.gemm(transA: false, transB: false, m: m * d, n: p.fanOut, k: p.fanIn, alpha: sw, a: a, lda: p.fanIn,

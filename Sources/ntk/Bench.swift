@@ -31,6 +31,9 @@ extension NTKCommand {
         @Flag(help: "Also measure how the kernels scale: analytic time vs N, empirical time vs width, with fitted exponents.")
         var scaling = false
 
+        @Flag(help: "Only the convolutional rows: a Myrtle-style CNN on 28×28 MNIST, f32 — one training step on 256 images and the traced empirical NTK of 128, with the sgemm peak of the same run.")
+        var cnn = false
+
         @Option(help: "Data directory (IDX) for realistic inputs.")
         var data = "data/mnist"
 
@@ -57,6 +60,14 @@ extension NTKCommand {
                     if !json { print(line) }
                 }
                 if let tiledN { return try measureTiled(n: tiledN) }
+                if cnn {
+                    try measureCNN(report: report)
+                    if json {
+                        print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "blas": .string(Platform.blasCore),
+                                                "results": .array(rows)]).pretty, terminator: "")
+                    }
+                    return
+                }
                 if !json {
                     print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore) × \(Platform.blasThreads) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
                     if let note = Platform.blasKernelNote { print("note: " + note) }
@@ -168,6 +179,57 @@ extension NTKCommand {
                     print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "blas": .string(Platform.blasCore), "results": .array(rows)]).pretty, terminator: "")
                 }
             }
+        }
+
+        /// The Myrtle-style CNN of the benchmarks (PAPER §3's convolutional family; the same list in
+        /// bench/side_by_side.py for PyTorch and neural-tangents): conv 3×3 SAME 64 → relu → 2×2 avg pool → conv 128 →
+        /// relu → 2×2 avg pool → conv 256 → relu → global avg pool → dense 10, on 28×28×1.
+        static let myrtle: [Layer] = {
+            func conv(_ c: Int) -> Layer { .conv(channels: c, filter: [3, 3], strides: [1, 1], padding: .same, wStd: 1.4, bStd: 0.05) }
+            let pool = Layer.avgPool(window: [2, 2], strides: [2, 2], padding: .valid, normalizeEdges: false)
+            return [conv(64), .activation(.relu), pool, conv(128), .activation(.relu), pool, conv(256), .activation(.relu), .globalAvgPool,
+                    .dense(out: 10, wStd: 1.4, bStd: 0.05)]
+        }()
+
+        /// One f32 training step of the Myrtle CNN on 256 MNIST images (forward, MSE, backward, update) and its traced
+        /// empirical NTK on 128, each with its flop count, % of the sgemm peak of this run, and the peak RSS so far.
+        func measureCNN(report: (String, Double, Double?, Double?, [String: JSONValue]) -> Void) throws {
+            let g = quick ? 1024 : 4096
+            let sPeak = try gemmPeak(n: g, double: false)
+            report("sgemm \(g)³ (peak reference)", sPeak.seconds, sPeak.flops, nil, [:])
+            let peak = sPeak.flops / sPeak.seconds / 1e9
+            let raw = try IDXReader.read(directory: data, numClasses: 10)
+            let net = try Network(layers: Self.myrtle, input: Shape(spatial: [28, 28], channels: 1))
+            let theta = net.initialize(seed: 0)
+            func rss() -> JSONValue {
+                var u = rusage()
+                getrusage(RUSAGE_SELF.rawValue, &u)
+                return .double(Double(u.ru_maxrss) / 1024)
+            }
+            // useful flops per sample: 2·macs forward, 2·macs for the weight gradients, 2·macs for the input gradients of
+            // every layer that does not read x
+            var macs = 0.0, inputGrad = 0.0
+            for p in net.parameters {
+                let node = net.nodes[p.node], m = Double(p.wCount) * Double(node.outShape.positions)
+                macs += m
+                if node.input != 0 { inputGrad += m }
+            }
+            let nStep = quick ? 64 : 256
+            let xs = Matrix(rows: nStep, cols: 784, data: raw.train.rows(Array(0..<nStep), byteScale: 1 / 255.0))
+            var ys = Matrix(rows: nStep, cols: 10)
+            for r in 0..<nStep { ys[r, Int(raw.train.labels[r])] = 1 }
+            var c = TrainingConfig()
+            c.learningRate = 0.1
+            let trainer = Trainer<Float>(network: net, theta0: theta, xTrain: xs, yTrain: ys, config: c)
+            let step = try median(repeats) { _ in try trainer.stepOnce() }
+            report("cnn train step myrtle N=\(nStep) f32", step, 2 * Double(nStep) * (2 * macs + inputGrad), peak,
+                   ["peak_rss_mb": rss(), "parameters": .int(net.parameterCount)])
+            let nK = quick ? 32 : 128
+            let xk = Matrix(rows: nK, cols: 784, data: raw.train.rows(Array(0..<nK), byteScale: 1 / 255.0))
+            let e = EmpiricalNTK<Float>(network: net, theta: theta)
+            var flops = 0.0
+            let t = median(repeats) { _ in flops = e.compute(x1: xk).flops }
+            report("cnn empirical ntk traced myrtle N=\(nK) f32", t, flops, peak, ["peak_rss_mb": rss()])
         }
 
         /// Time vs size on log-log axes: analytic NNGP+NTK (relu depth 3, d = 784) vs N, expected ∝ N² (Gram and
