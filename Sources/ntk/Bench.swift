@@ -224,12 +224,13 @@ extension NTKCommand {
             let step = try median(repeats) { _ in try trainer.stepOnce() }
             report("cnn train step myrtle N=\(nStep) f32", step, 2 * Double(nStep) * (2 * macs + inputGrad), peak,
                    ["peak_rss_mb": rss(), "parameters": .int(net.parameterCount)])
-            let nK = quick ? 32 : 128
-            let xk = Matrix(rows: nK, cols: 784, data: raw.train.rows(Array(0..<nK), byteScale: 1 / 255.0))
             let e = EmpiricalNTK<Float>(network: net, theta: theta)
-            var flops = 0.0
-            let t = median(repeats) { _ in flops = e.compute(x1: xk).flops }
-            report("cnn empirical ntk traced myrtle N=\(nK) f32", t, flops, peak, ["peak_rss_mb": rss()])
+            for nK in quick ? [32] : [32, 128] {
+                let xk = Matrix(rows: nK, cols: 784, data: raw.train.rows(Array(0..<nK), byteScale: 1 / 255.0))
+                var flops = 0.0
+                let t = median(repeats) { _ in flops = e.compute(x1: xk).flops }
+                report("cnn empirical ntk traced myrtle N=\(nK) f32", t, flops, peak, ["peak_rss_mb": rss()])
+            }
         }
 
         /// Time vs size on log-log axes: analytic NNGP+NTK (relu depth 3, d = 784) vs N, expected ∝ N² (Gram and
