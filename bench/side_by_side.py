@@ -289,7 +289,7 @@ def cnn_section(py, tmp):
             continue
         if r.returncode != 0:
             err = [l for l in r.stderr.splitlines() if "Error" in l]
-            big[impl] = {"failed": err[-1][-160:] if err else f"killed by signal {-r.returncode} (the kernel's OOM killer?)"
+            big[impl] = {"failed": err[-1][-160:] if err else f"killed by signal {-r.returncode}" + (" (SIGSEGV)" if r.returncode == -11 else " (SIGKILL: the OOM killer?)" if r.returncode == -9 else "")
                          if r.returncode < 0 else f"exit status {r.returncode}"}
             continue
         big[impl] = json.loads(r.stdout.strip().splitlines()[-1])[impl]
@@ -307,6 +307,8 @@ def cnn_section(py, tmp):
                 "— | ≥ 3×: **met** (the peer gives no result at this N)")
     lines = [
         "## Convolutional network: a Myrtle-style CNN on 28×28 MNIST, float32", "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores "
+        f"({platform.processor() or platform.machine()}), every number in this section from the same run.", "",
         "conv 3×3 SAME 64 → relu → 2×2 avg pool → conv 128 → relu → 2×2 avg pool → conv 256 → relu → global avg pool → "
         f"dense 10 (NTK parameterization, {step.get('parameters', 0):,} parameters). Ours: `ntk bench --cnn` "
         f"(OpenBLAS kernels {ours.get('blas', '?')}, SIMD {ours.get('simd', '?')}; sgemm peak in the same process "
@@ -321,7 +323,7 @@ def cnn_section(py, tmp):
         f"| empirical NTK, traced, N = 32 | {emp32['seconds']:.3f} s ({emp32['gflops']:.0f} GFLOP/s) | {100 * emp32['fraction_of_peak']:.0f} % | "
         f"(RSS so far) | neural-tangents implementation {fastest32}, jit, warm: {small[fastest32]['median_s']:.2f} s | "
         f"**{ratio32:.1f}×** | |", "",
-        "neural-tangents' implementations on N = 32 (traced, jit-compiled; the fastest was timed at N = 128 above):", "",
+        "neural-tangents' implementations on N = 32 (traced, jit-compiled), then tried at N = 128 in this order of speed:", "",
         "| implementation | first call (compile + run) | warm |", "|---|---|---|",
     ] + [f"| {names[i]} | {small[i]['first_s']:.2f} s | {small[i]['median_s']:.2f} s |" for i in ("1", "2", "3")] + [""] + [
         f"At N = 128, implementation {i} failed: {v['failed']}." for i, v in big.items() if "failed" in v] + [""]
