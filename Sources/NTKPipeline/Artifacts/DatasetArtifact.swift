@@ -27,6 +27,14 @@ public struct DatasetArtifact {
     /// A network's input: a vector [D], an image [H, W] (one channel) or [H, W, C].
     public var inputShape: Shape { Self.shape(of: sampleShape, features: features) }
 
+    /// A network's samples must be these (or, for a network on vectors, have their D features), its outputs k.
+    public func check(_ net: Network, at path: String) throws {
+        guard net.accepts(inputShape), net.outputs == outputs else {
+            throw NTKError("the network takes samples \(net.inputShape) with \(net.outputs) outputs, the dataset has samples "
+                           + "\(inputShape) with \(outputs) outputs", at: path)
+        }
+    }
+
     static func shape(of sample: [Int], features: Int) -> Shape {
         switch sample.count {
         case 0, 1: return .vector(features)

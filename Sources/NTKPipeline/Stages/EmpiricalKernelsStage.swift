@@ -81,8 +81,9 @@ public struct EmpiricalKernelsStage: StageKind {
             theta = p.theta
             meta["at"] = .string("theta0")
         }
-        try TrainStage.check(p.network, fits: ds, at: ppath)
-        if maxMemory == nil && perLayer == false, case let need = estimate(n: ds.nTrain + ds.nTest, net: p.network), need > 1 << 34 {
+        try ds.check(p.network, at: ppath)
+        let need = estimate(n: ds.nTrain + ds.nTest, net: p.network)
+        if maxMemory == nil && !perLayer && need > 1 << 34 {
             ctx.reporter.log("note: the features need about \(need >> 30) GiB; set empirical.max_memory to work in tiles")
         }
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)

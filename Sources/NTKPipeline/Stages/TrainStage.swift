@@ -74,7 +74,7 @@ public struct TrainStage: StageKind {
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let (ppath, pfile) = try ctx.artifact(.params)
         let params = try ParamsArtifact(file: pfile, path: ppath)
-        try Self.check(params.network, fits: ds, at: ppath)
+        try ds.check(params.network, at: ppath)
         for (key, list) in [("lr_scale_w", config.lrScaleW), ("lr_scale_b", config.lrScaleB)] {
             let layers = params.network.parameters
             if let list, list.count != layers.count {
@@ -175,14 +175,6 @@ public struct TrainStage: StageKind {
         let lr = 2 * Double(ds.nTrain * ds.outputs) / lambda
         return String(format: "for MSE, gradient descent is stable below 2·N·k/λ_max ≈ %.3g (λ_max of the empirical NTK at θ₀, estimated on %d training points, scaled by N/%d)%@",
                       lr, n, n, config.loss == .mse ? "" : "; for cross-entropy use it as a guide")
-    }
-
-    /// A network's samples must be the dataset's (or, for a network on vectors, have its D features) and its outputs k.
-    static func check(_ net: Network, fits ds: DatasetArtifact, at path: String) throws {
-        guard net.accepts(ds.inputShape), net.outputs == ds.outputs else {
-            throw NTKError("the network takes samples \(net.inputShape) with \(net.outputs) outputs, the dataset has samples \(ds.inputShape) "
-                           + "with \(ds.outputs) outputs", at: path)
-        }
     }
 
     /// Names of the parameter layers, W-index first: "W0 dense layers[1]" — the columns of `relative_change`.
