@@ -29,7 +29,7 @@ let package = Package(
         // MARK: - The C core: vector primitives with scalar references and AVX2/FMA twins
         .target(
             name: "CNTK", dependencies: ["COpenBLAS"], path: "CSources/CNTK",
-            exclude: ["vec_avx2_body.h", "vec_internal.h", "layers_body.h"],
+            exclude: ["vec_avx2_body.h", "vec_internal.h", "layers_body.h", "winograd_body.h"],
             cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [
                 .linkedLibrary("m"), .linkedLibrary("pthread"),

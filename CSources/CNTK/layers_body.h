@@ -26,8 +26,13 @@ void FN(ntk_im2col)(const T *x, T *cols, const ntk_window *g) {
                 long y = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
                 for (size_t b = 0; b < g->kw; ++b, out += c) {
                     long x0 = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
-                    if (y < 0 || x0 < 0) memset(out, 0, c * sizeof(T));
-                    else memcpy(out, x + ((size_t)y * g->w + (size_t)x0) * c, c * sizeof(T));
+                    if (y < 0 || x0 < 0) {
+                        for (size_t k = 0; k < c; ++k) out[k] = 0;
+                    } else {
+                        const T *src = x + ((size_t)y * g->w + (size_t)x0) * c;
+                        if (c < 16) for (size_t k = 0; k < c; ++k) out[k] = src[k]; /* a call per pixel costs more */
+                        else memcpy(out, src, c * sizeof(T));
+                    }
                 }
             }
         }

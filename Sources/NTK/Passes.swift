@@ -25,6 +25,9 @@ public final class Passes<T: NTKFloat> {
     /// Index of the first node with parameters (nodes before it need no backward pass).
     let firstParameterNode: Int
     let scales: [(w: T, b: T)]
+    /// Whether 3×3, stride-1 convs may run on Winograd tiles (`PassesWinograd.swift`; `NTK_CONV=im2col` sets the
+    /// default to false). Set it before the first pass.
+    var allowsWinograd = winogradByEnvironment
 
     public convenience init(spec: NetworkSpec, maxBatch: Int) { self.init(network: Network(spec), maxBatch: maxBatch) }
 
@@ -51,7 +54,7 @@ public final class Passes<T: NTKFloat> {
     private var owned: [UnsafeMutablePointer<T>] = []
     /// A buffer owned by the passes, left uninitialized (every pass writes a buffer before it reads it; T is a
     /// trivial type).
-    private func allocate(_ count: Int) -> UnsafeMutablePointer<T> {
+    func allocate(_ count: Int) -> UnsafeMutablePointer<T> {
         let p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
         owned.append(p)
         return p
@@ -83,25 +86,47 @@ public final class Passes<T: NTKFloat> {
         return Storage(values: values, caches: caches)
     }
 
-    /// im2col rows for one chunk of samples, and a ones vector for bias products; sized for the largest conv.
+    /// Per-sample scratch of the largest conv, im2col rows and Winograd planes (`Passes.winogradPlanes`), and a ones
+    /// vector for bias products.
     private lazy var colsCapacity: Int = {
         var most = 0
         for node in network.nodes {
-            if case .conv(_, let g) = node.op { most = max(most, g.oh * g.ow * g.kh * g.kw * g.c) }
+            guard case .conv(let l, let g) = node.op else { continue }
+            // im2col rows also for a Winograd conv: its per-sample Jacobians (`convJacobian`) contract them
+            most = max(most, g.oh * g.ow * g.patch, usesWinograd(g) ? Self.winogradPlanes(g, network.parameters[l].fanOut) : 0)
         }
         return most
     }()
     /// Samples per conv chunk: the im2col buffer stays near 16 M elements (at least one sample).
-    private lazy var chunk: Int = colsCapacity == 0 ? maxBatch : max(1, min(maxBatch, (16 << 20) / colsCapacity))
-    private lazy var cols: UnsafeMutablePointer<T> = allocate(chunk * colsCapacity)
-    private lazy var cols2: UnsafeMutablePointer<T> = allocate(chunk * colsCapacity)
-    private lazy var ones: UnsafeMutablePointer<T> = {
+    lazy var chunk: Int = colsCapacity == 0 ? maxBatch : max(1, min(maxBatch, (16 << 20) / colsCapacity))
+    lazy var cols: UnsafeMutablePointer<T> = allocate(chunk * colsCapacity)
+    lazy var cols2: UnsafeMutablePointer<T> = allocate(chunk * colsCapacity)
+    lazy var ones: UnsafeMutablePointer<T> = {
         var most = maxBatch
         for node in network.nodes { most = max(most, chunk * node.outShape.positions, node.inShape.positions) }
         let p = allocate(most)
         p.initialize(repeating: 1, count: most)
         return p
     }()
+
+    /// Winograd scratch (`PassesWinograd.swift`): a conv's transformed filters U and their gradient dU [16, C_in·C_out],
+    /// and zeros for padded tile inputs.
+    lazy var winogradFilters: UnsafeMutablePointer<T> = allocate(16 * winogradExtent.filters)
+    lazy var winogradFilterGradient: UnsafeMutablePointer<T> = allocate(16 * winogradExtent.filters)
+    lazy var winogradZeros: UnsafeMutablePointer<T> = {
+        let p = allocate(winogradExtent.channels)
+        p.initialize(repeating: 0, count: winogradExtent.channels)
+        return p
+    }()
+    private var winogradExtent: (filters: Int, channels: Int) {
+        var most = (filters: 0, channels: 0)
+        for node in network.nodes {
+            guard case .conv(let l, let g) = node.op, usesWinograd(g) else { continue }
+            let cout = network.parameters[l].fanOut
+            most = (max(most.filters, g.c * cout), max(most.channels, g.c, cout))
+        }
+        return most
+    }
 
     /// f(x) of the last `forward` [n, k] (row-major).
     public var outputPointer: UnsafePointer<T> { UnsafePointer(storage.values[network.outputValue]!) }
@@ -131,6 +156,16 @@ public final class Passes<T: NTKFloat> {
         return Registers(slot: slot, buffers: sizes.map { allocate(rows * $0) })
     }
 
+    /// Runs `body(start, count)` over [0, total) in one contiguous block per worker, on our own threads. Block edges
+    /// fall on multiples of `align` (64 elements: every block splits into SIMD steps and a tail exactly as the whole
+    /// range does, so the result does not depend on the thread count); totals below `minimum` run inline.
+    func split(_ total: Int, align: Int = 64, minimum: Int = 2, _ body: (Int, Int) -> Void) {
+        let workers = OwnThreads.workers
+        guard workers > 1, total >= minimum else { return body(0, total) }
+        let per = ((total + workers - 1) / workers + align - 1) / align * align
+        OwnThreads.forEach((total + per - 1) / per) { _, i in body(i * per, min(total, (i + 1) * per) - i * per) }
+    }
+
     // MARK: - Forward
 
     /// Computes f(x) for n rows of x [n, input count] into the passes' own buffers (`outputPointer`).
@@ -158,7 +193,8 @@ public final class Passes<T: NTKFloat> {
             case .activation(let a):
                 let out = s.values[node.output]!
                 if node.output != node.input { out.update(from: value(node.input), count: n * outCount) }
-                T.activate(out, s.caches[j]!, n * outCount, a)
+                let cache = s.caches[j]!
+                split(n * outCount, minimum: 1 << 16) { i, c in T.activate(out + i, cache + i, c, a) }
             case .avgPool, .globalAvgPool:
                 pool(node, value(node.input), s.values[node.output]!, rows: n)
             case .flatten, .fork:
@@ -191,7 +227,7 @@ public final class Passes<T: NTKFloat> {
 
     /// z [rows, cols] = s_b·1·bᵀ, or += with `accumulate`. Written: the first row, then copies of the rows done so far
     /// (memcpy speed — a k = 1 GEMM would run at a few GFLOP/s); accumulated: a rank-1 GEMM.
-    private func addBias(_ z: UnsafeMutablePointer<T>, _ b: UnsafePointer<T>, _ sb: T, rows: Int, cols: Int, accumulate: Bool) {
+    func addBias(_ z: UnsafeMutablePointer<T>, _ b: UnsafePointer<T>, _ sb: T, rows: Int, cols: Int, accumulate: Bool) {
         if accumulate {
             T.gemm(transA: false, transB: false, m: rows, n: cols, k: 1, alpha: sb, a: ones, lda: 1, b: b, ldb: cols, beta: 1, c: z, ldc: cols)
             return
@@ -220,6 +256,9 @@ public final class Passes<T: NTKFloat> {
     /// Conv layer l: z (+)= s_w·cols(h)·W + s_b·1·bᵀ, in chunks of samples.
     private func conv(_ l: Int, _ g: Window, params: UnsafePointer<T>, input: UnsafePointer<T>, samples n: Int,
                       into z: UnsafeMutablePointer<T>, accumulate: Bool) {
+        if usesWinograd(g) {
+            return winogradConv(l, g, params: params, input: input, samples: n, into: z, accumulate: accumulate)
+        }
         let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow
         var r0 = 0
         while r0 < n {
@@ -242,7 +281,9 @@ public final class Passes<T: NTKFloat> {
         let inCount = node.inShape.count, outCount = node.outShape.count
         switch node.op {
         case .avgPool(let g, let normalize):
-            for r in 0..<n { T.avgPoolForward(src + r * inCount, dst + r * outCount, g, normalize) }
+            split(n, align: 1) { r0, m in
+                for r in r0..<r0 + m { T.avgPoolForward(src + r * inCount, dst + r * outCount, g, normalize) }
+            }
         case .globalAvgPool:
             let d = node.inShape.positions
             for r in 0..<n {
@@ -285,7 +326,10 @@ public final class Passes<T: NTKFloat> {
                 }
             case .conv(let l, let g):
                 conv(l, g, params: v, input: value(node.input), samples: n, into: dst, accumulate: false)
-                if liveIn {
+                if liveIn && usesWinograd(g) {
+                    winogradConv(l, g, params: theta, input: tangent(node.input), samples: n, into: dst, accumulate: true,
+                                 bias: false)
+                } else if liveIn {
                     let p = network.parameters[l], d = g.oh * g.ow
                     var r0 = 0
                     while r0 < n {
@@ -297,7 +341,8 @@ public final class Passes<T: NTKFloat> {
                     }
                 }
             case .activation:
-                T.hadamard(dst, tangent(node.input), s.caches[j]!, n * outCount)
+                let src = tangent(node.input), cache = s.caches[j]!
+                split(n * outCount, minimum: 1 << 16) { i, c in T.hadamard(dst + i, src + i, cache + i, c) }
             case .avgPool, .globalAvgPool:
                 pool(node, tangent(node.input), dst, rows: n)
             case .flatten, .fork:
@@ -388,6 +433,10 @@ public final class Passes<T: NTKFloat> {
                     T.gemm(transA: false, transB: true, m: rows, n: p.fanIn, k: p.fanOut, alpha: sw, a: dy, lda: p.fanOut,
                            b: theta + p.w, ldb: p.fanOut, beta: 0, c: delta(node.input), ldc: p.fanIn)
                 }
+            case .conv(let l, let g) where usesWinograd(g):
+                onParameter?(l, dy)
+                winogradBackward(l, g, theta: theta, input: value(node.input), rows: rows, dy: dy, grad: grad,
+                                 dx: wantsInput ? delta(node.input) : nil)
             case .conv(let l, let g):
                 onParameter?(l, dy)
                 let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow
@@ -422,13 +471,15 @@ public final class Passes<T: NTKFloat> {
             case .activation:
                 let dx = delta(node.input), dphi = UnsafePointer(s.caches[j]!)
                 if rep == 1 {
-                    T.hadamard(dx, dy, dphi, rows * outCount)
+                    split(rows * outCount, minimum: 1 << 16) { i, c in T.hadamard(dx + i, dy + i, dphi + i, c) }
                 } else {
                     for r in 0..<rows { T.hadamard(dx + r * outCount, dy + r * outCount, dphi + (r / rep) * outCount, outCount) }
                 }
             case .avgPool(let g, let normalize):
                 let dx = delta(node.input)
-                for r in 0..<rows { T.avgPoolBackward(dy + r * outCount, dx + r * inCount, g, normalize) }
+                split(rows, align: 1) { r0, m in
+                    for r in r0..<r0 + m { T.avgPoolBackward(dy + r * outCount, dx + r * inCount, g, normalize) }
+                }
             case .globalAvgPool:
                 let dx = delta(node.input), d = node.inShape.positions
                 for r in 0..<rows {

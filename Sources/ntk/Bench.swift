@@ -206,14 +206,9 @@ extension NTKCommand {
                 getrusage(RUSAGE_SELF.rawValue, &u)
                 return .double(Double(u.ru_maxrss) / 1024)
             }
-            // useful flops per sample: 2·macs forward, 2·macs for the weight gradients, 2·macs for the input gradients of
-            // every layer that does not read x
-            var macs = 0.0, inputGrad = 0.0
-            for p in net.parameters {
-                let node = net.nodes[p.node], m = Double(p.wCount) * Double(node.outShape.positions)
-                macs += m
-                if node.input != 0 { inputGrad += m }
-            }
+            // flops per sample: forward, weight gradients, input gradients of every layer that does not read x — as a
+            // direct conv counts them (the rate reported) and as the passes execute them (3×3 convs on Winograd tiles)
+            let flops = Passes<Float>(network: net, maxBatch: 1).trainingStepFlopsPerSample
             let nStep = quick ? 64 : 256
             let xs = Matrix(rows: nStep, cols: 784, data: raw.train.rows(Array(0..<nStep), byteScale: 1 / 255.0))
             var ys = Matrix(rows: nStep, cols: 10)
@@ -222,8 +217,10 @@ extension NTKCommand {
             c.learningRate = 0.1
             let trainer = Trainer<Float>(network: net, theta0: theta, xTrain: xs, yTrain: ys, config: c)
             let step = try median(repeats) { _ in try trainer.stepOnce() }
-            report("cnn train step myrtle N=\(nStep) f32", step, 2 * Double(nStep) * (2 * macs + inputGrad), peak,
-                   ["peak_rss_mb": rss(), "parameters": .int(net.parameterCount)])
+            let executed = Double(nStep) * flops.executed
+            report("cnn train step myrtle N=\(nStep) f32", step, Double(nStep) * flops.direct, peak,
+                   ["peak_rss_mb": rss(), "parameters": .int(net.parameterCount), "executed_gemm_gflop": .double(executed / 1e9),
+                    "executed_fraction_of_peak": .double(executed / step / 1e9 / peak)])
             let e = EmpiricalNTK<Float>(network: net, theta: theta)
             for nK in quick ? [32] : [32, 128] {
                 let xk = Matrix(rows: nK, cols: 784, data: raw.train.rows(Array(0..<nK), byteScale: 1 / 255.0))

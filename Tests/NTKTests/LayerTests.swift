@@ -36,11 +36,24 @@ final class LayerTests: XCTestCase {
             ("residual empty and nested", [dense(4), .residual([]), .residual([.activation(.tanh), .residual([dense(4)]), dense(4)]),
                                           .activation(.gelu), dense(2)], .vector(3)),
             ("mlp", [dense(6), .activation(.relu), dense(5), .activation(.identity), dense(3)], .vector(4)),
-        ]
+        ] + winogradCases
         for a in [Activation.relu, .leakyRelu(0.2), .abs, .identity, .erf, .tanh, .gelu, .softplus] {
             out.append(("activation \(a)", [dense(4), .activation(a), dense(2)], .vector(3)))
         }
         return out
+    }
+
+    /// 3×3 stride-1 convs with ≥ 8 input channels, which run on Winograd tiles: odd sizes (cropped tiles), each
+    /// padding, their input gradient carried to an earlier conv.
+    var winogradCases: [(String, [Layer], Shape)] {
+        let img = Shape(spatial: [5, 6], channels: 2)
+        return [
+            ("winograd SAME", [conv(8, [1, 1]), .activation(.tanh), conv(3, [3, 3], [1, 1], .same), .activation(.erf), .flatten,
+                               dense(2)], img),
+            ("winograd VALID", [conv(8, [2, 2]), conv(3, [3, 3]), .flatten, dense(2)], img),
+            ("winograd CIRCULAR", [conv(9, [1, 1]), .activation(.gelu), conv(2, [3, 3], [1, 1], .circular), .globalAvgPool, dense(2)],
+             Shape(spatial: [3, 7], channels: 2)),
+        ]
     }
 
     func randoms(_ n: Int, seed: UInt64, scale: Double = 1) -> [Double] {
@@ -93,6 +106,34 @@ final class LayerTests: XCTestCase {
                 let jerr = zip(jv, jfd).map { abs($0 - $1) }.max()! / jfd.map(abs).max()!
                 XCTAssertLessThan(jerr, 1e-7, "\(name) \(param): tangent vs finite differences")
             }
+        }
+    }
+
+    /// The Winograd convs give what im2col gives, to rounding: forward, backward (θ and input gradients) and tangent.
+    func testWinogradConvEqualsIm2col() throws {
+        for (name, layers, shape) in winogradCases {
+            let net = try Network(layers: layers, input: shape)
+            let n = 3, k = net.outputs
+            let theta = net.initialize(seed: 4), x = randoms(n * shape.count, seed: 8), c = randoms(n * k, seed: 2)
+            let v = randoms(net.parameterCount, seed: 6)
+            var results: [[Double]] = []
+            for winograd in [true, false] {
+                let p = Passes<Double>(network: net, maxBatch: n)
+                p.allowsWinograd = winograd
+                XCTAssertEqual(net.nodes.contains { if case .conv(_, let g) = $0.op { p.usesWinograd(g) } else { false } }, winograd, name)
+                let f = forward(p, theta, x, n)
+                var grad = [Double](repeating: 0, count: net.parameterCount), jv = [Double](repeating: 0, count: n * k)
+                theta.withUnsafeBufferPointer { th in
+                    x.withUnsafeBufferPointer { xp in
+                        p.backward(theta: th.baseAddress!, x: xp.baseAddress!, n: n, dOutput: c, grad: &grad)
+                        v.withUnsafeBufferPointer { p.jvp(theta: th.baseAddress!, x: xp.baseAddress!, n: n, direction: $0.baseAddress!, out: &jv) }
+                    }
+                }
+                results.append(f + grad + jv)
+            }
+            let err = zip(results[0], results[1]).map { abs($0 - $1) }.max()! / results[1].map(abs).max()!
+            XCTAssertLessThan(err, 1e-13, "\(name): Winograd vs im2col")
+            XCTAssertGreaterThan(results[1].map(abs).max()!, 0, name)
         }
     }
 

@@ -224,6 +224,27 @@ void ntk_layer_norm_backward_f32(float *dx, const float *dy, const float *y, con
 void ntk_layer_norm_backward_f64(double *dx, const double *dy, const double *y, const double *inv_std, size_t positions,
                                  size_t c);
 
+/* Winograd F(2×2, 3×3) for a 3×3, stride-1 conv (winograd.c; scalar reference and AVX2 twin). Output tiles of
+ * 2×2, th = ⌈oh/2⌉ × tw = ⌈ow/2⌉ per sample; the 16 planes ξ of a transformed array are `ld` elements apart and
+ * hold [tiles, channels] each. input: v = Bᵀ d B ([th·tw, c] per plane); output: z (+)= Aᵀ m A cropped to
+ * [oh, ow, cout]; output_adjoint: dm = A dz Aᵀ; input_adjoint: dx = the transpose of input applied to dv
+ * (overwrites). `zeros`: at least max(c, cout) zeros (padding). filter: u [16, n] = G g Gᵀ for W HWIO [3, 3, n]
+ * (n = c_in·c_out); filter_adjoint: dw += alpha·Gᵀ du G. */
+void ntk_wino_input_f32(const float *x, float *v, size_t ld, const float *zeros, const ntk_window *g);
+void ntk_wino_input_f64(const double *x, double *v, size_t ld, const double *zeros, const ntk_window *g);
+void ntk_wino_output_f32(const float *m, size_t ld, float *z, size_t cout, const ntk_window *g, int accumulate);
+void ntk_wino_output_f64(const double *m, size_t ld, double *z, size_t cout, const ntk_window *g, int accumulate);
+void ntk_wino_output_adjoint_f32(const float *dy, float *dm, size_t ld, size_t cout, const float *zeros,
+                                 const ntk_window *g);
+void ntk_wino_output_adjoint_f64(const double *dy, double *dm, size_t ld, size_t cout, const double *zeros,
+                                 const ntk_window *g);
+void ntk_wino_input_adjoint_f32(const float *dv, size_t ld, float *dx, const ntk_window *g);
+void ntk_wino_input_adjoint_f64(const double *dv, size_t ld, double *dx, const ntk_window *g);
+void ntk_wino_filter_f32(const float *w, float *u, size_t n);
+void ntk_wino_filter_f64(const double *w, double *u, size_t n);
+void ntk_wino_filter_adjoint_f32(const float *du, float *dw, size_t n, float alpha);
+void ntk_wino_filter_adjoint_f64(const double *du, double *dw, size_t n, double alpha);
+
 #ifdef __cplusplus
 }
 #endif
