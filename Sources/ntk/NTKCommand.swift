@@ -11,7 +11,7 @@ struct NTKCommand: ParsableCommand {
         commandName: "ntk",
         abstract: "Wide networks, their linearization and neural tangent kernels, as a cached pipeline.",
         version: ntkVersion,
-        subcommands: [Run.self, Status.self, Exec.self, Dump.self, Info.self, Bench.self])
+        subcommands: [Run.self, Status.self, Params.self, Exec.self, Dump.self, Info.self, Bench.self])
 
     /// Every command: freed memory stays mapped for reuse (`Platform.keepFreedMemory`), then the arguments are parsed.
     static func main() {
@@ -32,7 +32,7 @@ struct PipelineOptions: ParsableArguments {
     @Option(name: .long, help: "The pipeline file.")
     var pipeline: String = "pipeline.yaml"
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a param: key=value (e.g. data.n_train=500). Repeatable.", valueName: "key=value"))
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a param: key=value (e.g. fig3.data.n_train=500). Repeatable.", valueName: "key=value"))
     var overrides: [String] = []
 }
 
@@ -81,6 +81,51 @@ extension NTKCommand {
                 let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides)
                 for s in try runner.status(targets: stages) {
                     print(s.upToDate ? "\(s.stage): up to date" : "\(s.stage): stale — \(s.reasons.joined(separator: "; "))")
+                }
+            }
+        }
+    }
+
+    struct Params: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the params a stage reads, with their effective values (defaults marked).",
+            discussion: """
+                ntk params fig3_train              the params of one stage of pipeline.yaml (every expansion of a matrix)
+                ntk params fig3_train --set fig3.train.steps=50
+                ntk params --kind train            what a stage kind reads outside a pipeline (ntk exec) and its defaults
+                """)
+
+        @Argument(help: "A stage of the pipeline.")
+        var stage: String?
+
+        @Option(help: "A stage kind instead of a stage: its params and defaults outside a pipeline.")
+        var kind: String?
+
+        @OptionGroup var options: PipelineOptions
+
+        func validate() throws {
+            if (stage == nil) == (kind == nil) { throw ValidationError("name a stage, or a stage kind with --kind") }
+        }
+
+        func run() throws {
+            try NTKCommand.guarded {
+                func show(_ trace: ParamTrace) {
+                    let width = min(48, trace.keys.map(\.count).max() ?? 0)
+                    for k in trace.keys {
+                        let v = trace.values[k]!
+                        print("  " + k.padding(toLength: max(width, k.count), withPad: " ", startingAt: 0) + "  "
+                              + v.value.canonical + (v.isDefault ? "   (default)" : ""))
+                    }
+                }
+                if let kind {
+                    print("kind \(kind) (outside a pipeline):")
+                    show(try Runner.defaultParams(kind: kind))
+                    return
+                }
+                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides)
+                for (name, trace) in try runner.effectiveParams(stage!) {
+                    print("\(name):")
+                    show(trace)
                 }
             }
         }

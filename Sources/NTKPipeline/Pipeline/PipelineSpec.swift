@@ -74,7 +74,9 @@ public struct PipelineSpec {
         if case .object = spec.params {} else { throw NTKError("params must be a mapping", at: spec.locate("params"), key: "params") }
         let stagesValue = top.raw("stages")
         try top.finish()
+        let written = spec.params
         spec.params = try applying(overrides, to: spec.params)
+        var swept: [String: [String]] = [:]   // stage key → its matrix keys
         guard case .object(let stageMap)? = stagesValue, !stageMap.isEmpty else {
             throw NTKError("no stages defined", at: spec.locate("stages") ?? path, key: "stages")
         }
@@ -93,6 +95,7 @@ public struct PipelineSpec {
             let desc = try r.string("desc")
             let matrix = r.raw("matrix")
             try r.finish()
+            if case .object(let m)? = matrix { swept[name] = Array(m.keys) }
             for p in params where spec.params.at(path: p) == nil {
                 throw NTKError("declares param '\(p)', which is not defined under params", at: spec.locate("stages.\(name).params"), key: "stages.\(name).params")
             }
@@ -106,6 +109,7 @@ public struct PipelineSpec {
                                          params: params, outs: try paths(outs, "outs"), desc: desc))
             }
         }
+        try spec.checkOverrides(overrides, written: written, swept: swept)
         // `outs:GROUP` in deps: every out of that stage or sweep group (all its expansions), e.g. for a report.
         let all = spec.stages
         for i in spec.stages.indices {
@@ -169,6 +173,73 @@ public struct PipelineSpec {
             p = p.setting(path: key.split(separator: ".").map(String.init), to: value)
         }
         return p
+    }
+
+    /// Every `--set` key must change what some stage computes: it names a param written in the file (or a new key in
+    /// a mapping that is), a stage lists it (or a mapping it is in) under `params:`, and not every such stage sweeps
+    /// it in its `matrix` (which would replace the value). Otherwise the override would be silently ignored: an error
+    /// naming the closest params instead.
+    func checkOverrides(_ overrides: [String], written: JSONValue, swept: [String: [String]]) throws {
+        for o in overrides {
+            let key = String(o[..<o.firstIndex(of: "=")!]), parts = key.split(separator: ".").map(String.init)
+            let parent = parts.count > 1 ? written.at(path: parts.dropLast().joined(separator: ".")) : written
+            let exists = written.at(path: key) != nil
+            var parentIsMapping = false
+            if case .object? = parent { parentIsMapping = true }
+            let readers = stages.filter { s in
+                s.params.contains { key == $0 || key.hasPrefix($0 + ".") || $0.hasPrefix(key + ".") }
+            }
+            let file = (self.file as NSString).lastPathComponent
+            guard (exists || parentIsMapping) && !readers.isEmpty else {
+                let near = PipelineSpec.closest(key, among: PipelineSpec.paths(of: written))
+                let problem = exists ? "no stage of \(file) reads params.\(key) (no stage lists it, or a mapping it is in, under params:)"
+                                     : "\(file) has no param \(key)"
+                throw NTKError(problem, at: self.file, key: "--set \(key)",
+                               hint: near.isEmpty ? "see `ntk params STAGE` for what a stage reads"
+                                                  : "did you mean \(near.joined(separator: " or "))?")
+            }
+            let groups = Set(readers.map(\.group))
+            if groups.allSatisfy({ g in swept[g, default: []].contains { key == $0 || key.hasPrefix($0 + ".") } }) {
+                let names = groups.sorted().map { "stages.\($0).matrix" }.joined(separator: ", ")
+                throw NTKError("params.\(key) is swept by \(names), which replaces any value given here", at: self.file,
+                               key: "--set \(key)", hint: "change the matrix's list of values instead")
+            }
+        }
+    }
+
+    /// Every dotted key of a params tree (mappings and their leaves; not inside lists).
+    public static func paths(of value: JSONValue, prefix: String = "") -> [String] {
+        guard case .object(let o) = value else { return [] }
+        return o.keys.sorted().flatMap { k -> [String] in
+            let p = prefix.isEmpty ? k : prefix + "." + k
+            return [p] + paths(of: o[k]!, prefix: p)
+        }
+    }
+
+    /// The candidates nearest to `key`: those ending in `.key` (a key given without its experiment's prefix), else
+    /// those within a small edit distance; at most three.
+    public static func closest(_ key: String, among candidates: [String]) -> [String] {
+        let scoped = candidates.filter { $0.hasSuffix("." + key) }
+        if !scoped.isEmpty { return Array(scoped.prefix(3)) }
+        let limit = max(2, key.count / 4)
+        return candidates.map { ($0, editDistance($0, key)) }.filter { $0.1 <= limit }
+            .sorted { ($0.1, $0.0) < ($1.1, $1.0) }.prefix(3).map(\.0)
+    }
+
+    /// Levenshtein distance (insertions, deletions, substitutions), on characters.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var prev = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let cur = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+                prev = cur
+            }
+        }
+        return a.isEmpty ? b.count : row[b.count]
     }
 
     /// Replaces each `${key}` by the value of params.key.

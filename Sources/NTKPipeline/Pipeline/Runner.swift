@@ -90,7 +90,10 @@ public final class Runner {
         for t in targets {
             let matches = spec.stages(named: t)
             if matches.isEmpty {
-                throw NTKError("no stage named '\(t)' (stages: \(spec.stages.map(\.name).joined(separator: ", ")))", at: spec.file)
+                let groups = spec.stages.reduce(into: [String]()) { if !$0.contains($1.group) { $0.append($1.group) } }
+                let near = PipelineSpec.closest(t, among: groups + spec.stages.map(\.name).filter { !groups.contains($0) })
+                throw NTKError("no stage named '\(t)'", at: spec.file,
+                               hint: near.isEmpty ? "`ntk status` lists the stages" : "did you mean \(near.joined(separator: " or "))?")
             }
             named.formUnion(matches.map(\.name))
         }
@@ -260,6 +263,29 @@ final class RunGuard {
 }
 
 extension Runner {
+    /// The params stage `name` reads (each expansion of a matrix stage), in the order it reads them, with their
+    /// effective values — the file's, `--set`'s, or the kind's defaults (marked).
+    public func effectiveParams(_ name: String) throws -> [(stage: String, trace: ParamTrace)] {
+        let stages = spec.stages(named: name)
+        guard !stages.isEmpty else { _ = try order(targets: [name]); return [] }
+        return try stages.map { s in
+            let trace = ParamTrace()
+            _ = try stageKind(named: s.kind)!.init(params: StageParams(stage: s.name, values: s.values, declared: s.params,
+                                                                       locate: spec.locate, trace: trace))
+            return (s.name, trace)
+        }
+    }
+
+    /// The params a stage kind reads outside a pipeline (`ntk exec`) and their defaults.
+    public static func defaultParams(kind name: String) throws -> ParamTrace {
+        guard let kind = stageKind(named: name) else {
+            throw NTKError("unknown stage kind '\(name)' (known: \(stageKinds.map { $0.name }.joined(separator: ", ")))")
+        }
+        let trace = ParamTrace()
+        _ = try kind.init(params: StageParams(stage: name, values: .object([:]), declared: [], anyKey: true, trace: trace))
+        return trace
+    }
+
     /// Runs one stage kind outside any pipeline (`ntk exec`): explicit input paths, params from a file's
     /// `params:` block plus overrides (defaults for anything missing), explicit output paths. No lock.
     public static func exec(kind name: String, paramsFile: String?, overrides: [String], inputs: [String], outs: [String],
@@ -269,8 +295,20 @@ extension Runner {
         }
         let base = try paramsFile.map { try PipelineSpec.load($0).params } ?? .object([:])
         let values = try PipelineSpec.applying(overrides, to: base)
-        let params = StageParams(stage: name, values: values, declared: [], anyKey: true)
+        let trace = ParamTrace()
+        let params = StageParams(stage: name, values: values, declared: [], anyKey: true, trace: trace)
         let k = try kind.init(params: params)
+        // every --set key must be one the kind reads: anything else would be ignored and recorded as if used
+        for o in overrides {
+            let key = String(o[..<o.firstIndex(of: "=")!])
+            guard trace.covers(key) else {
+                let read = trace.keys.map { $0.hasPrefix("params.") ? String($0.dropFirst(7)) : $0 }
+                let near = PipelineSpec.closest(key, among: read)
+                throw NTKError("kind '\(name)' does not read params.\(key)", key: "--set \(key)",
+                               hint: (near.isEmpty ? "" : "did you mean \(near.joined(separator: " or "))? ")
+                                   + "`ntk params --kind \(name)` lists what it reads")
+            }
+        }
         guard outs.count == kind.outputs.count else {
             throw NTKError("kind '\(name)' writes \(kind.outputs.count) artifact(s) (\(kind.outputs.map(\.rawValue).joined(separator: ", "))); give that many --out paths")
         }

@@ -36,14 +36,17 @@ public struct StageParams {
     public let locate: (String) -> String?
     /// Outside a pipeline (`ntk exec`) every param may be read; missing ones take their defaults.
     public let anyKey: Bool
+    /// Records what the stage reads (nil: nothing recorded).
+    public let trace: ParamTrace?
 
     public init(stage: String, values: JSONValue, declared: [String], anyKey: Bool = false,
-                locate: @escaping (String) -> String? = { _ in nil }) {
+                locate: @escaping (String) -> String? = { _ in nil }, trace: ParamTrace? = nil) {
         self.stage = stage
         self.values = values
         self.declared = declared
         self.anyKey = anyKey
         self.locate = locate
+        self.trace = trace
     }
 
     /// The declared param a stage means by `key`: `key` itself, or else the one declared key that ends in `.key` —
@@ -68,7 +71,10 @@ public struct StageParams {
     public func reader(_ key: String) throws -> ConfigReader {
         let key = resolve(key)
         try check(key)
-        return try ConfigReader(values.at(path: key), path: "params." + key, locate: locate)
+        if let v = values.at(path: key), case .object = v {} else if let v = values.at(path: key) {
+            trace?.note("params." + key, v, isDefault: false)
+        }
+        return try ConfigReader(values.at(path: key), path: "params." + key, locate: locate, trace: trace)
     }
 
     /// The key of the stage's settings mapping: `preferred` if declared (or outside a pipeline), else the
@@ -87,15 +93,28 @@ public struct StageParams {
     public func int(_ key: String, default defaultValue: Int) throws -> Int {
         let key = resolve(key)
         try check(key)
-        if anyKey && values.at(path: key) == nil { return defaultValue }
+        if anyKey && values.at(path: key) == nil {
+            trace?.note("params." + key, .int(defaultValue), isDefault: true)
+            return defaultValue
+        }
         guard case .int(let i)? = values.at(path: key) else {
             throw NTKError("expected an integer, found \(values.at(path: key)?.canonical ?? "nothing")", at: locate("params." + key), key: "params." + key)
         }
+        trace?.note("params." + key, .int(i), isDefault: false)
         return i
     }
 
     /// The declared params as recorded in the lock and the artifact metadata.
     public var locked: JSONValue {
+        if anyKey, let trace {
+            // outside a pipeline: the params the stage read, and nothing else
+            let read = PipelineSpec.paths(of: values).filter { trace.covers($0) }
+            var out = JSONValue.object([:])
+            for p in read where !read.contains(where: { p.hasPrefix($0 + ".") }) {
+                out = out.setting(path: p.split(separator: ".").map(String.init), to: values.at(path: p)!)
+            }
+            return out
+        }
         if anyKey { return values }
         return .object(Dictionary(uniqueKeysWithValues: declared.map { ($0, values.at(path: $0) ?? .null) }))
     }
