@@ -29,6 +29,26 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(pa, pb)
     }
 
+    /// Files are picked by their exact names: a stray `backup-train-labels…` (shuffled labels) beside the real file
+    /// is not used; a prefixed name is used only when it is the one candidate; two candidates are an error.
+    func testIDXFilesArePickedByExactNameNeverGuessed() throws {
+        let dir = TestSupport.tempDir() + "/idx"
+        TestSupport.tinyIDX(at: dir, gz: true)
+        let real = try IDXReader.read(directory: dir, numClasses: 10)
+        let labels = dir + "/train-labels-idx1-ubyte.gz"
+        var bytes = try Compression.readMaybeGzip(labels)
+        bytes[8...].reverse()
+        XCTAssertNotEqual(Array(bytes[8...]).map(Int32.init), real.train.labels, "the stray file must differ")
+        try Data(TestSupport.gzip(bytes)).write(to: URL(fileURLWithPath: dir + "/backup-train-labels-idx1-ubyte.gz"))
+        XCTAssertEqual(try IDXReader.read(directory: dir, numClasses: 10).train.labels, real.train.labels)
+        // only prefixed candidates: one is used, two are refused
+        try FileManager.default.moveItem(atPath: labels, toPath: dir + "/kmnist-train-labels-idx1-ubyte.gz")
+        assertError(try IDXReader.read(directory: dir, numClasses: 10),
+                    contains: ["2 files could be the train-labels-idx1-ubyte file", "backup-", "kmnist-", "refusing to guess"])
+        try FileManager.default.removeItem(atPath: dir + "/backup-train-labels-idx1-ubyte.gz")
+        XCTAssertEqual(try IDXReader.read(directory: dir, numClasses: 10).train.labels, real.train.labels)
+    }
+
     // MARK: bad input: each error names the file and says what is wrong
 
     func assertError(_ body: @autoclosure () throws -> Any, contains parts: [String], file: StaticString = #filePath, line: UInt = #line) {

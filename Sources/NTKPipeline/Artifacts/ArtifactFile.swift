@@ -64,6 +64,21 @@ public struct ArtifactFile {
 
     public func tensor(_ name: String) -> Tensor? { tensors.first { $0.name == name } }
 
+    /// Kernels and predictions must be finite: the first NaN or ±Inf of their float tensors as an error (nil: none;
+    /// `times` may hold +∞).
+    /// Called before any out of a stage is written, so a non-finite result fails the stage and replaces nothing.
+    public func nonFiniteError(stage: String, out: String) -> NTKError? {
+        guard kind == .kernels || kind == .predictions else { return nil }
+        for t in tensors {
+            // t = ∞ is a time like any other (the converged predictions); NaN never is
+            if let (bad, value) = t.firstNonFinite(), !(t.name == "times" && value.isInfinite && value > 0) {
+                return NTKError("stage \(stage): \(t.name) \(t.shape) holds \(value) at flat index \(bad); nothing was written",
+                                at: out, hint: "check the inputs (a dataset or kernel with NaN, a diverging parameter) and the params")
+            }
+        }
+        return nil
+    }
+
     /// The params the producing stage read under `name` (e.g. "train"), declared as `name` or as `….name`.
     public func param(_ name: String) -> JSONValue? {
         guard case .object(let p)? = metadata["params"] else { return nil }

@@ -90,6 +90,15 @@ public struct DatasetArtifact {
         xTrain = xt.doubles(); yTrain = yt.doubles(); labelsTrain = (lt.integers() ?? []).map { Int32($0) }
         xTest = xs.doubles(); yTest = ys.doubles(); labelsTest = (ls.integers() ?? []).map { Int32($0) }
         features = xt.shape.dropFirst().reduce(1, *)
+        guard features >= 1, yt.shape[1] >= 1, xt.shape[0] >= 1 else {
+            throw NTKError("dataset artifact has \(xt.shape[0]) training samples of \(features) features and \(yt.shape[1]) "
+                           + "outputs; every one must be at least 1", at: path)
+        }
+        for (name, v) in [("x_train", xTrain), ("y_train", yTrain), ("x_test", xTest), ("y_test", yTest)] {
+            if let bad = v.firstIndex(where: { !$0.isFinite }) {
+                throw NTKError("\(name) holds \(v[bad]) at flat index \(bad): a dataset must be finite", at: path)
+            }
+        }
         outputs = yt.shape[1]
         if case .array(let c)? = f.metadata["classes"] { classes = c.compactMap { if case .int(let i) = $0 { i } else { nil } } } else { classes = [] }
         // The sample shape is the tensor's (artifacts before images stayed images stored [N, D] and said it in metadata).

@@ -31,9 +31,19 @@ public enum NPY {
         }
         if field(dict, "fortran_order") == "True" { throw NTKError("Fortran-ordered arrays are not supported; save with C order", key: name) }
         guard let shapeText = field(dict, "shape") else { throw NTKError(".npy header has no shape", key: name) }
-        let shape = shapeText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            .compactMap { Int($0) }
-        let expected = shape.reduce(1, *) * dtype.size
+        var shape: [Int] = [], expected = dtype.size
+        var parts = shapeText.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.last == "" { parts.removeLast() }   // () is a scalar, (n,) a 1-tuple
+        for text in parts {
+            guard let d = Int(text), d >= 0 else {
+                throw NTKError(".npy header's shape (\(shapeText)) is not a tuple of non-negative integers", key: name)
+            }
+            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw NTKError(".npy header's shape (\(shapeText)) is too large", key: name) }
+            shape.append(d)
+            expected = product
+        }
         let dataStart = start + hlen
         guard b.count - dataStart == expected else {
             throw NTKError("data is \(b.count - dataStart) bytes but shape \(shape) of \(dtype.rawValue) needs \(expected)", key: name)

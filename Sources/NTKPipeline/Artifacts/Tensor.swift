@@ -73,6 +73,18 @@ public struct Tensor: Equatable, Sendable {
         }
     }
 
+    /// The first NaN or ±Inf of a float tensor (flat index and value), read in place; nil if none (or not float).
+    public func firstNonFinite() -> (index: Int, value: Double)? {
+        bytes.withUnsafeBytes { raw -> (index: Int, value: Double)? in
+            switch dtype {
+            case .float64: raw.bindMemory(to: Double.self).firstIndex { !$0.isFinite }.map { ($0, raw.bindMemory(to: Double.self)[$0]) }
+            case .float32:
+                raw.bindMemory(to: Float.self).firstIndex { !$0.isFinite }.map { ($0, Double(raw.bindMemory(to: Float.self)[$0])) }
+            default: nil
+            }
+        }
+    }
+
     /// Values as float32 (exact for float32 tensors, rounded from float64).
     public func floats() -> [Float] {
         if dtype == .float32 { return bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }

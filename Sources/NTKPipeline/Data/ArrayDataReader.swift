@@ -27,6 +27,9 @@ public enum ArrayDataReader {
         }
         func split(_ x: Tensor, _ y: Tensor, _ given: Tensor?) throws -> RawSplit {
             guard x.shape.count >= 2 else { throw NTKError("\(x.name) must have shape [N, features…], found \(x.shape)", at: path) }
+            guard x.shape.dropFirst().allSatisfy({ $0 >= 1 }) else {
+                throw NTKError("\(x.name) has shape \(x.shape): a sample needs at least one feature", at: path)
+            }
             let n = x.shape[0]
             guard y.shape.first == n else { throw NTKError("\(y.name) has \(y.shape.first ?? 0) rows but \(x.name) has \(n)", at: path) }
             if let given, given.shape != [n] { throw NTKError("\(given.name) has shape \(given.shape) but \(x.name) has \(n) rows", at: path) }
@@ -55,6 +58,7 @@ public enum ArrayDataReader {
             labels = ints.map { Int32(clamping: $0) }
         } else if y.shape.count == 2 {
             let v = y.doubles(), k = y.shape[1]
+            guard k >= 1 else { throw NTKError("\(y.name) has shape \(y.shape): one-hot rows need at least one column", at: path) }
             if let bad = v.firstIndex(where: { !$0.isFinite }) { throw NTKError("\(y.name) contains NaN/Inf at flat index \(bad)", at: path) }
             labels = k == 1 ? v.map { $0 > 0 ? 1 : 0 }
                 : (0..<y.shape[0]).map { r in Int32(v[r * k..<(r + 1) * k].indices.max { v[$0] < v[$1] }! - r * k) }

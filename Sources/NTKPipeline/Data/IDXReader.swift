@@ -4,8 +4,9 @@ import Foundation
 /// a big-endian header `00 00 <type> <ndim>`, then ndim big-endian u32 sizes, then the data.
 /// Images are type 0x08 (unsigned byte) with 3 dims [N, rows, cols]; labels type 0x08 with 1 dim [N].
 ///
-/// A directory is searched for the standard file names, with or without `.gz` and with any prefix
-/// (`train-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte`, `kmnist-train-images-idx3-ubyte.gz`, …).
+/// A directory is searched for the standard file names, with or without `.gz` (`train-images-idx3-ubyte.gz`,
+/// `t10k-labels-idx1-ubyte`); without them, for the one file with a prefix (`kmnist-train-images-idx3-ubyte.gz`).
+/// More than one candidate is an error that lists them (a `backup-train-labels…` beside the real file is not used).
 public enum IDXReader {
     public static let roles = [
         ("train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -17,12 +18,18 @@ public enum IDXReader {
             throw NTKError(Files.exists(dir) ? "expected a directory holding IDX files" : "data directory does not exist", at: dir)
         }
         let files = try Files.listFiles(under: dir)
+        // the standard name (with or without .gz); else the one name with a prefix (kmnist-…); never a guess
         func find(_ stem: String) throws -> String {
-            let hits = files.filter { ($0.hasSuffix(stem) || $0.hasSuffix(stem + ".gz")) }
-            guard let f = hits.first else {
-                throw NTKError("no file named *\(stem)[.gz] (found: \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))", at: dir)
+            let names = files.map { ($0, ($0 as NSString).lastPathComponent) }   // (relative path, file name)
+            let exact = names.filter { $0.1 == stem || $0.1 == stem + ".gz" }.map(\.0)
+            let prefixed = names.filter { $0.1.hasSuffix("-" + stem) || $0.1.hasSuffix("-" + stem + ".gz") }.map(\.0)
+            let hits = exact.isEmpty ? prefixed : exact
+            guard hits.count == 1 else {
+                throw NTKError(hits.isEmpty ? "no file named \(stem)[.gz] (found: \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))"
+                                            : "\(hits.count) files could be the \(stem) file (\(hits.joined(separator: ", "))); refusing to guess",
+                               at: dir, hint: hits.isEmpty ? nil : "keep one of them in the directory (or move the others away)")
             }
-            return dir + "/" + f
+            return dir + "/" + hits[0]
         }
         var splits: [RawSplit] = []
         var sources: [String] = []

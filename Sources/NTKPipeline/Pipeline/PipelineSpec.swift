@@ -69,7 +69,11 @@ public struct PipelineSpec {
         let doc = try YAMLDocument(text: String(decoding: bytes, as: UTF8.self), file: path)
         var spec = PipelineSpec(file: path, params: .object([:]), stages: [], lines: doc.lines)
         var top = try ConfigReader(doc.value, path: "", locate: spec.locate)
-        _ = try top.int("schema", default: 1)
+        let schema = try top.int("schema", default: 1)!
+        guard schema == 1 else {
+            throw NTKError("schema \(schema) is not one this ntk reads (it reads schema 1)", at: spec.locate("schema") ?? path,
+                           key: "schema", hint: "a newer ntk wrote this file, or the number is a typo")
+        }
         spec.params = top.raw("params") ?? .object([:])
         if case .object = spec.params {} else { throw NTKError("params must be a mapping", at: spec.locate("params"), key: "params") }
         let stagesValue = top.raw("stages")

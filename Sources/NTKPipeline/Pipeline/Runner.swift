@@ -229,10 +229,14 @@ public final class Runner {
             throw e
         }
         precondition(files.count == s.outs.count)
-        for (o, f) in zip(s.outs, files) {
-            guard f.kind == type(of: kind).outputs[s.outs.firstIndex(of: o)!] else { fatalError("stage \(s.name) returned a \(f.kind) artifact") }
-            try f.write(to: resolve(o))
+        for (i, (o, f)) in zip(s.outs, files).enumerated() {
+            guard f.kind == type(of: kind).outputs[i] else {
+                throw NTKError("stage \(s.name) returned a \(f.kind.rawValue) artifact for out \(i), where its kind writes "
+                               + type(of: kind).outputs[i].rawValue + " (a bug in ntk: please report it)", at: o)
+            }
+            if let e = f.nonFiniteError(stage: s.name, out: o) { throw e }
         }
+        for (o, f) in zip(s.outs, files) { try f.write(to: resolve(o)) }
         let outs = try s.outs.map { o -> Lock.FileEntry in
             guard let h = try hasher.hash(resolve(o)) else { throw NTKError("out vanished after writing", at: resolve(o)) }
             return Lock.FileEntry(path: o, sha256: h.sha256, size: h.size)
@@ -318,6 +322,7 @@ extension Runner {
             deps.append((p, p, h.sha256))
         }
         let files = try k.run(StageContext(stage: name, params: params, deps: deps, reporter: reporter))
+        for (o, f) in zip(outs, files) { if let e = f.nonFiniteError(stage: name, out: o) { throw e } }
         for (o, f) in zip(outs, files) { try f.write(to: o) }
     }
 }

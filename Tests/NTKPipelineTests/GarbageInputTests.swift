@@ -1,0 +1,87 @@
+import Foundation
+import XCTest
+
+@testable import NTKPipeline
+
+/// Inputs that used to be accepted and gave a wrong or non-finite result with exit status 0: each is now an error
+/// naming the file and what is wrong, and no stage writes a non-finite kernel or prediction.
+final class GarbageInputTests: XCTestCase {
+    func assertError(_ body: @autoclosure () throws -> Any, contains parts: [String], file: StaticString = #filePath,
+                     line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { e in
+            for p in parts { XCTAssertTrue("\(e)".contains(p), "«\(e)» should contain «\(p)»", file: file, line: line) }
+        }
+    }
+
+    /// A .npy member whose header's shape is (20, x, 784), (3,,4) or overflows.
+    func testNPYShapesMustBeTuplesOfIntegers() throws {
+        func npy(_ shape: String, dataBytes: Int) -> [UInt8] {
+            var header = "{'descr': '<f8', 'fortran_order': False, 'shape': \(shape), }"
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            let h = Array(header.utf8)
+            return NPY.magic + [1, 0, UInt8(h.count & 0xff), UInt8(h.count >> 8)] + h + [UInt8](repeating: 0, count: dataBytes)
+        }
+        XCTAssertEqual(try NPY.parse(npy("(20, 784)", dataBytes: 20 * 784 * 8), name: "x").shape, [20, 784])
+        XCTAssertEqual(try NPY.parse(npy("(3,)", dataBytes: 24), name: "x").shape, [3])
+        XCTAssertEqual(try NPY.parse(npy("()", dataBytes: 8), name: "x").shape, [])
+        assertError(try NPY.parse(npy("(20, x, 784)", dataBytes: 20 * 784 * 8), name: "x"), contains: ["(20, x, 784)", "integers"])
+        assertError(try NPY.parse(npy("(3,,4)", dataBytes: 96), name: "x"), contains: ["(3,,4)"])
+        assertError(try NPY.parse(npy("(-2, 4)", dataBytes: 0), name: "x"), contains: ["non-negative"])
+        assertError(try NPY.parse(npy("(4294967296, 4294967296)", dataBytes: 0), name: "x"), contains: ["too large"])
+    }
+
+    func testPipelineSchemaMustBeOne() throws {
+        let dir = TestSupport.tempDir(), file = dir + "/p.yaml"
+        try "schema: 2\nparams: {seed: 0}\nstages:\n  s: {kind: init, params: [seed], outs: [p.npz]}\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        assertError(try PipelineSpec.load(file), contains: ["p.yaml:1", "schema 2"])
+    }
+
+    /// User arrays with no features or no one-hot columns; a dataset artifact with no features or a NaN.
+    func testDatasetsWithoutFeaturesOrWithNaNAreRefused() throws {
+        let d = TestSupport.tempDir()
+        func arrays(x: [Int], y: [Int]) throws -> String {
+            let path = d + "/a\(x)\(y).npz"
+            let nx = x.reduce(1, *), ny = y.reduce(1, *)
+            try ArtifactFile(kind: .dataset, metadata: [:], tensors: [
+                Tensor(name: "x_train", shape: x, values: [Double](repeating: 1, count: nx)),
+                Tensor(name: "y_train", shape: y, values: [Double](repeating: 1, count: ny)),
+                Tensor(name: "x_test", shape: x, values: [Double](repeating: 1, count: nx)),
+                Tensor(name: "y_test", shape: y, values: [Double](repeating: 1, count: ny)),
+            ]).write(to: path)
+            return path
+        }
+        let noFeatures = try arrays(x: [3, 0], y: [3, 2])
+        assertError(try ArrayDataReader.read(path: noFeatures, numClasses: 2), contains: [noFeatures, "x_train", "at least one feature"])
+        let noColumns = try arrays(x: [3, 2], y: [3, 0])
+        assertError(try ArrayDataReader.read(path: noColumns, numClasses: 2), contains: [noColumns, "y_train", "at least one column"])
+
+        func read(_ path: String) throws -> DatasetArtifact { try DatasetArtifact(file: try ArtifactFile.read(path), path: path) }
+        let x = [1, Double.nan, 3, 4]
+        let a = DatasetArtifact(xTrain: x, yTrain: [1, 1], labelsTrain: [0, 0], xTest: x, yTest: [1, 1], labelsTest: [0, 0],
+                                features: 2, outputs: 1, classes: [0], sampleShape: [2], dtype: .float64, extraTensors: [], notes: [:])
+        let withNaN = d + "/nan.npz"
+        try a.file(metadata: [:]).write(to: withNaN)
+        assertError(try read(withNaN), contains: [withNaN, "x_train", "nan", "flat index 1"])
+        let empty = d + "/empty.npz"
+        var f = a.file(metadata: [:])
+        f.tensors = f.tensors.map { t in
+            t.name.hasPrefix("x_") ? Tensor(name: t.name, shape: [2, 0], values: [Double]()) : t
+        }
+        try f.write(to: empty)
+        assertError(try read(empty), contains: [empty, "0 features"])
+    }
+
+    /// Kernels and predictions with a NaN or ±Inf are never written.
+    func testNonFiniteKernelsAndPredictionsAreErrors() {
+        let bad = Tensor(name: "ntk_train_train", shape: [2, 2], values: [1.0, .infinity, 0, 1])
+        for kind in [ArtifactKind.kernels, .predictions] {
+            let e = ArtifactFile(kind: kind, metadata: [:], tensors: [bad]).nonFiniteError(stage: "s", out: "k.npz")
+            XCTAssertEqual(e?.location, "k.npz")
+            XCTAssertTrue(e?.problem.contains("ntk_train_train [2, 2] holds inf at flat index 1") == true, "\(String(describing: e))")
+        }
+        XCTAssertNil(ArtifactFile(kind: .kernels, metadata: [:], tensors: [Tensor(name: "k", shape: [1], values: [1.0])])
+            .nonFiniteError(stage: "s", out: "k.npz"))
+    }
+}
