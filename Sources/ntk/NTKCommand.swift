@@ -19,10 +19,11 @@ struct NTKCommand: ParsableCommand {
         main(nil)
     }
 
-    /// Runs a command body, turning NTKError into a clean message and exit status 1.
+    /// Runs a command body, turning every error into a clean message and exit status 1 — the one error boundary:
+    /// the libraries' errors (NTKError, and the maths library's through `NTKError(wrapping:)`) all end here.
     static func guarded(_ body: () throws -> Void) throws {
-        do { try body() } catch let e as NTKError {
-            FileHandle.standardError.write(Data(("error: " + e.description + "\n").utf8))
+        do { try body() } catch let e as ExitCode { throw e } catch {
+            FileHandle.standardError.write(Data(("error: " + NTKError(wrapping: error).description + "\n").utf8))
             throw ExitCode(1)
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+@testable import NTK
 import XCTest
 
 @testable import NTKPipeline
@@ -83,5 +84,22 @@ final class GarbageInputTests: XCTestCase {
         }
         XCTAssertNil(ArtifactFile(kind: .kernels, metadata: [:], tensors: [Tensor(name: "k", shape: [1], values: [1.0])])
             .nonFiniteError(stage: "s", out: "k.npz"))
+    }
+
+    /// One error boundary: the maths library's errors reach the user as NTKErrors naming the stage, with a hint.
+    func testEveryLibraryErrorBecomesAnNTKErrorNamingTheStage() {
+        let la = NTKError(wrapping: LinearAlgebraError.notPositiveDefinite("Θ(train, train)"), stage: "fig3_predict")
+        XCTAssertEqual(la.problem, "stage fig3_predict: Θ(train, train) is not positive definite")
+        XCTAssertTrue(la.hint?.contains("diag_reg") == true)
+        let d = NTKError(wrapping: TrainingDiverged(step: 7, loss: .infinity, learningRate: 9, suggestion: ""), stage: "t")
+        XCTAssertTrue(d.problem.hasPrefix("stage t: training diverged at step 7"), d.problem)
+        XCTAssertTrue(d.hint?.contains("learning rate") == true)
+        let l = NTKError(wrapping: LayerError("layers[2]", key: "window", "larger than its input"), stage: "init")
+        XCTAssertEqual(l.key, "layers[2].window")
+        XCTAssertEqual(l.problem, "stage init: larger than its input")
+        struct Odd: Error {}
+        XCTAssertTrue(NTKError(wrapping: Odd()).problem.contains("unexpected error"))
+        let n = NTKError(wrapping: NTKError("bad", at: "f.npz"), stage: "s")
+        XCTAssertEqual(n.description, "f.npz: stage s: bad")
     }
 }

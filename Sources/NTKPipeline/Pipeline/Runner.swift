@@ -223,11 +223,7 @@ public final class Runner {
         let checkpoints = Checkpoints(directory: (root.isEmpty ? "." : root) + "/.ntk/checkpoints/\(s.name)/\(key.prefix(16))")
         ctx.checkpoints = checkpoints
         let files: [ArtifactFile]
-        do { files = try kind.run(ctx) } catch let e as NTKError {
-            var e = e
-            e.problem = "stage \(s.name): " + e.problem
-            throw e
-        }
+        do { files = try kind.run(ctx) } catch { throw NTKError(wrapping: error, stage: s.name) }
         precondition(files.count == s.outs.count)
         for (i, (o, f)) in zip(s.outs, files).enumerated() {
             guard f.kind == type(of: kind).outputs[i] else {
@@ -321,7 +317,10 @@ extension Runner {
             guard let h = try ContentHasher(cachePath: nil).hash(p) else { throw NTKError("input does not exist", at: p) }
             deps.append((p, p, h.sha256))
         }
-        let files = try k.run(StageContext(stage: name, params: params, deps: deps, reporter: reporter))
+        let files: [ArtifactFile]
+        do { files = try k.run(StageContext(stage: name, params: params, deps: deps, reporter: reporter)) } catch {
+            throw NTKError(wrapping: error, stage: name)
+        }
         for (o, f) in zip(outs, files) { if let e = f.nonFiniteError(stage: name, out: o) { throw e } }
         for (o, f) in zip(outs, files) { try f.write(to: o) }
     }
