@@ -27,8 +27,16 @@ public final class Runner {
 
     /// Loads and validates everything up front, so a bad key in the last stage fails before the first runs.
     public init(pipeline path: String, overrides: [String] = [], reporter: Reporter = SilentReporter()) throws {
-        spec = try PipelineSpec.load(path, overrides: overrides)
+        var spec = try PipelineSpec.load(path, overrides: overrides)
         root = (path as NSString).deletingLastPathComponent
+        // one spelling per file before any check, hash, lock entry or `sources` record (./x, a/../x, an absolute
+        // path into the project or through a symlinked directory all name the same file)
+        let base = Files.canonical(root.isEmpty ? "." : root)
+        for i in spec.stages.indices {
+            spec.stages[i].deps = spec.stages[i].deps.map { Files.canonical($0, relativeTo: base) }
+            spec.stages[i].outs = spec.stages[i].outs.map { Files.canonical($0, relativeTo: base) }
+        }
+        self.spec = spec
         lockPath = Lock.path(forPipeline: path)
         self.reporter = reporter
         hasher = ContentHasher(cachePath: (root.isEmpty ? "." : root) + "/.ntk/hashes.json")
@@ -82,7 +90,8 @@ public final class Runner {
     }
 
     func resolve(_ p: String) -> String { p.hasPrefix("/") || root.isEmpty ? p : root + "/" + p }
-    func normalise(_ p: String) -> String { (resolve(p) as NSString).standardizingPath }
+    /// The canonical spelling of a path (deps and outs are stored canonical already).
+    func normalise(_ p: String) -> String { Files.canonical(p, relativeTo: Files.canonical(root.isEmpty ? "." : root)) }
 
     /// Stages upstream of (and including) the targets, in dependency order; all stages if no targets.
     public func order(targets: [String]) throws -> [PipelineSpec.Stage] {
@@ -222,6 +231,7 @@ public final class Runner {
         ]).canonical).utf8))
         let checkpoints = Checkpoints(directory: (root.isEmpty ? "." : root) + "/.ntk/checkpoints/\(s.name)/\(key.prefix(16))")
         ctx.checkpoints = checkpoints
+        ctx.canonical = normalise
         let files: [ArtifactFile]
         do { files = try kind.run(ctx) } catch { throw NTKError(wrapping: error, stage: s.name) }
         precondition(files.count == s.outs.count)

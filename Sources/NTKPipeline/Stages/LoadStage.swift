@@ -41,7 +41,10 @@ public struct LoadStage: StageKind {
         ctx.reporter.log("selected \(ds.nTrain) train / \(ds.nTest) test samples of classes \(ds.classes), \(ds.features) features, \(ds.outputs) outputs")
         var meta = ctx.metadata(kind: Self.name)
         meta["data"] = config.json
-        meta["sources"] = .array(raw.sources.map { .string($0) })
+        // the files read, spelled from the dep as the pipeline declares it (not from where this process found it)
+        meta["sources"] = .array(raw.sources.map {
+            .string($0.hasPrefix(dep.resolved) ? dep.path + $0.dropFirst(dep.resolved.count) : $0)
+        })
         return [ds.file(metadata: meta)]
     }
 }

@@ -131,10 +131,14 @@ public struct StageContext {
     public var checkpoints: Checkpoints? = nil
     let artifactCache = ArtifactCache()
 
-    /// The dep declared as `path` (compared after normalising the path).
+    /// The canonical spelling of a path as the pipeline writes it (`Files.canonical` relative to the pipeline's
+    /// directory; outside a pipeline, relative to the working directory).
+    public var canonical: (String) -> String = { Files.canonical($0, relativeTo: Files.canonical(".")) }
+
+    /// The dep declared as `path` (compared in canonical form: `./x`, `a/../x` and an absolute spelling are one).
     public func dep(_ path: String) throws -> (path: String, resolved: String, sha256: String) {
-        let want = (path as NSString).standardizingPath
-        guard let d = deps.first(where: { ($0.path as NSString).standardizingPath == want }) else {
+        let want = canonical(path)
+        guard let d = deps.first(where: { canonical($0.path) == want }) else {
             throw NTKError("'\(path)' is not among the stage's deps", key: "stages.\(stage).deps")
         }
         return d

@@ -80,6 +80,36 @@ public enum Files {
     }
 
     /// Regular files under a directory, as sorted relative paths (hidden files skipped).
+    /// The absolute path with ".", ".." and every symlink resolved, component by component (a symlink whose target
+    /// does not exist yet too); components not on disk are kept as written.
+    public static func canonical(_ path: String) -> String {
+        var pending = ((path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path) as NSString)
+            .pathComponents.dropFirst().reversed() as [String]
+        var resolved: [String] = [], hops = 0
+        while let c = pending.popLast() {
+            if c == "." || c.isEmpty { continue }
+            if c == ".." { _ = resolved.popLast(); continue }
+            let here = "/" + (resolved + [c]).joined(separator: "/")
+            if hops < 64, let target = try? FileManager.default.destinationOfSymbolicLink(atPath: here) {
+                hops += 1
+                if target.hasPrefix("/") { resolved = [] }
+                pending += (target as NSString).pathComponents.filter { $0 != "/" }.reversed()
+                continue
+            }
+            resolved.append(c)
+        }
+        return "/" + resolved.joined(separator: "/")
+    }
+
+    /// `path` (relative to `base`, or absolute) in canonical form: relative to `base` (itself canonical) when it lies
+    /// inside it, else absolute.
+    public static func canonical(_ path: String, relativeTo base: String) -> String {
+        let abs = canonical(path.hasPrefix("/") ? path : base + "/" + path)
+        if abs == base { return "." }
+        let inside = base == "/" ? "/" : base + "/"
+        return abs.hasPrefix(inside) ? String(abs.dropFirst(inside.count)) : abs
+    }
+
     public static func listFiles(under dir: String) throws -> [String] {
         guard let e = FileManager.default.enumerator(atPath: dir) else { throw NTKError("cannot list directory", at: dir) }
         var out: [String] = []
