@@ -54,6 +54,29 @@ final class TrainStageTests: XCTestCase {
         XCTAssertEqual(t.tensor("final_W0")?.shape, [16, 64])
     }
 
+    /// On a terminal of 60 columns the progress bar never wraps (each redraw fits the line) and shows the loss.
+    func testProgressBarFitsTheTerminalAndShowsTheLoss() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { throw XCTSkip("no script(1) for a pty") }
+        let d = project(Self.yaml(steps: 3000, lr: 0.5))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        p.arguments = ["-qc", "stty cols 60; '\(TestSupport.ntkBinary)' run", "/dev/null"]
+        p.currentDirectoryURL = URL(fileURLWithPath: d)
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        // redraws: the pieces between carriage returns that hold a bar (log lines end in newlines and may wrap)
+        let bars = text.split(whereSeparator: { $0 == "\r" || $0 == "\n" }).map { $0.replacingOccurrences(of: "\u{1B}[K", with: "") }
+            .filter { $0.contains("ETA") }
+        XCTAssertFalse(bars.isEmpty, text)
+        for b in bars { XCTAssertLessThanOrEqual(b.count, 59, "a redraw wider than the terminal: \(b)") }
+        XCTAssertTrue(bars.contains { $0.contains("loss ") }, "no loss in the bar: \(bars)")
+    }
+
     /// `reduction: sum` (the paper's total loss) at η is the mean loss at η·n·k: the same weights, and the closed
     /// form of `evaluate` follows the effective rate.
     func testSumReductionIsTheMeanLossAtAScaledRate() throws {

@@ -122,14 +122,16 @@ public struct TrainStage: StageKind {
         let task = ctx.reporter.begin(linearize ? "training network and linearization, \(T.dtypeName)" : "training \(T.dtypeName)",
                                       total: max(config.steps, 1), unit: "steps")
         let started = Date()
+        task.update(trainers[0].step)   // where this run starts: the rate counts only the steps it makes
         while true {
             let step = trainers[0].step
             if logAt.contains(step) && records[0].last?.step != step {
                 for (i, t) in trainers.enumerated() { records[i].append(t.record()) }
             }
             if step >= config.steps { break }
+            var losses: [Double] = []
             for (i, t) in trainers.enumerated() {
-                do { try t.stepOnce() } catch let d as TrainingDiverged {
+                do { losses.append(try t.stepOnce()) } catch let d as TrainingDiverged {
                     throw NTKError("training \(i == 0 ? "the network" : "the linearized network") diverged at step \(d.step): the loss is \(d.loss.isFinite ? String(format: "%.3g", d.loss) : "\(d.loss)") with learning rate \(config.learningRate)",
                                    key: key + ".learning_rate", hint: suggestion(ds, p))
                 }
@@ -138,7 +140,10 @@ public struct TrainStage: StageKind {
             if now % checkpointEvery == 0 && now < config.steps, let store = ctx.checkpoints {
                 try store.save("train", trainers.enumerated().flatMap { i, t in Self.tensors(t.state, records: records[i], prefix: prefixes[i]) })
             }
-            if now % max(1, config.steps / 100) == 0 { task.update(now) }
+            if now % max(1, config.steps / 100) == 0 {
+                let f = losses.map { String(format: "%.4g", $0) }
+                task.update(now, note: "loss " + f[0] + (f.count > 1 ? " (lin " + f[1] + ")" : ""))
+            }
         }
         task.finish()
         let secs = Date().timeIntervalSince(started)

@@ -7,8 +7,13 @@ public protocol Reporter: AnyObject {
 }
 
 public protocol ProgressTask: AnyObject {
-    func update(_ done: Int)
+    /// `done` units so far; `note` (e.g. "loss 0.0123") is shown beside the bar.
+    func update(_ done: Int, note: String?)
     func finish()
+}
+
+extension ProgressTask {
+    public func update(_ done: Int) { update(done, note: nil) }
 }
 
 /// Says nothing (tests, library use).
@@ -16,6 +21,6 @@ public final class SilentReporter: Reporter, ProgressTask {
     public init() {}
     public func log(_ message: String) {}
     public func begin(_ label: String, total: Int, unit: String) -> ProgressTask { self }
-    public func update(_ done: Int) {}
+    public func update(_ done: Int, note: String?) {}
     public func finish() {}
 }
