@@ -16,8 +16,29 @@ struct NTKCommand: ParsableCommand {
     /// Every command: freed memory stays mapped for reuse (`Platform.keepFreedMemory`), then the arguments are parsed.
     static func main() {
         Platform.keepFreedMemory()
+        handleInterrupts()
         main(nil)
     }
+
+    /// SIGINT and SIGTERM: remove the temporary file being written (no `.partial` is left), say what was kept (the
+    /// running stage's last checkpoint, or nothing), exit 130 / 143. Finished stages are already in the lock.
+    static func handleInterrupts() {
+        for (sig, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                Interruption.cleanUp()
+                let name = sig == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)"
+                FileHandle.standardError.write(Data("\n\(name): \(Interruption.summary)\n".utf8))
+                // _exit, not exit: the main thread is still computing (a GEMM may be in flight), and exit's handlers
+                // would tear down the libraries under it
+                _exit(status)
+            }
+            source.resume()
+            interruptSources.append(source)
+        }
+    }
+    nonisolated(unsafe) static var interruptSources: [DispatchSourceSignal] = []
 
     /// Runs a command body, turning every error into a clean message and exit status 1 — the one error boundary:
     /// the libraries' errors (NTKError, and the maths library's through `NTKError(wrapping:)`) all end here.
@@ -81,7 +102,8 @@ extension NTKCommand {
             try NTKCommand.guarded {
                 let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides)
                 for s in try runner.status(targets: stages) {
-                    print(s.upToDate ? "\(s.stage): up to date" : "\(s.stage): stale — \(s.reasons.joined(separator: "; "))")
+                    print(s.upToDate ? "\(s.stage): up to date"
+                                     : "\(s.stage): stale — \((s.reasons + [s.checkpoint].compactMap { $0 }).joined(separator: "; "))")
                 }
             }
         }

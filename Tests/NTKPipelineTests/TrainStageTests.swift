@@ -106,6 +106,40 @@ final class TrainStageTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("mine.npz") && r.stderr.contains("W0 has shape [16, 32], but layers[1] (dense) needs [16, 64]"), r.stderr)
     }
 
+    /// SIGINT / SIGTERM during training: exit 130 / 143, a message saying the checkpoint was kept, no `.partial` file;
+    /// the next run resumes.
+    func testInterruptedTrainingSaysWhatWasKept() throws {
+        let yaml = Self.yaml(steps: 1_000_000, lr: 0.5, extra: ", batch_size: 8")
+            .replacingOccurrences(of: "checkpoint_every: 5", with: "checkpoint_every: 50")
+        for (sig, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
+            let d = project(yaml)
+            XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
+            let p = Process(), err = Pipe()
+            p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
+            p.arguments = ["run"]
+            p.currentDirectoryURL = URL(fileURLWithPath: d)
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            var found = false
+            for _ in 0..<4000 where !found {
+                Thread.sleep(forTimeInterval: 0.005)
+                found = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []).contains { $0.hasSuffix("train.npz") }
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+            kill(p.processIdentifier, sig)
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertTrue(found, "a training checkpoint should exist before the signal")
+            XCTAssertEqual(p.terminationStatus, status, text)
+            XCTAssertTrue(text.contains("stage train was running: its checkpoint at step"), text)
+            let partials = (FileManager.default.subpaths(atPath: d) ?? []).filter { $0.hasSuffix(".partial") }
+            XCTAssertEqual(partials, [], "temporary files left behind")
+            let shown = try TestSupport.ntk(["status", "train"], in: d)
+            XCTAssertTrue(shown.stdout.contains("checkpoint at step"), shown.stdout)
+        }
+    }
+
     /// kill -9 during training; the resumed run starts from the last checkpoint and ends byte-identical.
     func testKilledTrainingResumesToTheSameResult() throws {
         let yaml = Self.yaml(steps: 3000, lr: 0.5, extra: ", batch_size: 8, momentum: 0.9").replacingOccurrences(of: "checkpoint_every: 5", with: "checkpoint_every: 50")
@@ -128,9 +162,15 @@ final class TrainStageTests: XCTestCase {
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         XCTAssertTrue(found, "a training checkpoint should exist before the kill")
+        // status says a run would resume, and from which step
+        let status = try TestSupport.ntk(["status", "train"], in: d)
+        XCTAssertTrue(status.stdout.contains("train: stale") && status.stdout.contains("checkpoint at step "), status.stdout)
         let r = try TestSupport.ntk(["run"], in: d)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("resumed training at step"), r.stderr)
+        if let step = status.stdout.range(of: #"checkpoint at step \d+"#, options: .regularExpression) {
+            XCTAssertTrue(r.stderr.contains("resumed training at step " + status.stdout[step].split(separator: " ").last!), r.stderr)
+        }
         XCTAssertEqual(try ArtifactFile.read(d + "/artifacts/trained.npz").tensors, try ArtifactFile.read(reference + "/artifacts/trained.npz").tensors)
         XCTAssertTrue(TestSupport.read(d + "/artifacts/trained.npz") == TestSupport.read(reference + "/artifacts/trained.npz"), "byte-identical")
     }

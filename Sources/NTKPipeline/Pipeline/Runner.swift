@@ -22,6 +22,8 @@ public final class Runner {
         public var stage: String
         /// Why it would rerun; empty when up to date.
         public var reasons: [String]
+        /// What a run would resume from ("checkpoint at step 100 of 200"), if a checkpoint for the current inputs exists.
+        public var checkpoint: String? = nil
         public var upToDate: Bool { reasons.isEmpty }
     }
 
@@ -129,10 +131,39 @@ public final class Runner {
             var reasons = try self.reasons(s, lock: lock)
             for d in s.deps { if let up = producer[normalise(d)], stale.contains(up) { reasons.append("upstream stage \(up) will rerun") } }
             if !reasons.isEmpty { stale.insert(s.name) }
-            out.append(StageStatus(stage: s.name, reasons: reasons))
+            out.append(StageStatus(stage: s.name, reasons: reasons, checkpoint: reasons.isEmpty ? nil : try checkpointNote(s)))
         }
         hasher.save()
         return out
+    }
+
+    /// Where stage s keeps its partial results for these inputs: `.ntk/checkpoints/<stage>/<key>`, the key a hash of
+    /// its kind, algorithm version, params and dep hashes.
+    func checkpointStore(_ s: PipelineSpec.Stage, depHashes: [String]) -> Checkpoints {
+        let params = StageParams(stage: s.name, values: s.values, declared: s.params, locate: spec.locate)
+        let key = SHA256.hex(Array((JSONValue.object([
+            "kind": .string(s.kind), "version": .int(type(of: kinds[s.name]!).algorithmVersion), "params": params.locked,
+            "deps": .array(depHashes.map { .string($0) }),
+        ]).canonical).utf8))
+        return Checkpoints(directory: (root.isEmpty ? "." : root) + "/.ntk/checkpoints/\(s.name)/\(key.prefix(16))")
+    }
+
+    /// The checkpoint a run of s would resume from, in words; nil when there is none for its current inputs (a dep
+    /// that is missing or will be rebuilt means there is none).
+    func checkpointNote(_ s: PipelineSpec.Stage) throws -> String? {
+        var hashes: [String] = []
+        for d in s.deps {
+            guard let h = try hasher.hash(resolve(d)) else { return nil }
+            hashes.append(h.sha256)
+        }
+        let store = checkpointStore(s, depHashes: hashes)
+        let pieces = ((try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []).filter { $0.hasSuffix(".npz") }
+        guard !pieces.isEmpty else { return nil }
+        if pieces == ["train.npz"], let f = store.load("train"),
+           let scalars = f.tensors.first(where: { $0.name.hasSuffix("state_scalars") })?.doubles(), let step = scalars.first {
+            return "checkpoint at step \(Int(step)): a run resumes there"
+        }
+        return "checkpoint with \(pieces.count) finished piece\(pieces.count == 1 ? "" : "s"): a run resumes from them"
     }
 
     /// What differs between the stage as declared now and its lock entry.
@@ -225,11 +256,9 @@ public final class Runner {
         let params = StageParams(stage: s.name, values: s.values, declared: s.params, locate: spec.locate)
         var ctx = StageContext(stage: s.name, params: params,
                                deps: zip(s.deps, deps).map { ($0.0, resolve($0.0), $0.1.sha256) }, reporter: reporter)
-        let key = SHA256.hex(Array((JSONValue.object([
-            "kind": .string(s.kind), "version": .int(type(of: kind).algorithmVersion), "params": params.locked,
-            "deps": .array(deps.map { .string($0.sha256) }),
-        ]).canonical).utf8))
-        let checkpoints = Checkpoints(directory: (root.isEmpty ? "." : root) + "/.ntk/checkpoints/\(s.name)/\(key.prefix(16))")
+        let checkpoints = checkpointStore(s, depHashes: deps.map(\.sha256))
+        Interruption.stageStarted(s.name)
+        defer { Interruption.stageEnded() }
         ctx.checkpoints = checkpoints
         ctx.canonical = normalise
         let files: [ArtifactFile]

@@ -203,6 +203,8 @@ public final class Checkpoints {
 
     public func save(_ name: String, _ tensors: [Tensor]) throws {
         try ArtifactFile(kind: .checkpoint, metadata: [:], tensors: tensors).write(to: path(name), level: 0)
+        let step = tensors.first { $0.name.hasSuffix("state_scalars") }?.doubles().first
+        Interruption.checkpointSaved(step.map { "checkpoint at step \(Int($0))" } ?? "checkpoint (\(name) and the pieces before it)")
     }
 
     func removeAll() { try? FileManager.default.removeItem(atPath: directory) }

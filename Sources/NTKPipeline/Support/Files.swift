@@ -40,6 +40,8 @@ public enum Files {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try makeDirectory(dir) }
         let tmp = path + ".partial"
+        Interruption.writing(tmp)
+        defer { Interruption.written(tmp) }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw NTKError("cannot create (\(String(cString: strerror(errno))))", at: tmp) }
         var ok = false
