@@ -12,7 +12,7 @@
 #include <immintrin.h>
 #endif
 
-/* ---- the scalar reference ---- */
+/* ---- the scalar reference (winograd_body.h undefines T and SFX after each instantiation) ---- */
 #define VT T
 #define EPR 1
 #define LD(p) (*(p))
@@ -20,19 +20,12 @@
 #define ADD(a, b) ((a) + (b))
 #define SUB(a, b) ((a) - (b))
 #define ZEROV 0
-
 #define T float
 #define SFX f32_scalar
 #include "winograd_body.h"
-#undef T
-#undef SFX
-
 #define T double
 #define SFX f64_scalar
 #include "winograd_body.h"
-#undef T
-#undef SFX
-
 #undef VT
 #undef EPR
 #undef LD
@@ -41,12 +34,9 @@
 #undef SUB
 #undef ZEROV
 
-/* ---- the AVX2 twins ---- */
+/* ---- the AVX2 twins: 8 floats or 4 doubles per step ---- */
 #if defined(__x86_64__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-
-#define T float
-#define SFX f32_avx2
 #define VT __m256
 #define EPR 8
 #define LD(p) _mm256_loadu_ps(p)
@@ -54,9 +44,9 @@
 #define ADD _mm256_add_ps
 #define SUB _mm256_sub_ps
 #define ZEROV _mm256_setzero_ps()
+#define T float
+#define SFX f32_avx2
 #include "winograd_body.h"
-#undef T
-#undef SFX
 #undef VT
 #undef EPR
 #undef LD
@@ -64,9 +54,6 @@
 #undef ADD
 #undef SUB
 #undef ZEROV
-
-#define T double
-#define SFX f64_avx2
 #define VT __m256d
 #define EPR 4
 #define LD(p) _mm256_loadu_pd(p)
@@ -74,17 +61,9 @@
 #define ADD _mm256_add_pd
 #define SUB _mm256_sub_pd
 #define ZEROV _mm256_setzero_pd()
+#define T double
+#define SFX f64_avx2
 #include "winograd_body.h"
-#undef T
-#undef SFX
-#undef VT
-#undef EPR
-#undef LD
-#undef ST
-#undef ADD
-#undef SUB
-#undef ZEROV
-
 #pragma clang attribute pop
 #endif
 

@@ -6,6 +6,8 @@
  * channel loop EPR at a time and finishes with the scalar expressions (the same code with VT = T), so the AVX2
  * twin computes exactly what the reference does: the transforms only add and subtract.
  *
+ * The body undefines T and SFX at its end (the ISA macros stay for the next precision).
+ *
  * One sample per call. Output tiles of 2×2 (th = ⌈oh/2⌉ × tw = ⌈ow/2⌉, tile t = ti·tw + tj) read input tiles of
  * 4×4 at rows 2·ti − pad_h + a, columns 2·tj − pad_w + b (a, b ∈ 0..3; zero padding, or wrapped if circular).
  * The 16 transformed planes ξ = 4i + j are strided by ld: plane ξ of tile t, channel c is at p[ξ·ld + t·C + c].
@@ -196,3 +198,5 @@ void FN(ntk_wino_input_adjoint)(const T *dv, size_t ld, T *dx, const ntk_window 
 #undef B4
 #undef AT4
 #undef A2
+#undef T
+#undef SFX

@@ -106,6 +106,24 @@ final class TrainStageTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("mine.npz") && r.stderr.contains("W0 has shape [16, 32], but layers[1] (dense) needs [16, 64]"), r.stderr)
     }
 
+    /// Starts `ntk run` in d and waits (up to 20 s) until a training checkpoint exists; the process keeps running.
+    func runUntilTrainingCheckpoint(in d: String, stderr: Pipe? = nil) throws -> (Process, found: Bool) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
+        p.arguments = ["run"]
+        p.currentDirectoryURL = URL(fileURLWithPath: d)
+        p.standardError = stderr ?? FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var found = false
+        for _ in 0..<4000 where !found {
+            Thread.sleep(forTimeInterval: 0.005)
+            found = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? [])
+                .contains { $0.hasSuffix("train.npz") }
+        }
+        return (p, found)
+    }
+
     /// SIGINT / SIGTERM during training: exit 130 / 143, a message saying the checkpoint was kept, no `.partial` file;
     /// the next run resumes.
     func testInterruptedTrainingSaysWhatWasKept() throws {
@@ -114,18 +132,8 @@ final class TrainStageTests: XCTestCase {
         for (sig, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
             let d = project(yaml)
             XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
-            let p = Process(), err = Pipe()
-            p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
-            p.arguments = ["run"]
-            p.currentDirectoryURL = URL(fileURLWithPath: d)
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            var found = false
-            for _ in 0..<4000 where !found {
-                Thread.sleep(forTimeInterval: 0.005)
-                found = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []).contains { $0.hasSuffix("train.npz") }
-            }
+            let err = Pipe()
+            let (p, found) = try runUntilTrainingCheckpoint(in: d, stderr: err)
             Thread.sleep(forTimeInterval: 0.05)
             kill(p.processIdentifier, sig)
             let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -147,18 +155,7 @@ final class TrainStageTests: XCTestCase {
         XCTAssertEqual(try TestSupport.ntk(["run"], in: reference).status, 0)
         let d = project(yaml)
         XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
-        p.arguments = ["run"]
-        p.currentDirectoryURL = URL(fileURLWithPath: d)
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        var found = false
-        for _ in 0..<4000 where !found {
-            Thread.sleep(forTimeInterval: 0.005)
-            found = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []).contains { $0.hasSuffix("train.npz") }
-        }
+        let (p, found) = try runUntilTrainingCheckpoint(in: d)
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         XCTAssertTrue(found, "a training checkpoint should exist before the kill")
