@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "NTK", dependencies: ["CNTK", "COpenBLAS"], path: "Sources/NTK"),
         .target(
             name: "NTKPipeline",
-            dependencies: ["NTK", "CZlib", .product(name: "Yams", package: "Yams")],
+            dependencies: ["NTK", "CNTK", "CZlib", .product(name: "Yams", package: "Yams")],
             path: "Sources/NTKPipeline"),
 
         // MARK: - The command-line tool

@@ -245,6 +245,13 @@ void ntk_wino_filter_f64(const double *w, double *u, size_t n);
 void ntk_wino_filter_adjoint_f32(const float *du, float *dw, size_t n, float alpha);
 void ntk_wino_filter_adjoint_f64(const double *du, double *dw, size_t n, double alpha);
 
+/* SHA-256 compression of `blocks` whole 64-byte blocks into the state h (sha256.c): SHA-NI where the CPU has it
+ * (NTK_SIMD=scalar: the reference), both exported for tests. */
+void ntk_sha256_blocks(uint32_t h[8], const uint8_t *p, size_t blocks);
+void ntk_sha256_blocks_scalar(uint32_t h[8], const uint8_t *p, size_t blocks);
+void ntk_sha256_blocks_shani(uint32_t h[8], const uint8_t *p, size_t blocks);
+int ntk_cpu_has_sha(void);
+
 #ifdef __cplusplus
 }
 #endif
