@@ -10,7 +10,7 @@ extension NTKCommand {
         @Argument(help: "The artifact (.npz), or any numpy .npz/.npy.", completion: .file(extensions: ["npz", "npy"]))
         var file: String
 
-        @Option(help: "Print this tensor's values.")
+        @Option(help: "Print only this tensor: its statistics and values (no metadata).")
         var tensor: String?
 
         @Option(help: "How many values to print per tensor (default 6; all with --tensor).")
@@ -62,9 +62,12 @@ extension NTKCommand {
                 let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
                 print(plain ? "\(file): plain numpy file (no ntk metadata), \(format(bytes: size)) on disk"
                             : "\(file): \(a.kind.rawValue) artifact, \(format(bytes: size)) on disk")
-                print("metadata:")
-                for line in JSONValue.object(a.metadata).pretty.split(separator: "\n") { print("  " + line) }
-                if a.metadata["network"] != nil {
+                // --tensor shows that tensor only: no metadata, no layer table
+                if tensor == nil {
+                    print("metadata:")
+                    for line in JSONValue.object(a.metadata).pretty.split(separator: "\n") { print("  " + line) }
+                }
+                if tensor == nil && a.metadata["network"] != nil {
                     // the network of a params/trained artifact as a layer table
                     let net = try ParamsArtifact.network(a.metadata["network"], path: file)
                     print("network: input \(net.inputShape), \(net.parameterCount) parameters (\(net.parameterization.rawValue) parameterization)")

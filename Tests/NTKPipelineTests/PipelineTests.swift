@@ -291,6 +291,12 @@ final class PipelineTests: XCTestCase {
         guard case .array(let ts)? = j["tensors"], ts.count == 1, case .array(let values)? = ts[0]["values"] else { return XCTFail(r.stdout) }
         XCTAssertEqual(values.count, 12)
         XCTAssertEqual(ts[0]["nan"], .int(0))
+        // --tensor: that tensor only, without the metadata
+        r = try TestSupport.ntk(["dump", "artifacts/dataset.npz", "--tensor", "labels_train"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("labels_train") && r.stdout.contains("values:"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("metadata:") || r.stdout.contains("x_train"), r.stdout)
+        XCTAssertLessThan(r.stdout.split(separator: "\n").count, 8, r.stdout)
         r = try TestSupport.ntk(["dump", "artifacts/dataset.npz", "--tensor", "nope"], in: d)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("no tensor 'nope'"), r.stderr)
