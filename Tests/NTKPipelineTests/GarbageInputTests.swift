@@ -32,6 +32,34 @@ final class GarbageInputTests: XCTestCase {
         assertError(try NPY.parse(npy("(4294967296, 4294967296)", dataBytes: 0), name: "x"), contains: ["too large"])
     }
 
+    /// numpy's other real dtypes are read as the values they hold; complex, strings and big-endian are named.
+    func testNPYReadsEveryRealDTypeAndNamesTheOthers() throws {
+        func npy(_ descr: String, _ data: [UInt8], count: Int) -> [UInt8] {
+            var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(count),), }"
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            let h = Array(header.utf8)
+            return NPY.magic + [1, 0, UInt8(h.count & 0xff), UInt8(h.count >> 8)] + h + data
+        }
+        func bytes<T>(_ v: [T]) -> [UInt8] { v.withUnsafeBytes { Array($0) } }
+        let cases: [(String, [UInt8], [Double])] = [
+            ("|b1", [1, 0, 1], [1, 0, 1]),
+            ("<f2", bytes([Float16(1.5), Float16(-2), Float16(0.25)]), [1.5, -2, 0.25]),
+            ("|i1", bytes([Int8(-3), 4, 127]), [-3, 4, 127]),
+            ("<i2", bytes([Int16(-300), 4, 32000]), [-300, 4, 32000]),
+            ("<u2", bytes([UInt16(65535), 0, 7]), [65535, 0, 7]),
+            ("<u4", bytes([UInt32(4_000_000_000), 1, 2]), [4e9, 1, 2]),
+            ("<u8", bytes([UInt64(1) << 40, 5, 6]), [Double(UInt64(1) << 40), 5, 6]),
+        ]
+        for (descr, data, want) in cases {
+            let t = try NPY.parse(npy(descr, data, count: 3), name: "a")
+            XCTAssertEqual(t.doubles(), want, "\(descr) read as \(t.dtype)")
+        }
+        assertError(try NPY.parse(npy("<c16", [UInt8](repeating: 0, count: 48), count: 3), name: "z"),
+                    contains: ["complex dtype <c16 is not supported", "float16"])
+        assertError(try NPY.parse(npy(">f8", [UInt8](repeating: 0, count: 24), count: 3), name: "z"), contains: ["big-endian"])
+    }
+
     func testPipelineSchemaMustBeOne() throws {
         let dir = TestSupport.tempDir(), file = dir + "/p.yaml"
         try "schema: 2\nparams: {seed: 0}\nstages:\n  s: {kind: init, params: [seed], outs: [p.npz]}\n"

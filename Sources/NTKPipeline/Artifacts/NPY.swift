@@ -27,7 +27,11 @@ public enum NPY {
         guard hlen >= 0, start + hlen <= b.count else { throw NTKError(".npy header is truncated", key: name) }
         let dict = String(decoding: b[start..<start + hlen], as: UTF8.self)
         guard let descr = field(dict, "descr"), let dtype = DType(npyDescr: descr) else {
-            throw NTKError("unsupported dtype \(field(dict, "descr") ?? "?") (supported: float32, float64, int32, int64, uint8, little-endian)", key: name)
+            let descr = field(dict, "descr") ?? "?"
+            let what = descr.contains("c") ? "complex" : descr.hasPrefix(">") ? "big-endian" : descr.contains("U") || descr.contains("S")
+                ? "string" : descr.contains("O") ? "object" : "unsupported"
+            throw NTKError("\(what) dtype \(descr) is not supported (supported, little-endian: "
+                           + DType.allCases.map(\.rawValue).joined(separator: ", ") + ")", key: name)
         }
         if field(dict, "fortran_order") == "True" { throw NTKError("Fortran-ordered arrays are not supported; save with C order", key: name) }
         guard let shapeText = field(dict, "shape") else { throw NTKError(".npy header has no shape", key: name) }

@@ -1,8 +1,11 @@
 import NTK
 
-/// Element types an artifact tensor can hold, with their numpy `descr` (all little-endian).
+/// Element types an artifact tensor can hold, with their numpy `descr` (all little-endian). ntk writes float32,
+/// float64, int32, int64 and uint8; it reads numpy's other real types too (bool, float16, int8/16, uint16/32/64) —
+/// a user's arrays, `ntk dump` of any .npy — as the values they hold.
 public enum DType: String, CaseIterable, Sendable {
     case float32, float64, int32, int64, uint8
+    case bool, float16, int8, int16, uint16, uint32, uint64
 
     public var npyDescr: String {
         switch self {
@@ -11,21 +14,32 @@ public enum DType: String, CaseIterable, Sendable {
         case .int32: "<i4"
         case .int64: "<i8"
         case .uint8: "|u1"
+        case .bool: "|b1"
+        case .float16: "<f2"
+        case .int8: "|i1"
+        case .int16: "<i2"
+        case .uint16: "<u2"
+        case .uint32: "<u4"
+        case .uint64: "<u8"
         }
     }
     public var size: Int {
         switch self {
-        case .float32, .int32: 4
-        case .float64, .int64: 8
-        case .uint8: 1
+        case .float32, .int32, .uint32: 4
+        case .float64, .int64, .uint64: 8
+        case .uint8, .bool, .int8: 1
+        case .float16, .int16, .uint16: 2
         }
     }
+    /// numpy's descr, also the spellings without a byte-order mark for one-byte types ("u1", "<b1", …).
     public init?(npyDescr d: String) {
-        guard let t = DType.allCases.first(where: { $0.npyDescr == d || ($0 == .uint8 && (d == "<u1" || d == "u1")) })
-        else { return nil }
-        self = t
+        let oneByte = ["u1": DType.uint8, "b1": .bool, "i1": .int8]
+        if let t = DType.allCases.first(where: { $0.npyDescr == d }) { self = t; return }
+        if d.count == 3, "<|=".contains(d.first!), let t = oneByte[String(d.dropFirst())] { self = t; return }
+        if d.hasPrefix("="), let t = DType.allCases.first(where: { $0.npyDescr == "<" + d.dropFirst() }) { self = t; return }
+        return nil
     }
-    public var isFloat: Bool { self == .float32 || self == .float64 }
+    public var isFloat: Bool { self == .float32 || self == .float64 || self == .float16 }
 }
 
 /// One named n-d array: raw little-endian bytes in row-major (C) order, its dtype and shape.
@@ -68,7 +82,13 @@ public struct Tensor: Equatable, Sendable {
             case .float32: return raw.bindMemory(to: Float.self).map(Double.init)
             case .int32: return raw.bindMemory(to: Int32.self).map(Double.init)
             case .int64: return raw.bindMemory(to: Int64.self).map(Double.init)
-            case .uint8: return raw.map(Double.init)
+            case .uint8, .bool: return raw.map(Double.init)
+            case .float16: return raw.bindMemory(to: UInt16.self).map { Double(Float16(bitPattern: $0)) }
+            case .int8: return raw.bindMemory(to: Int8.self).map(Double.init)
+            case .int16: return raw.bindMemory(to: Int16.self).map(Double.init)
+            case .uint16: return raw.bindMemory(to: UInt16.self).map(Double.init)
+            case .uint32: return raw.bindMemory(to: UInt32.self).map { Double($0) }
+            case .uint64: return raw.bindMemory(to: UInt64.self).map { Double($0) }   // not init(bitPattern:)
             }
         }
     }
@@ -97,8 +117,13 @@ public struct Tensor: Equatable, Sendable {
             switch dtype {
             case .int32: return raw.bindMemory(to: Int32.self).map(Int.init)
             case .int64: return raw.bindMemory(to: Int64.self).map(Int.init)
-            case .uint8: return raw.map(Int.init)
-            case .float32, .float64: return nil
+            case .uint8, .bool: return raw.map(Int.init)
+            case .int8: return raw.bindMemory(to: Int8.self).map(Int.init)
+            case .int16: return raw.bindMemory(to: Int16.self).map(Int.init)
+            case .uint16: return raw.bindMemory(to: UInt16.self).map(Int.init)
+            case .uint32: return raw.bindMemory(to: UInt32.self).map(Int.init)
+            case .uint64: return raw.bindMemory(to: UInt64.self).map { Int(clamping: $0) }
+            case .float32, .float64, .float16: return nil
             }
         }
     }
