@@ -58,6 +58,20 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(status.stdout, "load: up to date\nsubset: up to date\nother: up to date\n")
     }
 
+    /// Temporary files a killed run left (an out's `.partial`, a checkpoint's) are removed by the next run.
+    func testStalePartialFilesAreRemovedByTheNextRun() throws {
+        let d = project()
+        try FileManager.default.createDirectory(atPath: d + "/artifacts", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: d + "/.ntk/checkpoints/load/abc", withIntermediateDirectories: true)
+        for p in ["/artifacts/subset.npz.partial", "/.ntk/checkpoints/load/abc/piece.npz.partial"] {
+            FileManager.default.createFile(atPath: d + p, contents: Data(repeating: 7, count: 1000))
+        }
+        let r = try TestSupport.ntk(["run", "other"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("removed 2 temporary file(s) left by an interrupted run"), r.stderr)
+        XCTAssertEqual((FileManager.default.subpaths(atPath: d) ?? []).filter { $0.hasSuffix(".partial") }, [])
+    }
+
     /// A sweep: `matrix` expands a stage per value, each cached on its own.
     static func sweep(_ sizes: String, matrixKey: String = "subset.n_train") -> String {
         threeStages.replacingOccurrences(of: """

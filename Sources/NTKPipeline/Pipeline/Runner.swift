@@ -137,6 +137,17 @@ public final class Runner {
         return out
     }
 
+    /// Temporary files a killed run left (`<out>.partial`, and under .ntk/checkpoints): no run holds them now —
+    /// this process has the run lock — so they go (a kill -9 mid-write could leave hundreds of MB).
+    func removeStalePartials() {
+        var stale = spec.stages.flatMap(\.outs).map { resolve($0) + ".partial" }.filter(Files.exists)
+        let checkpoints = (root.isEmpty ? "." : root) + "/.ntk/checkpoints"
+        stale += (FileManager.default.subpaths(atPath: checkpoints) ?? []).filter { $0.hasSuffix(".partial") }
+            .map { checkpoints + "/" + $0 }
+        for p in stale { try? FileManager.default.removeItem(atPath: p) }
+        if !stale.isEmpty { reporter.log("removed \(stale.count) temporary file(s) left by an interrupted run") }
+    }
+
     /// Where stage s keeps its partial results for these inputs: `.ntk/checkpoints/<stage>/<key>`, the key a hash of
     /// its kind, algorithm version, params and dep hashes.
     func checkpointStore(_ s: PipelineSpec.Stage, depHashes: [String]) -> Checkpoints {
@@ -220,6 +231,7 @@ public final class Runner {
     public func run(targets: [String] = [], force: Bool = false) throws -> [Outcome] {
         let guardFile = try RunGuard(directory: (root.isEmpty ? "." : root) + "/.ntk")
         defer { guardFile.release() }
+        removeStalePartials()
         var lock = try Lock.read(lockPath)
         var outcomes: [Outcome] = []
         defer { hasher.save() }
