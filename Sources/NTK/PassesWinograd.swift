@@ -30,9 +30,11 @@ extension Passes {
     /// parameter layer that does not read x), as the passes execute them (`executed`: Winograd convs at 16 products
     /// per tile and channel pair) and as a direct conv counts them (`direct`: 2·kh·kw·C_in·C_out per output).
     public var trainingStepFlopsPerSample: (executed: Double, direct: Double) {
-        var executed = 0.0, direct = 0.0
+        var executed = 0.0
+        var direct = 0.0
         for p in network.parameters {
-            let node = network.nodes[p.node], passes = node.input == 0 ? 2.0 : 3.0
+            let node = network.nodes[p.node]
+            let passes = node.input == 0 ? 2.0 : 3.0
             let d = 2 * Double(p.wCount) * Double(node.outShape.positions) * passes
             direct += d
             if case .conv(_, let g) = node.op, usesWinograd(g) {
@@ -54,22 +56,34 @@ extension Passes {
     static func tiles(_ g: Window) -> Int { ((g.oh + 1) / 2) * ((g.ow + 1) / 2) }
 
     /// z (+)= conv(h, W) of layer l with W (and b, if `bias`) from `params`, on Winograd tiles.
-    func winogradConv(_ l: Int, _ g: Window, params: UnsafePointer<T>, input: UnsafePointer<T>, samples n: Int,
-                      into z: UnsafeMutablePointer<T>, accumulate: Bool, bias: Bool = true) {
-        let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow, t = Self.tiles(g)
-        let cin = g.c, cout = p.fanOut, inCount = g.h * g.w * cin
+    func winogradConv(
+        _ l: Int, _ g: Window, params: UnsafePointer<T>, input: UnsafePointer<T>, samples n: Int,
+        into z: UnsafeMutablePointer<T>, accumulate: Bool, bias: Bool = true
+    ) {
+        let p = network.parameters[l]
+        let (sw, sb) = scales[l]
+        let d = g.oh * g.ow
+        let t = Self.tiles(g)
+        let cin = g.c
+        let cout = p.fanOut
+        let inCount = g.h * g.w * cin
         let u = winogradFilters
         T.winoFilter(params + p.w, u, cin * cout)
         var r0 = 0
         while r0 < n {
-            let m = min(balancedChunk(n), n - r0), rowsT = m * t, out = z + r0 * d * cout
-            let v = cols, mm = cols2, zeros = winogradZeros
+            let m = min(balancedChunk(n), n - r0)
+            let rowsT = m * t
+            let out = z + r0 * d * cout
+            let v = cols
+            let mm = cols2
+            let zeros = winogradZeros
             OwnThreads.forEach(m) { _, s in
                 T.winoInput(input + (r0 + s) * inCount, v + s * t * cin, rowsT * cin, zeros, g)
             }
             OwnThreads.forEach(16) { _, xi in
-                T.gemm(transA: false, transB: false, m: rowsT, n: cout, k: cin, alpha: sw, a: v + xi * rowsT * cin, lda: cin,
-                       b: u + xi * cin * cout, ldb: cout, beta: 0, c: mm + xi * rowsT * cout, ldc: cout)
+                T.gemm(
+                    transA: false, transB: false, m: rowsT, n: cout, k: cin, alpha: sw, a: v + xi * rowsT * cin,
+                    lda: cin, b: u + xi * cin * cout, ldb: cout, beta: 0, c: mm + xi * rowsT * cout, ldc: cout)
             }
             var add = accumulate
             if bias, let b = p.b {
@@ -85,16 +99,29 @@ extension Passes {
 
     /// The backward step of conv layer l for `rows` cotangent rows δ [rows, oh, ow, C_out]: grad += ∂W, ∂b (when
     /// `grad` is given: rows are the samples of `input`), dx = δ_h (when given).
-    func winogradBackward(_ l: Int, _ g: Window, theta: UnsafePointer<T>, input: UnsafePointer<T>, rows: Int,
-                          dy: UnsafePointer<T>, grad: UnsafeMutablePointer<T>?, dx: UnsafeMutablePointer<T>?) {
-        let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow, t = Self.tiles(g)
-        let cin = g.c, cout = p.fanOut, inCount = g.h * g.w * cin, filters = cin * cout
-        let u = winogradFilters, du = winogradFilterGradient, zeros = winogradZeros
+    func winogradBackward(
+        _ l: Int, _ g: Window, theta: UnsafePointer<T>, input: UnsafePointer<T>, rows: Int,
+        dy: UnsafePointer<T>, grad: UnsafeMutablePointer<T>?, dx: UnsafeMutablePointer<T>?
+    ) {
+        let p = network.parameters[l]
+        let (sw, sb) = scales[l]
+        let d = g.oh * g.ow
+        let t = Self.tiles(g)
+        let cin = g.c
+        let cout = p.fanOut
+        let inCount = g.h * g.w * cin
+        let filters = cin * cout
+        let u = winogradFilters
+        let du = winogradFilterGradient
+        let zeros = winogradZeros
         if dx != nil { T.winoFilter(theta + p.w, u, filters) }
         var r0 = 0
         while r0 < rows {
-            let m = min(balancedChunk(rows), rows - r0), rowsT = m * t, dyc = dy + r0 * d * cout
-            let v = cols, dm = cols2
+            let m = min(balancedChunk(rows), rows - r0)
+            let rowsT = m * t
+            let dyc = dy + r0 * d * cout
+            let v = cols
+            let dm = cols2
             OwnThreads.forEach(m) { _, s in
                 T.winoOutputAdjoint(dyc + s * d * cout, dm + s * t * cout, rowsT * cout, cout, zeros, g)
             }
@@ -104,18 +131,22 @@ extension Passes {
                 }
                 let first = r0 == 0
                 OwnThreads.forEach(16) { _, xi in
-                    T.gemm(transA: true, transB: false, m: cin, n: cout, k: rowsT, alpha: 1, a: v + xi * rowsT * cin, lda: cin,
-                           b: dm + xi * rowsT * cout, ldb: cout, beta: first ? 0 : 1, c: du + xi * filters, ldc: cout)
+                    T.gemm(
+                        transA: true, transB: false, m: cin, n: cout, k: rowsT, alpha: 1, a: v + xi * rowsT * cin,
+                        lda: cin, b: dm + xi * rowsT * cout, ldb: cout, beta: first ? 0 : 1, c: du + xi * filters,
+                        ldc: cout)
                 }
                 if let b = p.b {
-                    T.gemm(transA: false, transB: false, m: 1, n: cout, k: m * d, alpha: sb, a: ones, lda: m * d,
-                           b: dyc, ldb: cout, beta: 1, c: grad + b, ldc: cout)
+                    T.gemm(
+                        transA: false, transB: false, m: 1, n: cout, k: m * d, alpha: sb, a: ones, lda: m * d,
+                        b: dyc, ldb: cout, beta: 1, c: grad + b, ldc: cout)
                 }
             }
             if let dx {
                 OwnThreads.forEach(16) { _, xi in
-                    T.gemm(transA: false, transB: true, m: rowsT, n: cin, k: cout, alpha: sw, a: dm + xi * rowsT * cout,
-                           lda: cout, b: u + xi * filters, ldb: cout, beta: 0, c: v + xi * rowsT * cin, ldc: cin)
+                    T.gemm(
+                        transA: false, transB: true, m: rowsT, n: cin, k: cout, alpha: sw, a: dm + xi * rowsT * cout,
+                        lda: cout, b: u + xi * filters, ldb: cout, beta: 0, c: v + xi * rowsT * cin, ldc: cin)
                 }
                 OwnThreads.forEach(m) { _, s in
                     T.winoInputAdjoint(v + s * t * cin, rowsT * cin, dx + (r0 + s) * inCount, g)

@@ -17,8 +17,10 @@ final class CanonicalPathTests: XCTestCase {
         let d = Files.canonical(TestSupport.tempDir())
         try FileManager.default.createDirectory(atPath: d + "/real/sub", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: d + "/link", withDestinationPath: d + "/real")
-        for spelling in ["real/sub/x.npz", "./real/sub/x.npz", "real/../real/sub/x.npz", d + "/real/sub/x.npz",
-                         "link/sub/x.npz", d + "/link/sub/./x.npz"] {
+        for spelling in [
+            "real/sub/x.npz", "./real/sub/x.npz", "real/../real/sub/x.npz", d + "/real/sub/x.npz",
+            "link/sub/x.npz", d + "/link/sub/./x.npz",
+        ] {
             XCTAssertEqual(Files.canonical(spelling, relativeTo: d), "real/sub/x.npz", spelling)
         }
         XCTAssertEqual(Files.canonical("/elsewhere/y.npz", relativeTo: d), "/elsewhere/y.npz")
@@ -29,10 +31,13 @@ final class CanonicalPathTests: XCTestCase {
     func testOutCollisionsSpelledDifferentlyAreErrors() throws {
         let d = project()
         try FileManager.default.createSymbolicLink(atPath: d + "/alias", withDestinationPath: d + "/artifacts")
-        for spelling in ["./artifacts/dataset.npz", "artifacts/x/../dataset.npz", d + "/artifacts/dataset.npz",
-                         "alias/dataset.npz"] {
-            let yaml = PipelineTests.threeStages.replacingOccurrences(of: "outs: [artifacts/other.npz]",
-                                                                      with: "outs: [\"\(spelling)\"]")
+        for spelling in [
+            "./artifacts/dataset.npz", "artifacts/x/../dataset.npz", d + "/artifacts/dataset.npz",
+            "alias/dataset.npz",
+        ] {
+            let yaml = PipelineTests.threeStages.replacingOccurrences(
+                of: "outs: [artifacts/other.npz]",
+                with: "outs: [\"\(spelling)\"]")
             try yaml.write(toFile: d + "/p2.yaml", atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try Runner(pipeline: d + "/p2.yaml"), spelling) { e in
                 XCTAssertTrue("\(e)".contains("is written by both stage load and stage other"), "\(spelling): \(e)")
@@ -51,7 +56,8 @@ final class CanonicalPathTests: XCTestCase {
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertTrue(second.stderr.contains("load: running"), second.stderr)
         for (name, old) in zip(names, before) { XCTAssertEqual(TestSupport.read(d + "/" + name), old, name) }
-        XCTAssertFalse(String(decoding: TestSupport.read(d + "/artifacts/dataset.npz"), as: UTF8.self).contains(d),
-                       "an absolute path is recorded in the artifact")
+        XCTAssertFalse(
+            String(decoding: TestSupport.read(d + "/artifacts/dataset.npz"), as: UTF8.self).contains(d),
+            "an absolute path is recorded in the artifact")
     }
 }

@@ -1,14 +1,16 @@
 import Foundation
-@testable import NTK
 import XCTest
 
+@testable import NTK
 @testable import NTKPipeline
 
 /// Inputs that used to be accepted and gave a wrong or non-finite result with exit status 0: each is now an error
 /// naming the file and what is wrong, and no stage writes a non-finite kernel or prediction.
 final class GarbageInputTests: XCTestCase {
-    func assertError(_ body: @autoclosure () throws -> Any, contains parts: [String], file: StaticString = #filePath,
-                     line: UInt = #line) {
+    func assertError(
+        _ body: @autoclosure () throws -> Any, contains parts: [String], file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
         XCTAssertThrowsError(try body(), file: file, line: line) { e in
             for p in parts { XCTAssertTrue("\(e)".contains(p), "«\(e)» should contain «\(p)»", file: file, line: line) }
         }
@@ -21,12 +23,15 @@ final class GarbageInputTests: XCTestCase {
             while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
             header += "\n"
             let h = Array(header.utf8)
-            return NPY.magic + [1, 0, UInt8(h.count & 0xff), UInt8(h.count >> 8)] + h + [UInt8](repeating: 0, count: dataBytes)
+            return NPY.magic + [1, 0, UInt8(h.count & 0xff), UInt8(h.count >> 8)] + h
+                + [UInt8](repeating: 0, count: dataBytes)
         }
         XCTAssertEqual(try NPY.parse(npy("(20, 784)", dataBytes: 20 * 784 * 8), name: "x").shape, [20, 784])
         XCTAssertEqual(try NPY.parse(npy("(3,)", dataBytes: 24), name: "x").shape, [3])
         XCTAssertEqual(try NPY.parse(npy("()", dataBytes: 8), name: "x").shape, [])
-        assertError(try NPY.parse(npy("(20, x, 784)", dataBytes: 20 * 784 * 8), name: "x"), contains: ["(20, x, 784)", "integers"])
+        assertError(
+            try NPY.parse(npy("(20, x, 784)", dataBytes: 20 * 784 * 8), name: "x"),
+            contains: ["(20, x, 784)", "integers"])
         assertError(try NPY.parse(npy("(3,,4)", dataBytes: 96), name: "x"), contains: ["(3,,4)"])
         assertError(try NPY.parse(npy("(-2, 4)", dataBytes: 0), name: "x"), contains: ["non-negative"])
         assertError(try NPY.parse(npy("(4294967296, 4294967296)", dataBytes: 0), name: "x"), contains: ["too large"])
@@ -55,13 +60,16 @@ final class GarbageInputTests: XCTestCase {
             let t = try NPY.parse(npy(descr, data, count: 3), name: "a")
             XCTAssertEqual(t.doubles(), want, "\(descr) read as \(t.dtype)")
         }
-        assertError(try NPY.parse(npy("<c16", [UInt8](repeating: 0, count: 48), count: 3), name: "z"),
-                    contains: ["complex dtype <c16 is not supported", "float16"])
-        assertError(try NPY.parse(npy(">f8", [UInt8](repeating: 0, count: 24), count: 3), name: "z"), contains: ["big-endian"])
+        assertError(
+            try NPY.parse(npy("<c16", [UInt8](repeating: 0, count: 48), count: 3), name: "z"),
+            contains: ["complex dtype <c16 is not supported", "float16"])
+        assertError(
+            try NPY.parse(npy(">f8", [UInt8](repeating: 0, count: 24), count: 3), name: "z"), contains: ["big-endian"])
     }
 
     func testPipelineSchemaMustBeOne() throws {
-        let dir = TestSupport.tempDir(), file = dir + "/p.yaml"
+        let dir = TestSupport.tempDir()
+        let file = dir + "/p.yaml"
         try "schema: 2\nparams: {seed: 0}\nstages:\n  s: {kind: init, params: [seed], outs: [p.npz]}\n"
             .write(toFile: file, atomically: true, encoding: .utf8)
         assertError(try PipelineSpec.load(file), contains: ["p.yaml:1", "schema 2"])
@@ -72,24 +80,35 @@ final class GarbageInputTests: XCTestCase {
         let d = TestSupport.tempDir()
         func arrays(x: [Int], y: [Int]) throws -> String {
             let path = d + "/a\(x)\(y).npz"
-            let nx = x.reduce(1, *), ny = y.reduce(1, *)
-            try ArtifactFile(kind: .dataset, metadata: [:], tensors: [
-                Tensor(name: "x_train", shape: x, values: [Double](repeating: 1, count: nx)),
-                Tensor(name: "y_train", shape: y, values: [Double](repeating: 1, count: ny)),
-                Tensor(name: "x_test", shape: x, values: [Double](repeating: 1, count: nx)),
-                Tensor(name: "y_test", shape: y, values: [Double](repeating: 1, count: ny)),
-            ]).write(to: path)
+            let nx = x.reduce(1, *)
+            let ny = y.reduce(1, *)
+            try ArtifactFile(
+                kind: .dataset, metadata: [:],
+                tensors: [
+                    Tensor(name: "x_train", shape: x, values: [Double](repeating: 1, count: nx)),
+                    Tensor(name: "y_train", shape: y, values: [Double](repeating: 1, count: ny)),
+                    Tensor(name: "x_test", shape: x, values: [Double](repeating: 1, count: nx)),
+                    Tensor(name: "y_test", shape: y, values: [Double](repeating: 1, count: ny)),
+                ]
+            ).write(to: path)
             return path
         }
         let noFeatures = try arrays(x: [3, 0], y: [3, 2])
-        assertError(try ArrayDataReader.read(path: noFeatures, numClasses: 2), contains: [noFeatures, "x_train", "at least one feature"])
+        assertError(
+            try ArrayDataReader.read(path: noFeatures, numClasses: 2),
+            contains: [noFeatures, "x_train", "at least one feature"])
         let noColumns = try arrays(x: [3, 2], y: [3, 0])
-        assertError(try ArrayDataReader.read(path: noColumns, numClasses: 2), contains: [noColumns, "y_train", "at least one column"])
+        assertError(
+            try ArrayDataReader.read(path: noColumns, numClasses: 2),
+            contains: [noColumns, "y_train", "at least one column"])
 
-        func read(_ path: String) throws -> DatasetArtifact { try DatasetArtifact(file: try ArtifactFile.read(path), path: path) }
+        func read(_ path: String) throws -> DatasetArtifact {
+            try DatasetArtifact(file: try ArtifactFile.read(path), path: path)
+        }
         let x = [1, Double.nan, 3, 4]
-        let a = DatasetArtifact(xTrain: x, yTrain: [1, 1], labelsTrain: [0, 0], xTest: x, yTest: [1, 1], labelsTest: [0, 0],
-                                features: 2, outputs: 1, classes: [0], sampleShape: [2], dtype: .float64, extraTensors: [], notes: [:])
+        let a = DatasetArtifact(
+            xTrain: x, yTrain: [1, 1], labelsTrain: [0, 0], xTest: x, yTest: [1, 1], labelsTest: [0, 0],
+            features: 2, outputs: 1, classes: [0], sampleShape: [2], dtype: .float64, extraTensors: [], notes: [:])
         let withNaN = d + "/nan.npz"
         try a.file(metadata: [:]).write(to: withNaN)
         assertError(try read(withNaN), contains: [withNaN, "x_train", "nan", "flat index 1"])
@@ -108,10 +127,13 @@ final class GarbageInputTests: XCTestCase {
         for kind in [ArtifactKind.kernels, .predictions] {
             let e = ArtifactFile(kind: kind, metadata: [:], tensors: [bad]).nonFiniteError(stage: "s", out: "k.npz")
             XCTAssertEqual(e?.location, "k.npz")
-            XCTAssertTrue(e?.problem.contains("ntk_train_train [2, 2] holds inf at flat index 1") == true, "\(String(describing: e))")
+            XCTAssertTrue(
+                e?.problem.contains("ntk_train_train [2, 2] holds inf at flat index 1") == true,
+                "\(String(describing: e))")
         }
-        XCTAssertNil(ArtifactFile(kind: .kernels, metadata: [:], tensors: [Tensor(name: "k", shape: [1], values: [1.0])])
-            .nonFiniteError(stage: "s", out: "k.npz"))
+        XCTAssertNil(
+            ArtifactFile(kind: .kernels, metadata: [:], tensors: [Tensor(name: "k", shape: [1], values: [1.0])])
+                .nonFiniteError(stage: "s", out: "k.npz"))
     }
 
     /// One error boundary: the maths library's errors reach the user as NTKErrors naming the stage, with a hint.
@@ -119,7 +141,8 @@ final class GarbageInputTests: XCTestCase {
         let la = NTKError(wrapping: LinearAlgebraError.notPositiveDefinite("Θ(train, train)"), stage: "fig3_predict")
         XCTAssertEqual(la.problem, "stage fig3_predict: Θ(train, train) is not positive definite")
         XCTAssertTrue(la.hint?.contains("diag_reg") == true)
-        let d = NTKError(wrapping: TrainingDiverged(step: 7, loss: .infinity, learningRate: 9, suggestion: ""), stage: "t")
+        let d = NTKError(
+            wrapping: TrainingDiverged(step: 7, loss: .infinity, learningRate: 9, suggestion: ""), stage: "t")
         XCTAssertTrue(d.problem.hasPrefix("stage t: training diverged at step 7"), d.problem)
         XCTAssertTrue(d.hint?.contains("learning rate") == true)
         let l = NTKError(wrapping: LayerError("layers[2]", key: "window", "larger than its input"), stage: "init")

@@ -19,7 +19,8 @@ final class OverrideTests: XCTestCase {
 
     func testEverySetKeyResolvesToAParamAStageReads() throws {
         // accepted: a written param, and a new key in a mapping a stage reads (the stage's reader then checks it)
-        XCTAssertNoThrow(try Runner(pipeline: pipeline, overrides: ["fig3.train.steps=400", "fig3.train.momentum=0.9"]))
+        XCTAssertNoThrow(
+            try Runner(pipeline: pipeline, overrides: ["fig3.train.steps=400", "fig3.train.momentum=0.9"]))
         // a typo in a middle segment: suggestions by edit distance
         let typo = try XCTUnwrap(error(["fig3.trian.steps=400"]))
         XCTAssertEqual(typo.key, "--set fig3.trian.steps")
@@ -27,8 +28,9 @@ final class OverrideTests: XCTestCase {
         XCTAssertTrue(typo.hint?.contains("fig3.train.steps") == true, typo.description)
         // a key without its experiment's prefix: the scoped keys it may mean
         let scoped = try XCTUnwrap(error(["data.n_train=500"]))
-        XCTAssertTrue(scoped.hint?.contains("fig3.data.n_train") == true && scoped.hint?.contains("fig1.data.n_train") == true,
-                      scoped.description)
+        XCTAssertTrue(
+            scoped.hint?.contains("fig3.data.n_train") == true && scoped.hint?.contains("fig1.data.n_train") == true,
+            scoped.description)
         // a key nothing reads, and a value every reading stage's matrix replaces
         XCTAssertTrue(try XCTUnwrap(error(["foo=1"])).problem.contains("no param foo"))
         XCTAssertTrue(try XCTUnwrap(error(["fig1.model.width=128"])).problem.contains("swept by stages.fig1_"))
@@ -40,14 +42,16 @@ final class OverrideTests: XCTestCase {
         let dir = TestSupport.tempDir()
         let file = dir + "/p.yaml"
         try """
-            params: {seed: 0, unused: {a: 1}, data: {path: \(TestSupport.embeddedMNIST), n_train: 20, n_test: 10}}
-            stages:
-              load: {deps: [\(TestSupport.embeddedMNIST)], params: [seed, data], outs: [d.npz]}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        params: {seed: 0, unused: {a: 1}, data: {path: \(TestSupport.embeddedMNIST), n_train: 20, n_test: 10}}
+        stages:
+          load: {deps: [\(TestSupport.embeddedMNIST)], params: [seed, data], outs: [d.npz]}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         do {
             _ = try Runner(pipeline: file, overrides: ["unused.a=2"])
             XCTFail("an override no stage reads was accepted")
-        } catch let e as NTKError { XCTAssertTrue(e.problem.contains("no stage of p.yaml reads params.unused.a"), e.description) }
+        } catch let e as NTKError {
+            XCTAssertTrue(e.problem.contains("no stage of p.yaml reads params.unused.a"), e.description)
+        }
     }
 
     func testStageTyposGetDidYouMean() throws {
@@ -73,18 +77,22 @@ final class OverrideTests: XCTestCase {
 
     func testExecRefusesKeysItsKindDoesNotReadAndRecordsOnlyWhatItRead() throws {
         let dir = TestSupport.tempDir()
-        XCTAssertThrowsError(try Runner.exec(kind: "train", paramsFile: nil, overrides: ["depth=7"], inputs: [],
-                                             outs: [dir + "/t.npz"])) { e in
+        XCTAssertThrowsError(
+            try Runner.exec(
+                kind: "train", paramsFile: nil, overrides: ["depth=7"], inputs: [],
+                outs: [dir + "/t.npz"])
+        ) { e in
             XCTAssertTrue((e as! NTKError).problem.contains("does not read params.depth"), "\(e)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/t.npz"))
         let file = dir + "/p.yaml"
         try """
-            params: {seed: 3, unrelated: {x: 1}, data: {path: \(TestSupport.embeddedMNIST), n_train: 20, n_test: 10}}
-            stages:
-              load: {deps: [\(TestSupport.embeddedMNIST)], params: [seed, data], outs: [d.npz]}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
-        try Runner.exec(kind: "load", paramsFile: file, overrides: ["data.n_test=12"], inputs: [], outs: [dir + "/d.npz"])
+        params: {seed: 3, unrelated: {x: 1}, data: {path: \(TestSupport.embeddedMNIST), n_train: 20, n_test: 10}}
+        stages:
+          load: {deps: [\(TestSupport.embeddedMNIST)], params: [seed, data], outs: [d.npz]}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        try Runner.exec(
+            kind: "load", paramsFile: file, overrides: ["data.n_test=12"], inputs: [], outs: [dir + "/d.npz"])
         guard case .object(let params)? = try ArtifactFile.read(dir + "/d.npz").metadata["params"] else {
             return XCTFail("no params in the metadata")
         }
@@ -113,18 +121,30 @@ final class OverrideTests: XCTestCase {
             .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
         let setExample = try XCTUnwrap(runHelp.range(of: #"e\.g\. [^ )]+"#, options: .regularExpression))
         commands.append("ntk run --set " + runHelp[setExample].dropFirst(5))
-        let execExample = try XCTUnwrap(execHelp.range(of: #"Example: ntk exec .*? --out [^ ]+"#, options: .regularExpression))
+        let execExample = try XCTUnwrap(
+            execHelp.range(of: #"Example: ntk exec .*? --out [^ ]+"#, options: .regularExpression))
         commands.append(String(execHelp[execExample].dropFirst(9)))
         XCTAssertGreaterThanOrEqual(commands.count, 6, "examples found: \(commands)")
         let dir = TestSupport.tempDir()
         for command in commands {
             var words = command.replacingOccurrences(of: "$F", with: "/usr/share/datasets/fashion-mnist")
                 .split(separator: " ").map(String.init)
-            var overrides: [String] = [], file = pipeline, i = 2
+            var overrides: [String] = []
+            var file = pipeline
+            var i = 2
             while i < words.count {
-                if words[i] == "--set" { overrides.append(words[i + 1]); i += 2 } else if words[i] == "--pipeline" {
-                    file = TestSupport.root + "/" + words[i + 1]; i += 2
-                } else if words[i] == "--out" { words[i + 1] = dir + "/" + (words[i + 1] as NSString).lastPathComponent; i += 2 } else { i += 1 }
+                if words[i] == "--set" {
+                    overrides.append(words[i + 1])
+                    i += 2
+                } else if words[i] == "--pipeline" {
+                    file = TestSupport.root + "/" + words[i + 1]
+                    i += 2
+                } else if words[i] == "--out" {
+                    words[i + 1] = dir + "/" + (words[i + 1] as NSString).lastPathComponent
+                    i += 2
+                } else {
+                    i += 1
+                }
             }
             if words[1] == "exec" {
                 let r = try TestSupport.ntk(Array(words.dropFirst()), in: TestSupport.root)

@@ -9,11 +9,33 @@ public enum Interruption {
     nonisolated(unsafe) private static var stage: String?
     nonisolated(unsafe) private static var checkpoint: String?
 
-    static func writing(_ path: String) { lock.lock(); partials.insert(path); lock.unlock() }
-    static func written(_ path: String) { lock.lock(); partials.remove(path); lock.unlock() }
-    static func stageStarted(_ name: String) { lock.lock(); stage = name; checkpoint = nil; lock.unlock() }
-    static func stageEnded() { lock.lock(); stage = nil; checkpoint = nil; lock.unlock() }
-    static func checkpointSaved(_ what: String) { lock.lock(); checkpoint = what; lock.unlock() }
+    static func writing(_ path: String) {
+        lock.lock()
+        partials.insert(path)
+        lock.unlock()
+    }
+    static func written(_ path: String) {
+        lock.lock()
+        partials.remove(path)
+        lock.unlock()
+    }
+    static func stageStarted(_ name: String) {
+        lock.lock()
+        stage = name
+        checkpoint = nil
+        lock.unlock()
+    }
+    static func stageEnded() {
+        lock.lock()
+        stage = nil
+        checkpoint = nil
+        lock.unlock()
+    }
+    static func checkpointSaved(_ what: String) {
+        lock.lock()
+        checkpoint = what
+        lock.unlock()
+    }
 
     /// Removes the temporary files being written; returns how many there were.
     @discardableResult
