@@ -55,18 +55,17 @@ extension Passes {
     /// 2×2 output tiles per sample.
     static func tiles(_ g: Window) -> Int { ((g.oh + 1) / 2) * ((g.ow + 1) / 2) }
 
+    /// Conv layer l's positions d, 2×2 tiles t per sample, channels in and out, and input elements per sample.
+    private func sizes(_ l: Int, _ g: Window) -> (d: Int, t: Int, cin: Int, cout: Int, inCount: Int) {
+        (g.oh * g.ow, Self.tiles(g), g.c, network.parameters[l].fanOut, g.h * g.w * g.c)
+    }
+
     /// z (+)= conv(h, W) of layer l with W (and b, if `bias`) from `params`, on Winograd tiles.
     func winogradConv(
         _ l: Int, _ g: Window, params: UnsafePointer<T>, input: UnsafePointer<T>, samples n: Int,
         into z: UnsafeMutablePointer<T>, accumulate: Bool, bias: Bool = true
     ) {
-        let p = network.parameters[l]
-        let (sw, sb) = scales[l]
-        let d = g.oh * g.ow
-        let t = Self.tiles(g)
-        let cin = g.c
-        let cout = p.fanOut
-        let inCount = g.h * g.w * cin
+        let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
         let u = winogradFilters
         T.winoFilter(params + p.w, u, cin * cout)
         var r0 = 0
@@ -103,17 +102,8 @@ extension Passes {
         _ l: Int, _ g: Window, theta: UnsafePointer<T>, input: UnsafePointer<T>, rows: Int,
         dy: UnsafePointer<T>, grad: UnsafeMutablePointer<T>?, dx: UnsafeMutablePointer<T>?
     ) {
-        let p = network.parameters[l]
-        let (sw, sb) = scales[l]
-        let d = g.oh * g.ow
-        let t = Self.tiles(g)
-        let cin = g.c
-        let cout = p.fanOut
-        let inCount = g.h * g.w * cin
-        let filters = cin * cout
-        let u = winogradFilters
-        let du = winogradFilterGradient
-        let zeros = winogradZeros
+        let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
+        let filters = cin * cout, u = winogradFilters, du = winogradFilterGradient, zeros = winogradZeros
         if dx != nil { T.winoFilter(theta + p.w, u, filters) }
         var r0 = 0
         while r0 < rows {

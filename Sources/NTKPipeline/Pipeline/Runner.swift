@@ -12,6 +12,8 @@ public final class Runner {
     public let spec: PipelineSpec
     /// Directory the pipeline's relative paths start from.
     public let root: String
+    /// `root` in canonical form (absolute, symlinks resolved), computed once.
+    let canonicalRoot: String
     public let lockPath: String
     let reporter: Reporter
     let hasher: ContentHasher
@@ -34,6 +36,7 @@ public final class Runner {
         // one spelling per file before any check, hash, lock entry or `sources` record (./x, a/../x, an absolute
         // path into the project or through a symlinked directory all name the same file)
         let base = Files.canonical(root.isEmpty ? "." : root)
+        canonicalRoot = base
         for i in spec.stages.indices {
             spec.stages[i].deps = spec.stages[i].deps.map { Files.canonical($0, relativeTo: base) }
             spec.stages[i].outs = spec.stages[i].outs.map { Files.canonical($0, relativeTo: base) }
@@ -93,7 +96,7 @@ public final class Runner {
 
     func resolve(_ p: String) -> String { p.hasPrefix("/") || root.isEmpty ? p : root + "/" + p }
     /// The canonical spelling of a path (deps and outs are stored canonical already).
-    func normalise(_ p: String) -> String { Files.canonical(p, relativeTo: Files.canonical(root.isEmpty ? "." : root)) }
+    func normalise(_ p: String) -> String { Files.canonical(p, relativeTo: canonicalRoot) }
 
     /// Stages upstream of (and including) the targets, in dependency order; all stages if no targets.
     public func order(targets: [String]) throws -> [PipelineSpec.Stage] {
