@@ -53,18 +53,22 @@ public struct Matrix: Equatable, Sendable {
         zip(data, b.data).reduce(0) { max($0, abs($1.0 - $1.1) / max(abs($1.1), floor)) }
     }
 
-    /// C = α·op(A)·op(B) (+ β·C): one cblas_dgemm.
+    /// C = α·op(A)·op(B) (+ β·C), on our threads (`Double.gemm`).
     public static func gemm(_ a: Matrix, _ b: Matrix, transA: Bool = false, transB: Bool = false, alpha: Double = 1,
                             beta: Double = 0, into c: inout Matrix) {
         let m = transA ? a.cols : a.rows, k = transA ? a.rows : a.cols
         let n = transB ? b.rows : b.cols
         precondition((transB ? b.cols : b.rows) == k && c.rows == m && c.cols == n, "gemm: shape mismatch")
+        guard m > 0, n > 0 else { return }
+        if k == 0 {
+            c.data = beta == 0 ? [Double](repeating: 0, count: m * n) : c.data.map { beta * $0 }
+            return
+        }
         a.data.withUnsafeBufferPointer { ap in
             b.data.withUnsafeBufferPointer { bp in
                 c.data.withUnsafeMutableBufferPointer { cp in
-                    cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                                Int32(m), Int32(n), Int32(k), alpha, ap.baseAddress, Int32(a.cols), bp.baseAddress, Int32(b.cols),
-                                beta, cp.baseAddress, Int32(n))
+                    Double.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
+                                lda: a.cols, b: bp.baseAddress!, ldb: b.cols, beta: beta, c: cp.baseAddress!, ldc: n)
                 }
             }
         }

@@ -1,29 +1,48 @@
 import Dispatch
 import Foundation
 
-/// Our own threads for work made of independent BLAS calls. While `forEach` runs, OpenBLAS is single-threaded
-/// (every call runs in the thread that makes it), and `workers` threads each take items from a shared queue —
-/// so two medium GEMMs run side by side, one per core, instead of one after the other on OpenBLAS's threads with a
-/// hand-off (spin, yield, wake) between every pair of calls. OpenBLAS's thread count is process-wide: it is
-/// restored when `forEach` returns, and BLAS calls made elsewhere in the meantime run single-threaded.
+/// Our own threads: the only parallelism in the process. OpenBLAS is set to one thread on first use (every BLAS call
+/// runs in the thread that makes it; large products are tiled over these workers by `TiledBLAS`), and `workers`
+/// threads each take items from a shared queue — so two medium GEMMs run side by side, one per core, with no
+/// OpenBLAS worker spinning beside them. The one exception is LAPACK (`withBLASThreads`), whose blocked
+/// factorizations thread inside OpenBLAS.
 public enum OwnThreads {
-    /// How many workers to use: OpenBLAS's own thread count (which follows OPENBLAS_NUM_THREADS), at least 1.
-    public static var workers: Int { max(1, Platform.blasThreads) }
+    /// How many workers to use: `--threads` when set, else OpenBLAS's thread count at start (which follows
+    /// OPENBLAS_NUM_THREADS, else the cores).
+    public static var workers: Int {
+        get {
+            setup
+            return state.withLock { count }
+        }
+        set {
+            setup
+            state.withLock { count = max(1, newValue) }
+        }
+    }
+
+    /// Reads OpenBLAS's thread count once, then sets OpenBLAS to one thread.
+    private static let setup: Void = {
+        let n = max(1, Platform.blasThreads)
+        Platform.setBLASThreads(1)
+        state.withLock { count = n }
+    }()
+    nonisolated(unsafe) private static var count = 1
 
     /// Calls `body(worker, item)` once for every item in 0..<count, spread over `workers` threads in the order given
     /// (put the costliest items first). `worker` (0..<workers) indexes per-thread scratch space.
-    /// Inside another `forEach` (on any thread) the items run one after the other on the calling thread.
+    /// Inside another `forEach` (on any thread) the items run one after the other on the calling thread; with one
+    /// worker they do too, inside a region all the same (so `TiledBLAS` cuts exactly the same products whatever the
+    /// worker count).
     public static func forEach(_ count: Int, workers: Int = OwnThreads.workers, _ body: (_ worker: Int, _ item: Int) -> Void) {
-        let threads = max(1, min(workers, count))
-        if threads == 1 || !enter() {
+        guard enter() else {
             for i in 0..<count { body(0, i) }
             return
         }
-        let saved = Platform.blasThreads
-        Platform.setBLASThreads(1)
-        defer {
-            Platform.setBLASThreads(saved)
-            leave()
+        defer { leave() }
+        let threads = max(1, min(workers, count))
+        if threads == 1 {
+            for i in 0..<count { body(0, i) }
+            return
         }
         let lock = NSLock()
         var next = 0
@@ -37,6 +56,17 @@ public enum OwnThreads {
                 body(w, i)
             }
         }
+    }
+
+    /// Whether a `forEach` region is running (products inside it are single calls).
+    static var isInRegion: Bool { state.withLock { active } }
+
+    /// Runs `body` (LAPACK) with OpenBLAS on `workers` threads, then back to one.
+    public static func withBLASThreads<R>(_ body: () throws -> R) rethrows -> R {
+        let n = workers
+        Platform.setBLASThreads(n)
+        defer { Platform.setBLASThreads(1) }
+        return try body()
     }
 
     private static let state = NSLock()

@@ -1,3 +1,4 @@
+import Dispatch
 internal import CNTK
 
 /// Forward, backward and tangent (JVP) passes of a `Network` over a batch in precision T (float32 or float64). Every
@@ -28,6 +29,19 @@ public final class Passes<T: NTKFloat> {
     /// Whether 3×3, stride-1 convs may run on Winograd tiles (`PassesWinograd.swift`; `NTK_CONV=im2col` sets the
     /// default to false). Set it before the first pass.
     var allowsWinograd = winogradByEnvironment
+    /// Seconds per node in the forward and backward passes, summed over calls while not nil (`ntk bench --cnn`
+    /// prints it; nil by default: no clock is read).
+    public var profile: (forward: [Double], backward: [Double])?
+
+    /// Runs `body` and adds its wall time to node j's forward or backward entry of `profile` (when profiling).
+    @inline(__always)
+    private func timed(_ j: Int, backward: Bool, _ body: () -> Void) {
+        guard profile != nil else { return body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        if backward { profile!.backward[j] += dt } else { profile!.forward[j] += dt }
+    }
 
     public convenience init(spec: NetworkSpec, maxBatch: Int) { self.init(network: Network(spec), maxBatch: maxBatch) }
 
@@ -86,14 +100,12 @@ public final class Passes<T: NTKFloat> {
         return Storage(values: values, caches: caches)
     }
 
-    /// Per-sample scratch of the largest conv, im2col rows and Winograd planes (`Passes.winogradPlanes`), and a ones
-    /// vector for bias products.
+    /// Per-sample scratch of the largest im2col conv (its rows), and a ones vector for bias products.
     private lazy var colsCapacity: Int = {
         var most = 0
         for node in network.nodes {
-            guard case .conv(let l, let g) = node.op else { continue }
-            // im2col rows also for a Winograd conv: its per-sample Jacobians (`convJacobian`) contract them
-            most = max(most, g.oh * g.ow * g.patch, usesWinograd(g) ? Self.winogradPlanes(g, network.parameters[l].fanOut) : 0)
+            guard case .conv(_, let g) = node.op else { continue }
+            most = max(most, g.oh * g.ow * g.patch)
         }
         return most
     }()
@@ -104,26 +116,33 @@ public final class Passes<T: NTKFloat> {
     lazy var ones: UnsafeMutablePointer<T> = {
         var most = maxBatch
         for node in network.nodes { most = max(most, chunk * node.outShape.positions, node.inShape.positions) }
+        most = max(most, winogradExtent.positions)
         let p = allocate(most)
         p.initialize(repeating: 1, count: most)
         return p
     }()
 
-    /// Winograd scratch (`PassesWinograd.swift`): a conv's transformed filters U and their gradient dU [16, C_in·C_out],
-    /// and zeros for padded tile inputs.
+    /// Winograd scratch (`PassesWinograd.swift`): a conv's transformed filters U [16, C_in·C_out]; per group of
+    /// samples, the planes of one chunk (V or dV, M or dM) and a partial gradient (dU [16, C_in·C_out], then Σ δ
+    /// [C_out]); zeros for padded tile inputs.
     lazy var winogradFilters: UnsafeMutablePointer<T> = allocate(16 * winogradExtent.filters)
-    lazy var winogradFilterGradient: UnsafeMutablePointer<T> = allocate(16 * winogradExtent.filters)
+    lazy var winogradFilterGradients: UnsafeMutablePointer<T> =
+        allocate(Self.winogradGroups * (16 * winogradExtent.filters + winogradExtent.channels))
+    lazy var winogradScratch: [(UnsafeMutablePointer<T>, UnsafeMutablePointer<T>)] = (0..<Self.winogradGroups).map { _ in
+        (allocate(winogradExtent.planes), allocate(winogradExtent.planes))
+    }
     lazy var winogradZeros: UnsafeMutablePointer<T> = {
         let p = allocate(winogradExtent.channels)
         p.initialize(repeating: 0, count: winogradExtent.channels)
         return p
     }()
-    private var winogradExtent: (filters: Int, channels: Int) {
-        var most = (filters: 0, channels: 0)
+    private var winogradExtent: (filters: Int, channels: Int, planes: Int, positions: Int) {
+        var most = (filters: 0, channels: 0, planes: 0, positions: 0)
         for node in network.nodes {
             guard case .conv(let l, let g) = node.op, usesWinograd(g) else { continue }
-            let cout = network.parameters[l].fanOut
-            most = (max(most.filters, g.c * cout), max(most.channels, g.c, cout))
+            let cout = network.parameters[l].fanOut, chunk = winogradChunk(g, cout)
+            most = (max(most.filters, g.c * cout), max(most.channels, g.c, cout),
+                    max(most.planes, chunk * Self.winogradPlanes(g, cout)), max(most.positions, chunk * g.oh * g.ow))
         }
         return most
     }
@@ -184,31 +203,36 @@ public final class Passes<T: NTKFloat> {
         precondition(n <= maxBatch)
         func value(_ v: Int) -> UnsafePointer<T> { v == 0 ? x : UnsafePointer(s.values[v]!) }
         for (j, node) in network.nodes.enumerated() {
-            let inCount = node.inShape.count, outCount = node.outShape.count
-            switch node.op {
-            case .dense(let l):
-                dense(l, params: theta, input: value(node.input), rows: n, into: s.values[node.output]!, accumulate: false)
-            case .conv(let l, let g):
-                conv(l, g, params: theta, input: value(node.input), samples: n, into: s.values[node.output]!, accumulate: false)
-            case .activation(let a):
-                let out = s.values[node.output]!
-                if node.output != node.input { out.update(from: value(node.input), count: n * outCount) }
-                let cache = s.caches[j]!
-                split(n * outCount, minimum: 1 << 16) { i, c in T.activate(out + i, cache + i, c, a) }
-            case .avgPool, .globalAvgPool:
-                pool(node, value(node.input), s.values[node.output]!, rows: n)
-            case .flatten, .fork:
-                break
-            case .layerNorm(let eps):
-                let input = value(node.input), out = s.values[node.output]!, p = max(1, node.inShape.positions)
-                for r in 0..<n {
-                    T.layerNormForward(out + r * outCount, s.caches[j]! + r * p, input + r * inCount, p, node.inShape.channels, eps)
-                }
-            case .join(let skip):
-                let out = s.values[node.output]!
-                if node.output != node.input { out.update(from: value(node.input), count: n * outCount) }
-                T.axpy(out, 1, value(skip), n * outCount)
+            timed(j, backward: false) { forwardNode(j, node, theta: theta, n: n, storage: s, value: value) }
+        }
+    }
+
+    private func forwardNode(_ j: Int, _ node: Network.Node, theta: UnsafePointer<T>, n: Int, storage s: Storage,
+                             value: (Int) -> UnsafePointer<T>) {
+        let inCount = node.inShape.count, outCount = node.outShape.count
+        switch node.op {
+        case .dense(let l):
+            dense(l, params: theta, input: value(node.input), rows: n, into: s.values[node.output]!, accumulate: false)
+        case .conv(let l, let g):
+            conv(l, g, params: theta, input: value(node.input), samples: n, into: s.values[node.output]!, accumulate: false)
+        case .activation(let a):
+            let out = s.values[node.output]!
+            if node.output != node.input { out.update(from: value(node.input), count: n * outCount) }
+            let cache = s.caches[j]!
+            split(n * outCount, minimum: 1 << 16) { i, c in T.activate(out + i, cache + i, c, a) }
+        case .avgPool, .globalAvgPool:
+            pool(node, value(node.input), s.values[node.output]!, rows: n)
+        case .flatten, .fork:
+            break
+        case .layerNorm(let eps):
+            let input = value(node.input), out = s.values[node.output]!, p = max(1, node.inShape.positions)
+            for r in 0..<n {
+                T.layerNormForward(out + r * outCount, s.caches[j]! + r * p, input + r * inCount, p, node.inShape.channels, eps)
             }
+        case .join(let skip):
+            let out = s.values[node.output]!
+            if node.output != node.input { out.update(from: value(node.input), count: n * outCount) }
+            T.axpy(out, 1, value(skip), n * outCount)
         }
     }
 
@@ -409,97 +433,106 @@ public final class Passes<T: NTKFloat> {
     func backpropagate(theta: UnsafePointer<T>, x: UnsafePointer<T>, rows: Int, rep: Int, storage s: Storage, dOutput: UnsafePointer<T>,
                        delta: (Int) -> UnsafeMutablePointer<T>, grad: UnsafeMutablePointer<T>?,
                        onParameter: ((Int, UnsafePointer<T>) -> Void)?) {
-        let n = rows / rep
-        func value(_ id: Int) -> UnsafePointer<T> { id == 0 ? x : UnsafePointer(s.values[id]!) }
         if firstParameterNode >= network.nodes.count { return }
         delta(network.outputValue).update(from: dOutput, count: rows * network.outputs)
         for step in backwardSteps where step.node >= 0 {
-            let j = step.node, node = network.nodes[j]
-            let inCount = node.inShape.count, outCount = node.outShape.count, wantsInput = live[node.input]
-            let dy = UnsafePointer(delta(node.output))
-            switch node.op {
-            case .dense(let l):
-                onParameter?(l, dy)
-                let p = network.parameters[l], (sw, sb) = scales[l]
-                if let grad {
-                    T.gemm(transA: true, transB: false, m: p.fanIn, n: p.fanOut, k: n, alpha: sw, a: value(node.input), lda: p.fanIn,
-                           b: dy, ldb: p.fanOut, beta: 1, c: grad + p.w, ldc: p.fanOut)
-                    if let b = p.b {
-                        T.gemm(transA: false, transB: false, m: 1, n: p.fanOut, k: n, alpha: sb, a: ones, lda: n,
-                               b: dy, ldb: p.fanOut, beta: 1, c: grad + b, ldc: p.fanOut)
-                    }
-                }
-                if wantsInput {
-                    T.gemm(transA: false, transB: true, m: rows, n: p.fanIn, k: p.fanOut, alpha: sw, a: dy, lda: p.fanOut,
-                           b: theta + p.w, ldb: p.fanOut, beta: 0, c: delta(node.input), ldc: p.fanIn)
-                }
-            case .conv(let l, let g) where usesWinograd(g):
-                onParameter?(l, dy)
-                winogradBackward(l, g, theta: theta, input: value(node.input), rows: rows, dy: dy, grad: grad,
-                                 dx: wantsInput ? delta(node.input) : nil)
-            case .conv(let l, let g):
-                onParameter?(l, dy)
-                let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow
-                if let grad {
-                    var r0 = 0
-                    while r0 < n {
-                        let m = min(chunk, n - r0), dyc = dy + r0 * d * p.fanOut
-                        let a = patches(g, value(node.input), r0, m, cols)
-                        T.gemm(transA: true, transB: false, m: p.fanIn, n: p.fanOut, k: m * d, alpha: sw, a: a, lda: p.fanIn,
-                               b: dyc, ldb: p.fanOut, beta: 1, c: grad + p.w, ldc: p.fanOut)
-                        if let b = p.b {
-                            T.gemm(transA: false, transB: false, m: 1, n: p.fanOut, k: m * d, alpha: sb, a: ones, lda: m * d,
-                                   b: dyc, ldb: p.fanOut, beta: 1, c: grad + b, ldc: p.fanOut)
-                        }
-                        r0 += m
-                    }
-                }
-                if wantsInput {
-                    let dx = delta(node.input), direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1
-                    var r0 = 0
-                    while r0 < rows {
-                        let m = min(chunk, rows - r0)
-                        let target = direct ? dx + r0 * inCount : cols2
-                        T.gemm(transA: false, transB: true, m: m * d, n: p.fanIn, k: p.fanOut, alpha: sw, a: dy + r0 * d * p.fanOut,
-                               lda: p.fanOut, b: theta + p.w, ldb: p.fanOut, beta: 0, c: target, ldc: p.fanIn)
-                        if !direct {
-                            for r in 0..<m { T.col2im(cols2 + r * d * p.fanIn, dx + (r0 + r) * inCount, g) }
-                        }
-                        r0 += m
-                    }
-                }
-            case .activation:
-                let dx = delta(node.input), dphi = UnsafePointer(s.caches[j]!)
-                if rep == 1 {
-                    split(rows * outCount, minimum: 1 << 16) { i, c in T.hadamard(dx + i, dy + i, dphi + i, c) }
-                } else {
-                    for r in 0..<rows { T.hadamard(dx + r * outCount, dy + r * outCount, dphi + (r / rep) * outCount, outCount) }
-                }
-            case .avgPool(let g, let normalize):
-                let dx = delta(node.input)
-                split(rows, align: 1) { r0, m in
-                    for r in r0..<r0 + m { T.avgPoolBackward(dy + r * outCount, dx + r * inCount, g, normalize) }
-                }
-            case .globalAvgPool:
-                let dx = delta(node.input), d = node.inShape.positions
-                for r in 0..<rows {
-                    T.gemm(transA: false, transB: false, m: d, n: outCount, k: 1, alpha: T(1 / Double(d)), a: ones, lda: 1,
-                           b: dy + r * outCount, ldb: outCount, beta: 0, c: dx + r * inCount, ldc: outCount)
-                }
-            case .flatten:
-                break
-            case .layerNorm:
-                let dx = delta(node.input), y = value(node.output), p = max(1, node.inShape.positions), inv = UnsafePointer(s.caches[j]!)
-                for r in 0..<rows {
-                    T.layerNormBackward(dx + r * inCount, dy + r * outCount, y + (r / rep) * outCount, inv + (r / rep) * p, p,
-                                        node.inShape.channels)
-                }
-            case .fork:
-                T.axpy(delta(node.input), 1, delta(skipDelta(joinOf(fork: j))), rows * outCount)
-            case .join:
-                delta(skipDelta(j)).update(from: dy, count: rows * outCount)
-                if node.input != node.output { delta(node.input).update(from: dy, count: rows * outCount) }
+            timed(step.node, backward: true) {
+                backwardNode(step.node, theta: theta, x: x, rows: rows, rep: rep, storage: s, delta: delta, grad: grad,
+                             onParameter: onParameter)
             }
+        }
+    }
+
+    private func backwardNode(_ j: Int, theta: UnsafePointer<T>, x: UnsafePointer<T>, rows: Int, rep: Int, storage s: Storage,
+                              delta: (Int) -> UnsafeMutablePointer<T>, grad: UnsafeMutablePointer<T>?,
+                              onParameter: ((Int, UnsafePointer<T>) -> Void)?) {
+        let n = rows / rep
+        func value(_ id: Int) -> UnsafePointer<T> { id == 0 ? x : UnsafePointer(s.values[id]!) }
+        let node = network.nodes[j]
+        let inCount = node.inShape.count, outCount = node.outShape.count, wantsInput = live[node.input]
+        let dy = UnsafePointer(delta(node.output))
+        switch node.op {
+        case .dense(let l):
+            onParameter?(l, dy)
+            let p = network.parameters[l], (sw, sb) = scales[l]
+            if let grad {
+                T.gemm(transA: true, transB: false, m: p.fanIn, n: p.fanOut, k: n, alpha: sw, a: value(node.input), lda: p.fanIn,
+                       b: dy, ldb: p.fanOut, beta: 1, c: grad + p.w, ldc: p.fanOut)
+                if let b = p.b {
+                    T.gemm(transA: false, transB: false, m: 1, n: p.fanOut, k: n, alpha: sb, a: ones, lda: n,
+                           b: dy, ldb: p.fanOut, beta: 1, c: grad + b, ldc: p.fanOut)
+                }
+            }
+            if wantsInput {
+                T.gemm(transA: false, transB: true, m: rows, n: p.fanIn, k: p.fanOut, alpha: sw, a: dy, lda: p.fanOut,
+                       b: theta + p.w, ldb: p.fanOut, beta: 0, c: delta(node.input), ldc: p.fanIn)
+            }
+        case .conv(let l, let g) where usesWinograd(g):
+            onParameter?(l, dy)
+            winogradBackward(l, g, theta: theta, input: value(node.input), rows: rows, dy: dy, grad: grad,
+                             dx: wantsInput ? delta(node.input) : nil)
+        case .conv(let l, let g):
+            onParameter?(l, dy)
+            let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow
+            if let grad {
+                var r0 = 0
+                while r0 < n {
+                    let m = min(chunk, n - r0), dyc = dy + r0 * d * p.fanOut
+                    let a = patches(g, value(node.input), r0, m, cols)
+                    T.gemm(transA: true, transB: false, m: p.fanIn, n: p.fanOut, k: m * d, alpha: sw, a: a, lda: p.fanIn,
+                           b: dyc, ldb: p.fanOut, beta: 1, c: grad + p.w, ldc: p.fanOut)
+                    if let b = p.b {
+                        T.gemm(transA: false, transB: false, m: 1, n: p.fanOut, k: m * d, alpha: sb, a: ones, lda: m * d,
+                               b: dyc, ldb: p.fanOut, beta: 1, c: grad + b, ldc: p.fanOut)
+                    }
+                    r0 += m
+                }
+            }
+            if wantsInput {
+                let dx = delta(node.input), direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1
+                var r0 = 0
+                while r0 < rows {
+                    let m = min(chunk, rows - r0)
+                    let target = direct ? dx + r0 * inCount : cols2
+                    T.gemm(transA: false, transB: true, m: m * d, n: p.fanIn, k: p.fanOut, alpha: sw, a: dy + r0 * d * p.fanOut,
+                           lda: p.fanOut, b: theta + p.w, ldb: p.fanOut, beta: 0, c: target, ldc: p.fanIn)
+                    if !direct {
+                        for r in 0..<m { T.col2im(cols2 + r * d * p.fanIn, dx + (r0 + r) * inCount, g) }
+                    }
+                    r0 += m
+                }
+            }
+        case .activation:
+            let dx = delta(node.input), dphi = UnsafePointer(s.caches[j]!)
+            if rep == 1 {
+                split(rows * outCount, minimum: 1 << 16) { i, c in T.hadamard(dx + i, dy + i, dphi + i, c) }
+            } else {
+                for r in 0..<rows { T.hadamard(dx + r * outCount, dy + r * outCount, dphi + (r / rep) * outCount, outCount) }
+            }
+        case .avgPool(let g, let normalize):
+            let dx = delta(node.input)
+            split(rows, align: 1) { r0, m in
+                for r in r0..<r0 + m { T.avgPoolBackward(dy + r * outCount, dx + r * inCount, g, normalize) }
+            }
+        case .globalAvgPool:
+            let dx = delta(node.input), d = node.inShape.positions
+            for r in 0..<rows {
+                T.gemm(transA: false, transB: false, m: d, n: outCount, k: 1, alpha: T(1 / Double(d)), a: ones, lda: 1,
+                       b: dy + r * outCount, ldb: outCount, beta: 0, c: dx + r * inCount, ldc: outCount)
+            }
+        case .flatten:
+            break
+        case .layerNorm:
+            let dx = delta(node.input), y = value(node.output), p = max(1, node.inShape.positions), inv = UnsafePointer(s.caches[j]!)
+            for r in 0..<rows {
+                T.layerNormBackward(dx + r * inCount, dy + r * outCount, y + (r / rep) * outCount, inv + (r / rep) * p, p,
+                                    node.inShape.channels)
+            }
+        case .fork:
+            T.axpy(delta(node.input), 1, delta(skipDelta(joinOf(fork: j))), rows * outCount)
+        case .join:
+            delta(skipDelta(j)).update(from: dy, count: rows * outCount)
+            if node.input != node.output { delta(node.input).update(from: dy, count: rows * outCount) }
         }
     }
 

@@ -22,9 +22,23 @@ extension Passes {
         allowsWinograd && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.c >= 8
     }
 
-    /// Elements per sample of the Winograd planes (16 · tiles · max(C_in, C_out)): V and dV in `cols`, M and dM in
-    /// `cols2`.
+    /// Elements per sample of the Winograd planes (16 · tiles · max(C_in, C_out)): V, dV and M, dM of one chunk.
     static func winogradPlanes(_ g: Window, _ cout: Int) -> Int { 16 * tiles(g) * max(g.c, cout) }
+
+    /// Samples per Winograd chunk of conv g: its V and M planes (16 · tiles · (C_in + C_out) elements per sample)
+    /// near 4 MB, so a chunk's transforms and its 16 GEMMs run in cache. A function of the shapes only.
+    func winogradChunk(_ g: Window, _ cout: Int) -> Int {
+        let perSample = 16 * Self.tiles(g) * (g.c + cout) * MemoryLayout<T>.stride
+        return max(1, min(maxBatch, (4 << 20) / perSample))
+    }
+
+    /// The samples are cut into this many groups of consecutive samples (fewer if there are fewer samples); each
+    /// group runs its chunks in order on one worker with its own scratch and its own partial filter gradient, and
+    /// the partials are summed in group order — a fixed order whatever the worker count.
+    static var winogradGroups: Int { 4 }
+
+    /// Group i's samples of n: [n·i/G, n·(i+1)/G).
+    static func groupRange(_ i: Int, of count: Int, _ n: Int) -> Range<Int> { (n * i / count)..<(n * (i + 1) / count) }
 
     /// GEMM flops per sample of one training step (forward, weight gradients, and the input gradients of every
     /// parameter layer that does not read x), as the passes execute them (`executed`: Winograd convs at 16 products
@@ -46,12 +60,6 @@ extension Passes {
         return (executed, direct)
     }
 
-    /// Samples per chunk for n samples: at most `chunk`, and equal chunks (256 → 128 + 128, not 167 + 89).
-    func balancedChunk(_ n: Int) -> Int {
-        let count = (n + chunk - 1) / max(chunk, 1)
-        return (n + count - 1) / max(count, 1)
-    }
-
     /// 2×2 output tiles per sample.
     static func tiles(_ g: Window) -> Int { ((g.oh + 1) / 2) * ((g.ow + 1) / 2) }
 
@@ -60,90 +68,80 @@ extension Passes {
         (g.oh * g.ow, Self.tiles(g), g.c, network.parameters[l].fanOut, g.h * g.w * g.c)
     }
 
-    /// z (+)= conv(h, W) of layer l with W (and b, if `bias`) from `params`, on Winograd tiles.
+    /// z (+)= conv(h, W) of layer l with W (and b, if `bias`) from `params`, on Winograd tiles: per chunk, V = Bᵀ d B,
+    /// 16 GEMMs M_ξ = s_w·V_ξ·U_ξ, z = Aᵀ M A.
     func winogradConv(
         _ l: Int, _ g: Window, params: UnsafePointer<T>, input: UnsafePointer<T>, samples n: Int,
         into z: UnsafeMutablePointer<T>, accumulate: Bool, bias: Bool = true
     ) {
         let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
-        let u = winogradFilters
+        let u = winogradFilters, zeros = winogradZeros, chunk = winogradChunk(g, cout)
         T.winoFilter(params + p.w, u, cin * cout)
-        var r0 = 0
-        while r0 < n {
-            let m = min(balancedChunk(n), n - r0)
-            let rowsT = m * t
-            let out = z + r0 * d * cout
-            let v = cols
-            let mm = cols2
-            let zeros = winogradZeros
-            OwnThreads.forEach(m) { _, s in
-                T.winoInput(input + (r0 + s) * inCount, v + s * t * cin, rowsT * cin, zeros, g)
+        let groups = min(Self.winogradGroups, n)
+        OwnThreads.forEach(groups) { _, i in
+            let (v, mm) = winogradScratch[i], range = Self.groupRange(i, of: groups, n)
+            for r0 in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
+                let m = min(chunk, range.upperBound - r0), rowsT = m * t, out = z + r0 * d * cout
+                for s in 0..<m { T.winoInput(input + (r0 + s) * inCount, v + s * t * cin, rowsT * cin, zeros, g) }
+                for xi in 0..<16 {
+                    T.blasGemm(
+                        transA: false, transB: false, m: rowsT, n: cout, k: cin, alpha: sw, a: v + xi * rowsT * cin,
+                        lda: cin, b: u + xi * cin * cout, ldb: cout, beta: 0, c: mm + xi * rowsT * cout, ldc: cout)
+                }
+                var add = accumulate
+                if bias, let b = p.b {
+                    addBias(out, params + b, sb, rows: m * d, cols: cout, accumulate: accumulate)
+                    add = true
+                }
+                for s in 0..<m { T.winoOutput(mm + s * t * cout, rowsT * cout, out + s * d * cout, cout, g, accumulate: add) }
             }
-            OwnThreads.forEach(16) { _, xi in
-                T.gemm(
-                    transA: false, transB: false, m: rowsT, n: cout, k: cin, alpha: sw, a: v + xi * rowsT * cin,
-                    lda: cin, b: u + xi * cin * cout, ldb: cout, beta: 0, c: mm + xi * rowsT * cout, ldc: cout)
-            }
-            var add = accumulate
-            if bias, let b = p.b {
-                addBias(out, params + b, sb, rows: m * d, cols: cout, accumulate: accumulate)
-                add = true
-            }
-            OwnThreads.forEach(m) { _, s in
-                T.winoOutput(mm + s * t * cout, rowsT * cout, out + s * d * cout, cout, g, accumulate: add)
-            }
-            r0 += m
         }
     }
 
     /// The backward step of conv layer l for `rows` cotangent rows δ [rows, oh, ow, C_out]: grad += ∂W, ∂b (when
-    /// `grad` is given: rows are the samples of `input`), dx = δ_h (when given).
+    /// `grad` is given: rows are the samples of `input`), dx = δ_h (when given). Per chunk: dM = A δ Aᵀ; for ∂W,
+    /// V = Bᵀ d B and the group's dU_ξ += V_ξᵀ·dM_ξ; for δ_h, dV_ξ = s_w·dM_ξ·U_ξᵀ and δ_h = B dV Bᵀ.
     func winogradBackward(
         _ l: Int, _ g: Window, theta: UnsafePointer<T>, input: UnsafePointer<T>, rows: Int,
         dy: UnsafePointer<T>, grad: UnsafeMutablePointer<T>?, dx: UnsafeMutablePointer<T>?
     ) {
+        guard rows > 0 else { return }
         let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
-        let filters = cin * cout, u = winogradFilters, du = winogradFilterGradient, zeros = winogradZeros
+        let filters = cin * cout, u = winogradFilters, zeros = winogradZeros, chunk = winogradChunk(g, cout)
+        let partial = 16 * filters + cout, partials = winogradFilterGradients  // per group: dU, then Σ δ (bias)
         if dx != nil { T.winoFilter(theta + p.w, u, filters) }
-        var r0 = 0
-        while r0 < rows {
-            let m = min(balancedChunk(rows), rows - r0)
-            let rowsT = m * t
-            let dyc = dy + r0 * d * cout
-            let v = cols
-            let dm = cols2
-            OwnThreads.forEach(m) { _, s in
-                T.winoOutputAdjoint(dyc + s * d * cout, dm + s * t * cout, rowsT * cout, cout, zeros, g)
-            }
-            if let grad {
-                OwnThreads.forEach(m) { _, s in
-                    T.winoInput(input + (r0 + s) * inCount, v + s * t * cin, rowsT * cin, zeros, g)
+        let groups = min(Self.winogradGroups, rows)
+        OwnThreads.forEach(groups) { _, i in
+            let (v, dm) = winogradScratch[i], range = Self.groupRange(i, of: groups, rows)
+            let du = partials + i * partial, db = du + 16 * filters
+            for r0 in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
+                let m = min(chunk, range.upperBound - r0), rowsT = m * t, dyc = dy + r0 * d * cout
+                for s in 0..<m { T.winoOutputAdjoint(dyc + s * d * cout, dm + s * t * cout, rowsT * cout, cout, zeros, g) }
+                if grad != nil {
+                    for s in 0..<m { T.winoInput(input + (r0 + s) * inCount, v + s * t * cin, rowsT * cin, zeros, g) }
+                    let beta: T = r0 == range.lowerBound ? 0 : 1
+                    for xi in 0..<16 {
+                        T.blasGemm(
+                            transA: true, transB: false, m: cin, n: cout, k: rowsT, alpha: 1, a: v + xi * rowsT * cin,
+                            lda: cin, b: dm + xi * rowsT * cout, ldb: cout, beta: beta, c: du + xi * filters, ldc: cout)
+                    }
+                    T.blasGemm(
+                        transA: false, transB: false, m: 1, n: cout, k: m * d, alpha: 1, a: ones, lda: m * d,
+                        b: dyc, ldb: cout, beta: beta, c: db, ldc: cout)
                 }
-                let first = r0 == 0
-                OwnThreads.forEach(16) { _, xi in
-                    T.gemm(
-                        transA: true, transB: false, m: cin, n: cout, k: rowsT, alpha: 1, a: v + xi * rowsT * cin,
-                        lda: cin, b: dm + xi * rowsT * cout, ldb: cout, beta: first ? 0 : 1, c: du + xi * filters,
-                        ldc: cout)
-                }
-                if let b = p.b {
-                    T.gemm(
-                        transA: false, transB: false, m: 1, n: cout, k: m * d, alpha: sb, a: ones, lda: m * d,
-                        b: dyc, ldb: cout, beta: 1, c: grad + b, ldc: cout)
-                }
-            }
-            if let dx {
-                OwnThreads.forEach(16) { _, xi in
-                    T.gemm(
-                        transA: false, transB: true, m: rowsT, n: cin, k: cout, alpha: sw, a: dm + xi * rowsT * cout,
-                        lda: cout, b: u + xi * filters, ldb: cout, beta: 0, c: v + xi * rowsT * cin, ldc: cin)
-                }
-                OwnThreads.forEach(m) { _, s in
-                    T.winoInputAdjoint(v + s * t * cin, rowsT * cin, dx + (r0 + s) * inCount, g)
+                if let dx {
+                    for xi in 0..<16 {
+                        T.blasGemm(
+                            transA: false, transB: true, m: rowsT, n: cin, k: cout, alpha: sw, a: dm + xi * rowsT * cout,
+                            lda: cout, b: u + xi * filters, ldb: cout, beta: 0, c: v + xi * rowsT * cin, ldc: cin)
+                    }
+                    for s in 0..<m { T.winoInputAdjoint(v + s * t * cin, rowsT * cin, dx + (r0 + s) * inCount, g) }
                 }
             }
-            r0 += m
         }
-        if let grad, rows > 0 { T.winoFilterAdjoint(du, grad + p.w, filters, sw) }
+        guard let grad else { return }
+        for i in 1..<groups { T.axpy(partials, 1, partials + i * partial, partial) }
+        T.winoFilterAdjoint(partials, grad + p.w, filters, sw)
+        if let b = p.b { T.axpy(grad + b, sb, partials + 16 * filters, cout) }
     }
 }

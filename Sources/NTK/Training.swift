@@ -128,7 +128,7 @@ public final class Trainer<T: NTKFloat> {
     public let network: Network
     public let config: TrainingConfig
     public let model: TrainedModel
-    let passes: Passes<T>
+    public let passes: Passes<T>
     let theta0T: [T]
     /// linearized: θ − θ₀, f(θ₀), and the tangent J·(θ − θ₀)
     var direction: [T], baseOut: [T], tangentOut: [T], baseOutAtTheta0: [T]

@@ -28,11 +28,13 @@ public protocol NTKFloat: BinaryFloatingPoint, Sendable {
     static func map(_ y: UnsafeMutablePointer<Self>, _ x: UnsafePointer<Self>, _ n: Int, _ op: ElementMap)
     /// Converts from float64 (rounding to nearest for float32).
     static func convert(_ y: UnsafeMutablePointer<Self>, from x: UnsafePointer<Double>, _ n: Int)
-    /// C[m, n] = α·op(A)·op(B) + β·C, row-major (cblas_sgemm / cblas_dgemm).
-    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+    /// One OpenBLAS call (cblas_sgemm / cblas_dgemm), on the calling thread: C[m, n] = α·op(A)·op(B) + β·C, row-major.
+    /// Callers use `gemm` (TiledBLAS.swift), which tiles large products over our threads.
+    static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int, beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
-    /// Upper triangle of C[n, n] = α·A·Aᵀ (A [n, k], row-major; cblas_ssyrk / cblas_dsyrk). C's lower part is not touched.
-    static func syrk(n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// One OpenBLAS call (cblas_ssyrk / cblas_dsyrk): the upper triangle of C[n, n] = α·A·Aᵀ (A [n, k], row-major);
+    /// C's lower part is not touched. Callers use `syrk` (TiledBLAS.swift).
+    static func blasSyrk(n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, c: UnsafeMutablePointer<Self>, ldc: Int)
     /// a[j, i] = a[i, j] for j > i, rows [i0, i1) of a row-major [n, n] matrix.
     static func mirrorUpper(_ a: UnsafeMutablePointer<Self>, _ n: Int, _ i0: Int, _ i1: Int)
     /// dst[j, i] = src[i, j] for i < rows, j < cols (row-major with leading dimensions ldd, lds).
@@ -85,12 +87,12 @@ extension Double: NTKFloat {
     public static func hadamard(_ y: UnsafeMutablePointer<Double>, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) { ntk_vec_hadamard_f64(y, a, b, n) }
     public static func map(_ y: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, _ n: Int, _ op: ElementMap) { ntk_vec_map_f64(y, x, n, op.c) }
     public static func convert(_ y: UnsafeMutablePointer<Double>, from x: UnsafePointer<Double>, _ n: Int) { y.update(from: x, count: n) }
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+    public static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
                             b: UnsafePointer<Double>, ldb: Int, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
         cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
-    public static func syrk(n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int, c: UnsafeMutablePointer<Double>, ldc: Int) {
+    public static func blasSyrk(n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int, c: UnsafeMutablePointer<Double>, ldc: Int) {
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), 0, c, Int32(ldc))
     }
     public static func mirrorUpper(_ a: UnsafeMutablePointer<Double>, _ n: Int, _ i0: Int, _ i1: Int) { ntk_mirror_upper(a, n, i0, i1) }
@@ -149,12 +151,12 @@ extension Float: NTKFloat {
     public static func hadamard(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) { ntk_vec_hadamard_f32(y, a, b, n) }
     public static func map(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, _ op: ElementMap) { ntk_vec_map_f32(y, x, n, op.c) }
     public static func convert(_ y: UnsafeMutablePointer<Float>, from x: UnsafePointer<Double>, _ n: Int) { ntk_convert_f64_f32(y, x, n) }
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    public static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
-    public static func syrk(n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func blasSyrk(n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(n), Int32(k), alpha, a, Int32(lda), 0, c, Int32(ldc))
     }
     public static func mirrorUpper(_ a: UnsafeMutablePointer<Float>, _ n: Int, _ i0: Int, _ i1: Int) { ntk_mirror_upper_f32(a, n, i0, i1) }

@@ -69,7 +69,7 @@ extension NTKCommand {
                     return
                 }
                 if !json {
-                    print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore) × \(Platform.blasThreads) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+                    print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore), \(OwnThreads.workers) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
                     if let note = Platform.blasKernelNote { print("note: " + note) }
                 }
                 // GEMM peaks in this process.
@@ -221,6 +221,18 @@ extension NTKCommand {
             report("cnn train step myrtle N=\(nStep) f32", step, Double(nStep) * flops.direct, peak,
                    ["peak_rss_mb": rss(), "parameters": .int(net.parameterCount), "executed_gemm_gflop": .double(executed / 1e9),
                     "executed_fraction_of_peak": .double(executed / step / 1e9 / peak)])
+            // where the step's time goes: per layer, forward and backward, over `repeats` more steps
+            trainer.passes.profile = (Array(repeating: 0, count: net.nodes.count), Array(repeating: 0, count: net.nodes.count))
+            for _ in 0..<repeats { try trainer.stepOnce() }
+            if let p = trainer.passes.profile, !json {
+                for (j, node) in net.nodes.enumerated() where p.forward[j] + p.backward[j] > 0 {
+                    let kind = net.table.first { $0.path == node.path }?.kind ?? ""
+                    let name = (node.path + " " + kind).padding(toLength: 28, withPad: " ", startingAt: 0)
+                    print("  " + name + String(format: "forward %7.1f ms  backward %7.1f ms", 1e3 * p.forward[j] / Double(repeats),
+                                                1e3 * p.backward[j] / Double(repeats)))
+                }
+            }
+            trainer.passes.profile = nil
             let e = EmpiricalNTK<Float>(network: net, theta: theta)
             for nK in quick ? [32] : [32, 128] {
                 let xk = Matrix(rows: nK, cols: 784, data: raw.train.rows(Array(0..<nK), byteScale: 1 / 255.0))
@@ -343,7 +355,7 @@ extension NTKCommand {
             func peak<T: NTKFloat>(_: T.Type, _ run: (inout [T], [T]) -> Void) -> (seconds: Double, flops: Double) {
                 let a = [T](repeating: T(1.0001), count: n * n)
                 var cs = (0..<workers).map { _ in [T](repeating: 0, count: n * n) }
-                let shared = median(repeats) { _ in run(&cs[0], a) }
+                let shared = OwnThreads.withBLASThreads { median(repeats) { _ in run(&cs[0], a) } }
                 let own = median(repeats) { _ in
                     cs.withUnsafeMutableBufferPointer { cp in OwnThreads.forEach(workers, workers: workers) { _, i in run(&cp[i], a) } }
                 }

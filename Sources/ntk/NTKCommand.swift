@@ -71,12 +71,12 @@ extension NTKCommand {
         @Flag(help: "Rerun the named stages (all if none are named) even if they are up to date.")
         var force = false
 
-        @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice).")
+        @Option(help: "Worker threads (default: OPENBLAS_NUM_THREADS, else the cores). Results do not depend on it.")
         var threads: Int?
 
         func run() throws {
             try NTKCommand.guarded {
-                if let threads { Platform.setBLASThreads(threads) }
+                if let threads { OwnThreads.workers = threads }
                 let started = Date()
                 let reporter = TerminalReporter()
                 let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, reporter: reporter)
@@ -197,7 +197,7 @@ extension NTKCommand {
             print("cpu features: avx2 \(Platform.cpuHasAVX2 ? "yes" : "no"), fma \(Platform.cpuHasFMA ? "yes" : "no"), avx512 \(Platform.cpuHasAVX512 ? "yes" : "no")")
             let forced = ProcessInfo.processInfo.environment["NTK_SIMD"] == "scalar"
             print("simd path: \(Platform.simdPath)\(forced ? " (forced by NTK_SIMD=scalar)" : "")")
-            print("blas: \(Platform.blasConfig.trimmingCharacters(in: .whitespaces)); kernel \(Platform.blasCore); threads \(Platform.blasThreads)")
+            print("blas: \(Platform.blasConfig.trimmingCharacters(in: .whitespaces)); kernel \(Platform.blasCore); threads \(OwnThreads.workers) (ours; OpenBLAS single-threaded inside)")
             if let note = Platform.blasKernelNote { print("note: " + note) }
             print("cores: \(ProcessInfo.processInfo.activeProcessorCount)")
             print("stage kinds:")
