@@ -75,11 +75,13 @@ extension Passes {
         into z: UnsafeMutablePointer<T>, accumulate: Bool, bias: Bool = true
     ) {
         let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
-        let u = winogradFilters, zeros = winogradZeros, chunk = winogradChunk(g, cout)
+        // the lazy buffers are taken here, before the threads start (a lazy var must not be first read concurrently)
+        let u = winogradFilters, zeros = winogradZeros, scratch = winogradScratch, chunk = winogradChunk(g, cout)
+        if bias && p.b != nil { _ = ones }
         T.winoFilter(params + p.w, u, cin * cout)
         let groups = min(Self.winogradGroups, n)
         OwnThreads.forEach(groups) { _, i in
-            let (v, mm) = winogradScratch[i], range = Self.groupRange(i, of: groups, n)
+            let (v, mm) = scratch[i], range = Self.groupRange(i, of: groups, n)
             for r0 in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
                 let m = min(chunk, range.upperBound - r0), rowsT = m * t, out = z + r0 * d * cout
                 for s in 0..<m { T.winoInput(input + (r0 + s) * inCount, v + s * t * cin, rowsT * cin, zeros, g) }
@@ -109,10 +111,11 @@ extension Passes {
         let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
         let filters = cin * cout, u = winogradFilters, zeros = winogradZeros, chunk = winogradChunk(g, cout)
         let partial = 16 * filters + cout, partials = winogradFilterGradients  // per group: dU, then Σ δ (bias)
+        let scratch = winogradScratch, ones = self.ones  // taken before the threads start (lazy)
         if dx != nil { T.winoFilter(theta + p.w, u, filters) }
         let groups = min(Self.winogradGroups, rows)
         OwnThreads.forEach(groups) { _, i in
-            let (v, dm) = winogradScratch[i], range = Self.groupRange(i, of: groups, rows)
+            let (v, dm) = scratch[i], range = Self.groupRange(i, of: groups, rows)
             let du = partials + i * partial, db = du + 16 * filters
             for r0 in stride(from: range.lowerBound, to: range.upperBound, by: chunk) {
                 let m = min(chunk, range.upperBound - r0), rowsT = m * t, dyc = dy + r0 * d * cout
