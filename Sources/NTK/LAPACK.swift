@@ -17,7 +17,7 @@ public enum LAPACK {
         lwork = Int32(wq[0]); liwork = iwq[0]
         var work = [Double](repeating: 0, count: Int(max(lwork, 1)))
         var iwork = [Int32](repeating: 0, count: Int(max(liwork, 1)))
-        OwnThreads.withBLASThreads { _ = dsyevd_(&jobz, &uplo, &n, &v, &lda, &w, &work, &lwork, &iwork, &liwork, &info) }
+        OwnThreads.withBLASThreads { dsyevd_(&jobz, &uplo, &n, &v, &lda, &w, &work, &lwork, &iwork, &liwork, &info) }
         guard info == 0 else { throw LinearAlgebraError.eigendecompositionFailed(Int(info)) }
         // v holds eigenvectors as columns in column-major order: v[i + j*n] = V[i, j]; convert to row-major.
         return (w, Matrix(rows: a.rows, cols: a.rows, data: v).transposed)
@@ -28,7 +28,7 @@ public enum LAPACK {
         var n = Int32(a.rows), lda = max(n, 1), info: Int32 = 0
         var f = a.data
         var uplo = Int8(UInt8(ascii: "U"))  // column-major "U" = row-major lower
-        OwnThreads.withBLASThreads { _ = dpotrf_(&uplo, &n, &f, &lda, &info) }
+        OwnThreads.withBLASThreads { dpotrf_(&uplo, &n, &f, &lda, &info) }
         return info == 0 ? Matrix(rows: a.rows, cols: a.cols, data: f) : nil
     }
 
@@ -39,7 +39,7 @@ public enum LAPACK {
         var n = Int32(factor.rows), nrhs = Int32(b.cols), lda = max(n, 1), ldb = max(n, 1), info: Int32 = 0
         var uplo = Int8(UInt8(ascii: "U"))
         factor.data.withUnsafeBufferPointer { fp in
-            OwnThreads.withBLASThreads { _ = dpotrs_(&uplo, &n, &nrhs, fp.baseAddress, &lda, &bt.data, &ldb, &info) }
+            OwnThreads.withBLASThreads { dpotrs_(&uplo, &n, &nrhs, fp.baseAddress, &lda, &bt.data, &ldb, &info) }
         }
         precondition(info == 0, "dpotrs: argument \(-info) invalid")
         return bt.transposed
