@@ -128,9 +128,8 @@ public final class Passes<T: NTKFloat> {
     lazy var winogradFilters: UnsafeMutablePointer<T> = allocate(16 * winogradExtent.filters)
     lazy var winogradFilterGradients: UnsafeMutablePointer<T> =
         allocate(Self.winogradGroups * (16 * winogradExtent.filters + winogradExtent.channels))
-    lazy var winogradScratch: [(UnsafeMutablePointer<T>, UnsafeMutablePointer<T>)] = (0..<Self.winogradGroups).map { _ in
-        (allocate(winogradExtent.planes), allocate(winogradExtent.planes))
-    }
+    lazy var winogradScratch: [(UnsafeMutablePointer<T>, UnsafeMutablePointer<T>)] =
+        (0..<Self.winogradGroups).map { _ in (allocate(winogradExtent.planes), allocate(winogradExtent.planes)) }
     lazy var winogradZeros: UnsafeMutablePointer<T> = {
         let p = allocate(winogradExtent.channels)
         p.initialize(repeating: 0, count: winogradExtent.channels)

@@ -77,7 +77,7 @@ extension Passes {
         let p = network.parameters[l], (sw, sb) = scales[l], (d, t, cin, cout, inCount) = sizes(l, g)
         // the lazy buffers are taken here, before the threads start (a lazy var must not be first read concurrently)
         let u = winogradFilters, zeros = winogradZeros, scratch = winogradScratch, chunk = winogradChunk(g, cout)
-        if bias && p.b != nil { _ = ones }
+        _ = ones  // addBias reads it inside the threads
         T.winoFilter(params + p.w, u, cin * cout)
         let groups = min(Self.winogradGroups, n)
         OwnThreads.forEach(groups) { _, i in

@@ -47,7 +47,8 @@ extension NTKFloat {
                      beta: beta, c: c, ldc: ldc)
         }
         let flops = 2 * Double(m) * Double(n) * Double(k)
-        if OwnThreads.isInRegion || flops < TiledBLAS.minimumFlops { return call(m, n, k, a, b, beta, c, ldc) }
+        // the size test first: a small product takes no lock
+        if flops < TiledBLAS.minimumFlops || OwnThreads.isInRegion { return call(m, n, k, a, b, beta, c, ldc) }
         let alongM = m >= n
         let outputTiles = TiledBLAS.tiles(flops: flops, extent: max(m, n), minimumEdge: 64)
         if outputTiles > 1 {
@@ -82,10 +83,13 @@ extension NTKFloat {
 
     /// The upper triangle of C[n, n] = α·A·Aᵀ (A [n, k], row-major); C's lower part is not touched. Tiled over our
     /// threads in row blocks of equal area (`TiledBLAS`).
-    static func syrk(n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, c: UnsafeMutablePointer<Self>, ldc: Int) {
+    static func syrk(
+        n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, c: UnsafeMutablePointer<Self>, ldc: Int
+    ) {
         guard n > 0 else { return }
         let flops = Double(n) * Double(n) * Double(k)
-        let t = OwnThreads.isInRegion ? 1 : TiledBLAS.tiles(flops: flops, extent: n, minimumEdge: 64)
+        let tiles = TiledBLAS.tiles(flops: flops, extent: n, minimumEdge: 64)
+        let t = tiles > 1 && OwnThreads.isInRegion ? 1 : tiles
         if t == 1 { return blasSyrk(n: n, k: k, alpha: alpha, a: a, lda: lda, c: c, ldc: ldc) }
         // row edges r_i = n·(1 − √(1 − i/t)): the upper triangle's rows above r_i hold a fraction i/t of it
         func edge(_ i: Int) -> Int {
@@ -98,8 +102,8 @@ extension NTKFloat {
             guard r1 > r0 else { return }
             blasSyrk(n: r1 - r0, k: k, alpha: alpha, a: a + r0 * lda, lda: lda, c: c + r0 * ldc + r0, ldc: ldc)
             if r1 < n {
-                blasGemm(transA: false, transB: true, m: r1 - r0, n: n - r1, k: k, alpha: alpha, a: a + r0 * lda, lda: lda,
-                         b: a + r1 * lda, ldb: lda, beta: 0, c: c + r0 * ldc + r1, ldc: ldc)
+                blasGemm(transA: false, transB: true, m: r1 - r0, n: n - r1, k: k, alpha: alpha, a: a + r0 * lda,
+                         lda: lda, b: a + r1 * lda, ldb: lda, beta: 0, c: c + r0 * ldc + r1, ldc: ldc)
             }
         }
     }

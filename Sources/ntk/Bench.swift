@@ -222,7 +222,8 @@ extension NTKCommand {
                    ["peak_rss_mb": rss(), "parameters": .int(net.parameterCount), "executed_gemm_gflop": .double(executed / 1e9),
                     "executed_fraction_of_peak": .double(executed / step / 1e9 / peak)])
             // where the step's time goes: per layer, forward and backward, over `repeats` more steps
-            trainer.passes.profile = (Array(repeating: 0, count: net.nodes.count), Array(repeating: 0, count: net.nodes.count))
+            let zeros = [Double](repeating: 0, count: net.nodes.count)
+            trainer.passes.profile = (zeros, zeros)
             for _ in 0..<repeats { try trainer.stepOnce() }
             if let p = trainer.passes.profile, !json {
                 for (j, node) in net.nodes.enumerated() where p.forward[j] + p.backward[j] > 0 {
