@@ -23,6 +23,12 @@ int ntk_cpu_has_avx512(void) {
     return (b & need) == need;
 }
 
+int ntk_cpu_has_avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (!ntk_cpu_has_avx512() || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 5) & 1; /* CPUID.(EAX=7,ECX=1):EAX bit 5 = AVX512_BF16 */
+}
+
 static void detect_cpu(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
@@ -42,6 +48,7 @@ static void detect_cpu(void) {
 static int g_has_avx2 = 0, g_has_fma = 0;
 static void detect_cpu(void) {}
 int ntk_cpu_has_avx512(void) { return 0; }
+int ntk_cpu_has_avx512_bf16(void) { return 0; }
 #endif
 
 static const ntk_vec_table *g_active = &ntk_vec_table_scalar_impl;

@@ -60,17 +60,23 @@ extension NTKCommand {
                     if !json { print(line) }
                 }
                 if let tiledN { return try measureTiled(n: tiledN) }
+                if !json {
+                    print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore), "
+                          + "\(OwnThreads.workers) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+                    if let note = Platform.blasKernelNote { print("note: " + note) }
+                    if let note = Platform.blasCoreRestartNote { print("note: " + note) }
+                }
+                /// The JSON document: the platform (with the kernels OpenBLAS chose by itself) and the rows.
+                func printJSON() {
+                    guard json else { return }
+                    let chose = ProcessInfo.processInfo.environment[Platform.blasCoreRestartVariable] ?? Platform.blasCore
+                    print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath),
+                                            "blas": .string(Platform.blasCore), "blas_chosen_by_openblas": .string(chose),
+                                            "results": .array(rows)]).pretty, terminator: "")
+                }
                 if cnn {
                     try measureCNN(report: report)
-                    if json {
-                        print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "blas": .string(Platform.blasCore),
-                                                "results": .array(rows)]).pretty, terminator: "")
-                    }
-                    return
-                }
-                if !json {
-                    print("ntk \(ntkVersion) bench — simd \(Platform.simdPath), BLAS \(Platform.blasCore), \(OwnThreads.workers) threads, \(ProcessInfo.processInfo.activeProcessorCount) cores")
-                    if let note = Platform.blasKernelNote { print("note: " + note) }
+                    return printJSON()
                 }
                 // GEMM peaks in this process.
                 let g = quick ? 1024 : 4096
@@ -175,9 +181,7 @@ extension NTKCommand {
                     report("artifact write \(mb) MB, deflate level \(level)", seconds: w, extra: ["mb_per_s": .double(bytes / w / 1e6)])
                     report("artifact read \(mb) MB, deflate level \(level)", seconds: r, extra: ["mb_per_s": .double(bytes / r / 1e6)])
                 }
-                if json {
-                    print(JSONValue.object(["version": .string(ntkVersion), "simd": .string(Platform.simdPath), "blas": .string(Platform.blasCore), "results": .array(rows)]).pretty, terminator: "")
-                }
+                printJSON()
             }
         }
 

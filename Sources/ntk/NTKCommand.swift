@@ -13,8 +13,10 @@ struct NTKCommand: ParsableCommand {
         version: ntkVersion,
         subcommands: [Run.self, Status.self, Params.self, Exec.self, Dump.self, Info.self, Bench.self])
 
-    /// Every command: freed memory stays mapped for reuse (`Platform.keepFreedMemory`), then the arguments are parsed.
+    /// Every command: OpenBLAS on the kernels the CPU allows (`Platform.restartWithBetterBLASCore`), freed memory
+    /// stays mapped for reuse (`Platform.keepFreedMemory`), then the arguments are parsed.
     static func main() {
+        Platform.restartWithBetterBLASCore()
         Platform.keepFreedMemory()
         handleInterrupts()
         main(nil)
@@ -199,6 +201,7 @@ extension NTKCommand {
             print("simd path: \(Platform.simdPath)\(forced ? " (forced by NTK_SIMD=scalar)" : "")")
             print("blas: \(Platform.blasConfig.trimmingCharacters(in: .whitespaces)); kernel \(Platform.blasCore); threads \(OwnThreads.workers) (ours; OpenBLAS single-threaded inside)")
             if let note = Platform.blasKernelNote { print("note: " + note) }
+            if let note = Platform.blasCoreRestartNote { print("note: " + note) }
             print("cores: \(ProcessInfo.processInfo.activeProcessorCount)")
             print("stage kinds:")
             for k in stageKinds { print("  \(k.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(k.summary)") }

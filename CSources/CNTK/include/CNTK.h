@@ -100,6 +100,8 @@ int ntk_cpu_has_avx2(void);
 int ntk_cpu_has_fma(void);
 /* AVX-512 F, DQ, CD, BW and VL with OS support (for OpenBLAS's kernels, and our AVX-512 kernel rows). */
 int ntk_cpu_has_avx512(void);
+/* AVX-512 with the BF16 extension (OpenBLAS's "Cooperlake" kernels need it). */
+int ntk_cpu_has_avx512_bf16(void);
 
 /* Keeps freed memory mapped for reuse (glibc: no mmap for large blocks, no heap trimming); 1 if applied.
  * Call once, before other threads allocate. ntk_freed_memory_kept() says whether it was applied. */
