@@ -29,6 +29,12 @@ public final class Passes<T: NTKFloat> {
     /// Whether 3×3, stride-1 convs may run on Winograd tiles (`PassesWinograd.swift`; `NTK_CONV=im2col` sets the
     /// default to false). Set it before the first pass.
     var allowsWinograd = winogradByEnvironment
+    /// The Winograd output tile size, 2 or 4, when fixed (`NTK_CONV=winograd2` / `winograd4`); nil: chosen per conv
+    /// by the GEMM multiplies (`winogradTile`). Set it before the first pass.
+    /// Whether convs with short patches may run on the short-k kernels (`PassesSmallK.swift`; `NTK_CONV=im2col` sets
+    /// the default to false). Set it before the first pass.
+    var allowsSmallK = convByEnvironment != "im2col"
+    var winogradTileSize: Int? = convByEnvironment == "winograd2" ? 2 : convByEnvironment == "winograd4" ? 4 : nil
     /// Seconds per node in the forward and backward passes, summed over calls while not nil (`ntk bench --cnn`
     /// prints it; nil by default: no clock is read).
     public var profile: (forward: [Double], backward: [Double])?
@@ -122,14 +128,16 @@ public final class Passes<T: NTKFloat> {
         return p
     }()
 
-    /// Winograd scratch (`PassesWinograd.swift`): a conv's transformed filters U [16, C_in·C_out]; per group of
-    /// samples, the planes of one chunk (V or dV, M or dM) and a partial gradient (dU [16, C_in·C_out], then Σ δ
+    /// Winograd scratch (`PassesWinograd.swift`): a conv's transformed filters U [planes, C_in·C_out]; per group of
+    /// samples, the planes of one chunk (V or dV, M or dM) and a partial gradient (dU [planes, C_in·C_out], then Σ δ
     /// [C_out]); zeros for padded tile inputs.
-    lazy var winogradFilters: UnsafeMutablePointer<T> = allocate(16 * winogradExtent.filters)
+    lazy var winogradFilters: UnsafeMutablePointer<T> = allocate(winogradExtent.filters)
     lazy var winogradFilterGradients: UnsafeMutablePointer<T> =
-        allocate(Self.winogradGroups * (16 * winogradExtent.filters + winogradExtent.channels))
+        allocate(Self.winogradGroups * (winogradExtent.filters + winogradExtent.channels))
     lazy var winogradScratch: [(UnsafeMutablePointer<T>, UnsafeMutablePointer<T>)] =
         (0..<Self.winogradGroups).map { _ in (allocate(winogradExtent.planes), allocate(winogradExtent.planes)) }
+    /// Short-k scratch (`PassesSmallK.swift`), `smallKStride` elements per group of samples.
+    lazy var smallKScratch: UnsafeMutablePointer<T> = allocate(Self.winogradGroups * smallKStride)
     lazy var winogradZeros: UnsafeMutablePointer<T> = {
         let p = allocate(winogradExtent.channels)
         p.initialize(repeating: 0, count: winogradExtent.channels)
@@ -140,8 +148,8 @@ public final class Passes<T: NTKFloat> {
         for node in network.nodes {
             guard case .conv(let l, let g) = node.op, usesWinograd(g) else { continue }
             let cout = network.parameters[l].fanOut, chunk = winogradChunk(g, cout)
-            most = (max(most.filters, g.c * cout), max(most.channels, g.c, cout),
-                    max(most.planes, chunk * Self.winogradPlanes(g, cout)), max(most.positions, chunk * g.oh * g.ow))
+            most = (max(most.filters, planes(g) * g.c * cout), max(most.channels, g.c, cout),
+                    max(most.planes, chunk * winogradPlanes(g, cout)), max(most.positions, chunk * g.oh * g.ow))
         }
         return most
     }
@@ -276,11 +284,17 @@ public final class Passes<T: NTKFloat> {
         return UnsafePointer(buffer)
     }
 
-    /// Conv layer l: z (+)= s_w·cols(h)·W + s_b·1·bᵀ, in chunks of samples.
+    /// Conv layer l: z (+)= s_w·cols(h)·W (+ s_b·1·bᵀ if `bias`) — on Winograd tiles, the short-k kernels, or im2col
+    /// + GEMM in chunks of samples.
     private func conv(_ l: Int, _ g: Window, params: UnsafePointer<T>, input: UnsafePointer<T>, samples n: Int,
-                      into z: UnsafeMutablePointer<T>, accumulate: Bool) {
+                      into z: UnsafeMutablePointer<T>, accumulate: Bool, bias: Bool = true) {
         if usesWinograd(g) {
-            return winogradConv(l, g, params: params, input: input, samples: n, into: z, accumulate: accumulate)
+            return winogradConv(l, g, params: params, input: input, samples: n, into: z, accumulate: accumulate,
+                                bias: bias)
+        }
+        if usesSmallK(g) {
+            return smallKConv(l, g, params: params, input: input, samples: n, into: z, accumulate: accumulate,
+                              bias: bias)
         }
         let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow
         var r0 = 0
@@ -288,7 +302,7 @@ public final class Passes<T: NTKFloat> {
             let m = min(chunk, n - r0), out = z + r0 * d * p.fanOut
             let a = patches(g, input, r0, m, cols)
             var beta: T = accumulate ? 1 : 0
-            if let b = p.b {
+            if bias, let b = p.b {
                 addBias(out, params + b, sb, rows: m * d, cols: p.fanOut, accumulate: accumulate)
                 beta = 1
             }
@@ -349,19 +363,9 @@ public final class Passes<T: NTKFloat> {
                 }
             case .conv(let l, let g):
                 conv(l, g, params: v, input: value(node.input), samples: n, into: dst, accumulate: false)
-                if liveIn && usesWinograd(g) {
-                    winogradConv(l, g, params: theta, input: tangent(node.input), samples: n, into: dst, accumulate: true,
-                                 bias: false)
-                } else if liveIn {
-                    let p = network.parameters[l], d = g.oh * g.ow
-                    var r0 = 0
-                    while r0 < n {
-                        let m = min(chunk, n - r0)
-                        let a = patches(g, tangent(node.input), r0, m, cols)
-                        T.gemm(transA: false, transB: false, m: m * d, n: p.fanOut, k: p.fanIn, alpha: scales[l].w, a: a, lda: p.fanIn,
-                               b: theta + p.w, ldb: p.fanOut, beta: 1, c: dst + r0 * d * p.fanOut, ldc: p.fanOut)
-                        r0 += m
-                    }
+                if liveIn {
+                    conv(l, g, params: theta, input: tangent(node.input), samples: n, into: dst, accumulate: true,
+                         bias: false)
                 }
             case .activation:
                 let src = tangent(node.input), cache = s.caches[j]!
@@ -473,7 +477,9 @@ public final class Passes<T: NTKFloat> {
         case .conv(let l, let g):
             onParameter?(l, dy)
             let p = network.parameters[l], (sw, sb) = scales[l], d = g.oh * g.ow
-            if let grad {
+            if let grad, usesSmallK(g) {
+                smallKGradients(l, g, input: value(node.input), samples: n, dy: dy, grad: grad)
+            } else if let grad {
                 var r0 = 0
                 while r0 < n {
                     let m = min(chunk, n - r0), dyc = dy + r0 * d * p.fanOut

@@ -50,16 +50,22 @@ public protocol NTKFloat: BinaryFloatingPoint, Sendable {
                                  _ positions: Int, _ c: Int, _ eps: Double)
     static func layerNormBackward(_ dx: UnsafeMutablePointer<Self>, _ dy: UnsafePointer<Self>, _ y: UnsafePointer<Self>,
                                   _ invStd: UnsafePointer<Self>, _ positions: Int, _ c: Int)
-    /// Winograd F(2×2, 3×3) of one sample (`ntk_wino_*`): planes `ld` apart, see CNTK.h.
-    static func winoInput(_ x: UnsafePointer<Self>, _ v: UnsafeMutablePointer<Self>, _ ld: Int, _ zeros: UnsafePointer<Self>,
+    /// Short-k products for convs with short patches (`ntk_small_k_*`): z (+)= alpha·a·w + beta·1·bᵀ; dw += aᵀ·dz,
+    /// db += 1ᵀ·dz (a [m, k], w and dw [k, n], z and dz [m, n]).
+    static func smallKForward(_ a: UnsafePointer<Self>, m: Int, k: Int, _ w: UnsafePointer<Self>, n: Int, alpha: Self,
+                              bias: UnsafePointer<Self>?, beta: Self, _ z: UnsafeMutablePointer<Self>, accumulate: Bool)
+    static func smallKBackward(_ a: UnsafePointer<Self>, m: Int, k: Int, _ dz: UnsafePointer<Self>, n: Int,
+                               _ dw: UnsafeMutablePointer<Self>, _ db: UnsafeMutablePointer<Self>?)
+    /// Winograd F(tile×tile, 3×3), tile 2 or 4, of one sample (`ntk_wino_*`): planes `ld` apart, see CNTK.h.
+    static func winoInput(tile: Int, _ x: UnsafePointer<Self>, _ v: UnsafeMutablePointer<Self>, _ ld: Int, _ zeros: UnsafePointer<Self>,
                           _ g: Window)
-    static func winoOutput(_ m: UnsafePointer<Self>, _ ld: Int, _ z: UnsafeMutablePointer<Self>, _ cout: Int, _ g: Window,
+    static func winoOutput(tile: Int, _ m: UnsafePointer<Self>, _ ld: Int, _ z: UnsafeMutablePointer<Self>, _ cout: Int, _ g: Window,
                            accumulate: Bool)
-    static func winoOutputAdjoint(_ dy: UnsafePointer<Self>, _ dm: UnsafeMutablePointer<Self>, _ ld: Int, _ cout: Int,
+    static func winoOutputAdjoint(tile: Int, _ dy: UnsafePointer<Self>, _ dm: UnsafeMutablePointer<Self>, _ ld: Int, _ cout: Int,
                                   _ zeros: UnsafePointer<Self>, _ g: Window)
-    static func winoInputAdjoint(_ dv: UnsafePointer<Self>, _ ld: Int, _ dx: UnsafeMutablePointer<Self>, _ g: Window)
-    static func winoFilter(_ w: UnsafePointer<Self>, _ u: UnsafeMutablePointer<Self>, _ n: Int)
-    static func winoFilterAdjoint(_ du: UnsafePointer<Self>, _ dw: UnsafeMutablePointer<Self>, _ n: Int, _ alpha: Self)
+    static func winoInputAdjoint(tile: Int, _ dv: UnsafePointer<Self>, _ ld: Int, _ dx: UnsafeMutablePointer<Self>, _ g: Window)
+    static func winoFilter(tile: Int, _ w: UnsafePointer<Self>, _ u: UnsafeMutablePointer<Self>, _ n: Int)
+    static func winoFilterAdjoint(tile: Int, _ du: UnsafePointer<Self>, _ dw: UnsafeMutablePointer<Self>, _ n: Int, _ alpha: Self)
 }
 
 /// The element-wise maps of `ntk_vec_map_*`.
@@ -102,24 +108,33 @@ extension Double: NTKFloat {
     public static func activate(_ z: UnsafeMutablePointer<Double>, _ dz: UnsafeMutablePointer<Double>?, _ n: Int, _ act: Activation) {
         ntk_act_forward_f64(z, dz, n, act.c.0, act.c.1)
     }
-    public static func winoInput(_ x: UnsafePointer<Double>, _ v: UnsafeMutablePointer<Double>, _ ld: Int, _ zeros: UnsafePointer<Double>,
+    public static func smallKForward(_ a: UnsafePointer<Double>, m: Int, k: Int, _ w: UnsafePointer<Double>, n: Int,
+                                     alpha: Double, bias: UnsafePointer<Double>?, beta: Double, _ z: UnsafeMutablePointer<Double>,
+                                     accumulate: Bool) {
+        ntk_small_k_forward_f64(a, m, k, w, n, alpha, bias, beta, z, accumulate ? 1 : 0)
+    }
+    public static func smallKBackward(_ a: UnsafePointer<Double>, m: Int, k: Int, _ dz: UnsafePointer<Double>, n: Int,
+                                      _ dw: UnsafeMutablePointer<Double>, _ db: UnsafeMutablePointer<Double>?) {
+        ntk_small_k_backward_f64(a, m, k, dz, n, dw, db)
+    }
+    public static func winoInput(tile: Int, _ x: UnsafePointer<Double>, _ v: UnsafeMutablePointer<Double>, _ ld: Int, _ zeros: UnsafePointer<Double>,
                                  _ g: Window) {
-        withUnsafePointer(to: g.raw) { ntk_wino_input_f64(x, v, ld, zeros, $0) }
+        withUnsafePointer(to: g.raw) { ntk_wino_input_f64(Int32(tile), x, v, ld, zeros, $0) }
     }
-    public static func winoOutput(_ m: UnsafePointer<Double>, _ ld: Int, _ z: UnsafeMutablePointer<Double>, _ cout: Int, _ g: Window,
+    public static func winoOutput(tile: Int, _ m: UnsafePointer<Double>, _ ld: Int, _ z: UnsafeMutablePointer<Double>, _ cout: Int, _ g: Window,
                                   accumulate: Bool) {
-        withUnsafePointer(to: g.raw) { ntk_wino_output_f64(m, ld, z, cout, $0, accumulate ? 1 : 0) }
+        withUnsafePointer(to: g.raw) { ntk_wino_output_f64(Int32(tile), m, ld, z, cout, $0, accumulate ? 1 : 0) }
     }
-    public static func winoOutputAdjoint(_ dy: UnsafePointer<Double>, _ dm: UnsafeMutablePointer<Double>, _ ld: Int, _ cout: Int,
+    public static func winoOutputAdjoint(tile: Int, _ dy: UnsafePointer<Double>, _ dm: UnsafeMutablePointer<Double>, _ ld: Int, _ cout: Int,
                                          _ zeros: UnsafePointer<Double>, _ g: Window) {
-        withUnsafePointer(to: g.raw) { ntk_wino_output_adjoint_f64(dy, dm, ld, cout, zeros, $0) }
+        withUnsafePointer(to: g.raw) { ntk_wino_output_adjoint_f64(Int32(tile), dy, dm, ld, cout, zeros, $0) }
     }
-    public static func winoInputAdjoint(_ dv: UnsafePointer<Double>, _ ld: Int, _ dx: UnsafeMutablePointer<Double>, _ g: Window) {
-        withUnsafePointer(to: g.raw) { ntk_wino_input_adjoint_f64(dv, ld, dx, $0) }
+    public static func winoInputAdjoint(tile: Int, _ dv: UnsafePointer<Double>, _ ld: Int, _ dx: UnsafeMutablePointer<Double>, _ g: Window) {
+        withUnsafePointer(to: g.raw) { ntk_wino_input_adjoint_f64(Int32(tile), dv, ld, dx, $0) }
     }
-    public static func winoFilter(_ w: UnsafePointer<Double>, _ u: UnsafeMutablePointer<Double>, _ n: Int) { ntk_wino_filter_f64(w, u, n) }
-    public static func winoFilterAdjoint(_ du: UnsafePointer<Double>, _ dw: UnsafeMutablePointer<Double>, _ n: Int, _ alpha: Double) {
-        ntk_wino_filter_adjoint_f64(du, dw, n, alpha)
+    public static func winoFilter(tile: Int, _ w: UnsafePointer<Double>, _ u: UnsafeMutablePointer<Double>, _ n: Int) { ntk_wino_filter_f64(Int32(tile), w, u, n) }
+    public static func winoFilterAdjoint(tile: Int, _ du: UnsafePointer<Double>, _ dw: UnsafeMutablePointer<Double>, _ n: Int, _ alpha: Double) {
+        ntk_wino_filter_adjoint_f64(Int32(tile), du, dw, n, alpha)
     }
     public static func im2col(_ x: UnsafePointer<Double>, _ cols: UnsafeMutablePointer<Double>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_im2col_f64(x, cols, $0) } }
     public static func col2im(_ cols: UnsafePointer<Double>, _ dx: UnsafeMutablePointer<Double>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_col2im_f64(cols, dx, $0) } }
@@ -166,24 +181,33 @@ extension Float: NTKFloat {
     public static func activate(_ z: UnsafeMutablePointer<Float>, _ dz: UnsafeMutablePointer<Float>?, _ n: Int, _ act: Activation) {
         ntk_act_forward_f32(z, dz, n, act.c.0, act.c.1)
     }
-    public static func winoInput(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ ld: Int, _ zeros: UnsafePointer<Float>,
+    public static func smallKForward(_ a: UnsafePointer<Float>, m: Int, k: Int, _ w: UnsafePointer<Float>, n: Int,
+                                     alpha: Float, bias: UnsafePointer<Float>?, beta: Float, _ z: UnsafeMutablePointer<Float>,
+                                     accumulate: Bool) {
+        ntk_small_k_forward_f32(a, m, k, w, n, alpha, bias, beta, z, accumulate ? 1 : 0)
+    }
+    public static func smallKBackward(_ a: UnsafePointer<Float>, m: Int, k: Int, _ dz: UnsafePointer<Float>, n: Int,
+                                      _ dw: UnsafeMutablePointer<Float>, _ db: UnsafeMutablePointer<Float>?) {
+        ntk_small_k_backward_f32(a, m, k, dz, n, dw, db)
+    }
+    public static func winoInput(tile: Int, _ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ ld: Int, _ zeros: UnsafePointer<Float>,
                                  _ g: Window) {
-        withUnsafePointer(to: g.raw) { ntk_wino_input_f32(x, v, ld, zeros, $0) }
+        withUnsafePointer(to: g.raw) { ntk_wino_input_f32(Int32(tile), x, v, ld, zeros, $0) }
     }
-    public static func winoOutput(_ m: UnsafePointer<Float>, _ ld: Int, _ z: UnsafeMutablePointer<Float>, _ cout: Int, _ g: Window,
+    public static func winoOutput(tile: Int, _ m: UnsafePointer<Float>, _ ld: Int, _ z: UnsafeMutablePointer<Float>, _ cout: Int, _ g: Window,
                                   accumulate: Bool) {
-        withUnsafePointer(to: g.raw) { ntk_wino_output_f32(m, ld, z, cout, $0, accumulate ? 1 : 0) }
+        withUnsafePointer(to: g.raw) { ntk_wino_output_f32(Int32(tile), m, ld, z, cout, $0, accumulate ? 1 : 0) }
     }
-    public static func winoOutputAdjoint(_ dy: UnsafePointer<Float>, _ dm: UnsafeMutablePointer<Float>, _ ld: Int, _ cout: Int,
+    public static func winoOutputAdjoint(tile: Int, _ dy: UnsafePointer<Float>, _ dm: UnsafeMutablePointer<Float>, _ ld: Int, _ cout: Int,
                                          _ zeros: UnsafePointer<Float>, _ g: Window) {
-        withUnsafePointer(to: g.raw) { ntk_wino_output_adjoint_f32(dy, dm, ld, cout, zeros, $0) }
+        withUnsafePointer(to: g.raw) { ntk_wino_output_adjoint_f32(Int32(tile), dy, dm, ld, cout, zeros, $0) }
     }
-    public static func winoInputAdjoint(_ dv: UnsafePointer<Float>, _ ld: Int, _ dx: UnsafeMutablePointer<Float>, _ g: Window) {
-        withUnsafePointer(to: g.raw) { ntk_wino_input_adjoint_f32(dv, ld, dx, $0) }
+    public static func winoInputAdjoint(tile: Int, _ dv: UnsafePointer<Float>, _ ld: Int, _ dx: UnsafeMutablePointer<Float>, _ g: Window) {
+        withUnsafePointer(to: g.raw) { ntk_wino_input_adjoint_f32(Int32(tile), dv, ld, dx, $0) }
     }
-    public static func winoFilter(_ w: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ n: Int) { ntk_wino_filter_f32(w, u, n) }
-    public static func winoFilterAdjoint(_ du: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>, _ n: Int, _ alpha: Float) {
-        ntk_wino_filter_adjoint_f32(du, dw, n, alpha)
+    public static func winoFilter(tile: Int, _ w: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, _ n: Int) { ntk_wino_filter_f32(Int32(tile), w, u, n) }
+    public static func winoFilterAdjoint(tile: Int, _ du: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>, _ n: Int, _ alpha: Float) {
+        ntk_wino_filter_adjoint_f32(Int32(tile), du, dw, n, alpha)
     }
     public static func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_im2col_f32(x, cols, $0) } }
     public static func col2im(_ cols: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ g: Window) { withUnsafePointer(to: g.raw) { ntk_col2im_f32(cols, dx, $0) } }

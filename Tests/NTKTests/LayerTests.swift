@@ -109,18 +109,27 @@ final class LayerTests: XCTestCase {
         }
     }
 
-    /// The Winograd convs give what im2col gives, to rounding: forward, backward (θ and input gradients) and tangent.
-    func testWinogradConvEqualsIm2col() throws {
-        for (name, layers, shape) in winogradCases {
+    /// The Winograd convs (both tile sizes) and the short-k convs (patches ≤ 32: the first conv of each case) give
+    /// what im2col + GEMM gives, to rounding: forward, backward (θ and input gradients) and tangent.
+    func testWinogradAndShortPatchConvsEqualIm2col() throws {
+        let strided = ("short patches, strided", [conv(9, [3, 3], [2, 2], .same), .activation(.relu), conv(8, [3, 3], [1, 1], .same),
+                                                  .flatten, dense(2)], Shape(spatial: [7, 6], channels: 3))
+        for (name, layers, shape) in winogradCases + [strided] {
             let net = try Network(layers: layers, input: shape)
             let n = 3, k = net.outputs
             let theta = net.initialize(seed: 4), x = randoms(n * shape.count, seed: 8), c = randoms(n * k, seed: 2)
             let v = randoms(net.parameterCount, seed: 6)
             var results: [[Double]] = []
-            for winograd in [true, false] {
+            // im2col first (the reference), then Winograd with each tile size: F(2×2, 3×3) and F(4×4, 3×3)
+            for tile in [nil, 2, 4] {
                 let p = Passes<Double>(network: net, maxBatch: n)
-                p.allowsWinograd = winograd
-                XCTAssertEqual(net.nodes.contains { if case .conv(_, let g) = $0.op { p.usesWinograd(g) } else { false } }, winograd, name)
+                p.allowsWinograd = tile != nil
+                p.allowsSmallK = tile != nil
+                p.winogradTileSize = tile
+                let convs = net.nodes.compactMap { if case .conv(_, let g) = $0.op { g } else { nil } }
+                XCTAssertEqual(convs.contains { p.usesWinograd($0) }, tile != nil, name)
+                XCTAssertEqual(p.usesSmallK(convs[0]), tile != nil, name)
+                if let tile { XCTAssertTrue(convs.contains { p.usesWinograd($0) && p.winogradTile($0) == tile }, name) }
                 let f = forward(p, theta, x, n)
                 var grad = [Double](repeating: 0, count: net.parameterCount), jv = [Double](repeating: 0, count: n * k)
                 theta.withUnsafeBufferPointer { th in
@@ -131,9 +140,48 @@ final class LayerTests: XCTestCase {
                 }
                 results.append(f + grad + jv)
             }
-            let err = zip(results[0], results[1]).map { abs($0 - $1) }.max()! / results[1].map(abs).max()!
-            XCTAssertLessThan(err, 1e-13, "\(name): Winograd vs im2col")
-            XCTAssertGreaterThan(results[1].map(abs).max()!, 0, name)
+            let scale = results[0].map(abs).max()!
+            XCTAssertGreaterThan(scale, 0, name)
+            for (tile, r) in zip([2, 4], results.dropFirst()) {
+                let err = zip(r, results[0]).map { abs($0 - $1) }.max()! / scale
+                XCTAssertLessThan(err, 1e-12, "\(name): short-k and Winograd F(\(tile)×\(tile), 3×3) vs im2col")
+            }
+        }
+    }
+
+    /// In float32 the fast convs stay close to float64 im2col on a block of the benchmark's CNN (28×28 MNIST-sized
+    /// input, the 3×3×1 first conv on the short-k kernels, a 64 → 64 conv on F(4×4, 3×3) tiles): forward and θ
+    /// gradient within 2e-5 of the largest entry (F(4×4, 3×3) loses about 1e-6 relative per product).
+    func testFastConvsInFloat32StayCloseToFloat64() throws {
+        let layers = [conv(64, [3, 3], [1, 1], .same), .activation(.relu), .avgPool(window: [2, 2], strides: [2, 2], padding: .valid, normalizeEdges: false),
+                      conv(64, [3, 3], [1, 1], .same), .activation(.relu), .globalAvgPool, dense(3)]
+        let net = try Network(layers: layers, input: Shape(spatial: [28, 28], channels: 1))
+        let n = 4, k = net.outputs
+        let theta = net.initialize(seed: 3), x = randoms(n * 784, seed: 5), c = randoms(n * k, seed: 7)
+        let reference = Passes<Double>(network: net, maxBatch: n)
+        reference.allowsWinograd = false
+        reference.allowsSmallK = false
+        let fast = Passes<Float>(network: net, maxBatch: n)
+        let convs = net.nodes.compactMap { if case .conv(_, let g) = $0.op { g } else { nil } }
+        XCTAssertTrue(fast.usesSmallK(convs[0]))
+        XCTAssertTrue(fast.usesWinograd(convs[1]) && fast.winogradTile(convs[1]) == 4)
+        var g64 = [Double](repeating: 0, count: net.parameterCount), g32 = [Float](repeating: 0, count: net.parameterCount)
+        let f64 = forward(reference, theta, x, n)
+        theta.withUnsafeBufferPointer { th in
+            x.withUnsafeBufferPointer { reference.backward(theta: th.baseAddress!, x: $0.baseAddress!, n: n, dOutput: c, grad: &g64) }
+        }
+        let theta32 = theta.map(Float.init), x32 = x.map(Float.init), c32 = c.map(Float.init)
+        theta32.withUnsafeBufferPointer { th in
+            x32.withUnsafeBufferPointer {
+                fast.forward(theta: th.baseAddress!, x: $0.baseAddress!, n: n)
+                fast.backward(theta: th.baseAddress!, x: $0.baseAddress!, n: n, dOutput: c32, grad: &g32)
+            }
+        }
+        let f32 = Array(UnsafeBufferPointer(start: fast.outputPointer, count: n * k)).map(Double.init)
+        for (what, a, b) in [("forward", f32, f64), ("gradient", g32.map(Double.init), g64)] {
+            let err = zip(a, b).map { abs($0 - $1) }.max()! / b.map(abs).max()!
+            XCTAssertLessThan(err, 2e-5, what)
+            XCTAssertGreaterThan(b.map(abs).max()!, 0, what)
         }
     }
 

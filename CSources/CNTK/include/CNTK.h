@@ -226,26 +226,39 @@ void ntk_layer_norm_backward_f32(float *dx, const float *dy, const float *y, con
 void ntk_layer_norm_backward_f64(double *dx, const double *dy, const double *y, const double *inv_std, size_t positions,
                                  size_t c);
 
-/* Winograd F(2×2, 3×3) for a 3×3, stride-1 conv (winograd.c; scalar reference and AVX2 twin). Output tiles of
- * 2×2, th = ⌈oh/2⌉ × tw = ⌈ow/2⌉ per sample; the 16 planes ξ of a transformed array are `ld` elements apart and
- * hold [tiles, channels] each. input: v = Bᵀ d B ([th·tw, c] per plane); output: z (+)= Aᵀ m A cropped to
- * [oh, ow, cout]; output_adjoint: dm = A dz Aᵀ; input_adjoint: dx = the transpose of input applied to dv
- * (overwrites). `zeros`: at least max(c, cout) zeros (padding). filter: u [16, n] = G g Gᵀ for W HWIO [3, 3, n]
- * (n = c_in·c_out); filter_adjoint: dw += alpha·Gᵀ du G. */
-void ntk_wino_input_f32(const float *x, float *v, size_t ld, const float *zeros, const ntk_window *g);
-void ntk_wino_input_f64(const double *x, double *v, size_t ld, const double *zeros, const ntk_window *g);
-void ntk_wino_output_f32(const float *m, size_t ld, float *z, size_t cout, const ntk_window *g, int accumulate);
-void ntk_wino_output_f64(const double *m, size_t ld, double *z, size_t cout, const ntk_window *g, int accumulate);
-void ntk_wino_output_adjoint_f32(const float *dy, float *dm, size_t ld, size_t cout, const float *zeros,
+/* Winograd F(m×m, 3×3), m = 2 or 4, for a 3×3, stride-1 conv (winograd.c; scalar reference and AVX2 twin). With
+ * n = m + 2: output tiles of m×m, th = ⌈oh/m⌉ × tw = ⌈ow/m⌉ per sample; the n² planes ξ of a transformed array are
+ * `ld` elements apart and hold [tiles, channels] each. input: v = Bᵀ d B ([th·tw, c] per plane); output: z (+)=
+ * Aᵀ m A cropped to [oh, ow, cout]; output_adjoint: dm = A dz Aᵀ; input_adjoint: dx = the transpose of input
+ * applied to dv (overwrites). `zeros`: at least max(c, cout) zeros (padding). filter: u [n², count] = G g Gᵀ for
+ * W HWIO [3, 3, count] (count = c_in·c_out); filter_adjoint: dw += alpha·Gᵀ du G. */
+void ntk_wino_input_f32(int m, const float *x, float *v, size_t ld, const float *zeros, const ntk_window *g);
+void ntk_wino_input_f64(int m, const double *x, double *v, size_t ld, const double *zeros, const ntk_window *g);
+void ntk_wino_output_f32(int m, const float *mm, size_t ld, float *z, size_t cout, const ntk_window *g,
+                         int accumulate);
+void ntk_wino_output_f64(int m, const double *mm, size_t ld, double *z, size_t cout, const ntk_window *g,
+                         int accumulate);
+void ntk_wino_output_adjoint_f32(int m, const float *dy, float *dm, size_t ld, size_t cout, const float *zeros,
                                  const ntk_window *g);
-void ntk_wino_output_adjoint_f64(const double *dy, double *dm, size_t ld, size_t cout, const double *zeros,
+void ntk_wino_output_adjoint_f64(int m, const double *dy, double *dm, size_t ld, size_t cout, const double *zeros,
                                  const ntk_window *g);
-void ntk_wino_input_adjoint_f32(const float *dv, size_t ld, float *dx, const ntk_window *g);
-void ntk_wino_input_adjoint_f64(const double *dv, size_t ld, double *dx, const ntk_window *g);
-void ntk_wino_filter_f32(const float *w, float *u, size_t n);
-void ntk_wino_filter_f64(const double *w, double *u, size_t n);
-void ntk_wino_filter_adjoint_f32(const float *du, float *dw, size_t n, float alpha);
-void ntk_wino_filter_adjoint_f64(const double *du, double *dw, size_t n, double alpha);
+void ntk_wino_input_adjoint_f32(int m, const float *dv, size_t ld, float *dx, const ntk_window *g);
+void ntk_wino_input_adjoint_f64(int m, const double *dv, size_t ld, double *dx, const ntk_window *g);
+void ntk_wino_filter_f32(int m, const float *w, float *u, size_t count);
+void ntk_wino_filter_f64(int m, const double *w, double *u, size_t count);
+void ntk_wino_filter_adjoint_f32(int m, const float *du, float *dw, size_t count, float alpha);
+void ntk_wino_filter_adjoint_f64(int m, const double *du, double *dw, size_t count, double alpha);
+
+/* Products with a short inner dimension k (smallk.c; scalar reference and AVX2 twin), for convs with short patches:
+ * forward z [m, n] (+)= alpha·a·w + beta·1·bᵀ (a [m, k], w [k, n], b [n] or NULL), one pass over z;
+ * backward dw [k, n] += aᵀ·dz, db [n] += 1ᵀ·dz (db may be NULL), one pass over dz [m, n]. */
+void ntk_small_k_forward_f32(const float *a, size_t m, size_t k, const float *w, size_t n, float alpha,
+                             const float *b, float beta, float *z, int accumulate);
+void ntk_small_k_forward_f64(const double *a, size_t m, size_t k, const double *w, size_t n, double alpha,
+                             const double *b, double beta, double *z, int accumulate);
+void ntk_small_k_backward_f32(const float *a, size_t m, size_t k, const float *dz, size_t n, float *dw, float *db);
+void ntk_small_k_backward_f64(const double *a, size_t m, size_t k, const double *dz, size_t n, double *dw,
+                              double *db);
 
 /* SHA-256 compression of `blocks` whole 64-byte blocks into the state h (sha256.c): SHA-NI where the CPU has it
  * (NTK_SIMD=scalar: the reference), both exported for tests. */
