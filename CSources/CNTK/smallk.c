@@ -119,7 +119,10 @@ SCALAR_BODY(double)
                     for (size_t p = 0; p < pn; ++p) acc[p] = FMA(SET1(ai[p]), d, acc[p]);                      \
                     if (bias) s = ADD(s, d);                                                                   \
                 }                                                                                              \
-                for (size_t p = 0; p < pn; ++p) STORE(dw + (p0 + p) * n + j, ADD(LOAD(dw + (p0 + p) * n + j), acc[p])); \
+                for (size_t p = 0; p < pn; ++p) {                                                              \
+                    T *o = dw + (p0 + p) * n + j;                                                              \
+                    STORE(o, ADD(LOAD(o), acc[p]));                                                            \
+                }                                                                                              \
                 if (bias) STORE(db + j, ADD(LOAD(db + j), s));                                                 \
             }                                                                                                  \
         for (; j < n; ++j) {                                                                                   \

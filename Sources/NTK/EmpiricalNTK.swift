@@ -74,6 +74,8 @@ public struct EmpiricalNTK<T: NTKFloat> {
     public let parameters: [Double]
     /// Samples per output tile side (nil: about 512 rows of the output, at least two tiles per side). For tests.
     var tileSamples: Int?
+    /// The inputs' features are computed in this many slices of consecutive samples, spread over the workers.
+    static var featureSlices: Int { 4 }
 
     public init(_ net: MLP) { self.init(network: net.network, theta: net.theta) }
     public init(network: Network, theta: [Double]) {
@@ -148,7 +150,9 @@ public struct EmpiricalNTK<T: NTKFloat> {
             root = (0..<p.fanIn).map { q in T((0..<k).reduce(0.0) { acc, i in let w = s * parameters[p.w + q * k + i]; return acc + w * w }.squareRoot()) }
         }
         let needsBackward = output != nil && (signals.contains { !$0.isEmpty } || jacobians.contains { !$0.isEmpty })
-        let slices = max(1, min(OwnThreads.workers, n))
+        // a fixed number of slices (not the worker count): each slice's products have the same shapes, and so the
+        // same rounding, whatever --threads is
+        let slices = max(1, min(Self.featureSlices, n))
         let bounds = (0...slices).map { $0 * n / slices }
         // Each slice writes its rows of the shared arrays through these (taken once, before the threads start; nil
         // for arrays not kept: an empty array's base address is a shared global that must never be written).
@@ -307,7 +311,8 @@ extension EmpiricalNTK {
         let na = a.rows.count, nb = b.rows.count
         let workers = OwnThreads.workers
         var ts = tileSamples ?? max(1, 1024 / r)
-        if tileSamples == nil && workers > 1 { ts = min(ts, max(1, (max(na, nb) + 1) / 2)) }
+        // at least two tiles per side whatever the worker count (which tiles are SYRKs decides the rounding)
+        if tileSamples == nil { ts = min(ts, max(1, (max(na, nb) + 1) / 2)) }
         let ta = (na + ts - 1) / ts, tb = (nb + ts - 1) / ts
         // tiles (i, j), costliest first: off-diagonal (GEMM) before diagonal (SYRK, half the flops)
         var tiles = (0..<ta).flatMap { i in (0..<tb).compactMap { j in same && j < i ? nil : (i, j) } }

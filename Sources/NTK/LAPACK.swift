@@ -2,7 +2,7 @@ internal import COpenBLAS
 
 /// Symmetric eigendecomposition and Cholesky through OpenBLAS's LAPACK (Fortran interface, column-major:
 /// for a symmetric matrix row-major and column-major storage coincide, so no transposes are needed). The calls run
-/// with OpenBLAS on our worker count (`OwnThreads.withBLASThreads`): its blocked factorizations thread inside.
+/// with OpenBLAS on a fixed thread count (`OwnThreads.withBLASThreads`): its blocked factorizations thread inside.
 public enum LAPACK {
     /// A = V·diag(λ)·Vᵀ with λ ascending. Returns (λ, V) with V row-major [n, n], eigenvector i in column i.
     public static func eigh(_ a: Matrix) throws -> (values: [Double], vectors: Matrix) {

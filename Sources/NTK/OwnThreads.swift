@@ -61,9 +61,18 @@ public enum OwnThreads {
     /// Whether a `forEach` region is running (products inside it are single calls).
     static var isInRegion: Bool { state.withLock { active } }
 
-    /// Runs `body` (LAPACK) with OpenBLAS on `workers` threads, then back to one.
+    /// OpenBLAS threads for LAPACK: a fixed count, not `workers` — OpenBLAS's factorizations give bits that depend on
+    /// their thread count (dpotrf, dpotrs and dsyevd on N = 300 and 1,500: four different results for 1, 2, 3 and 4
+    /// threads, the same result on every run with one count), so a fixed count keeps artifacts independent of
+    /// --threads. 2 (the cores of the machines this is built on) unless NTK_LAPACK_THREADS says otherwise (which
+    /// changes the last bits of predictions; it is recorded in no artifact).
+    public static let lapackThreads: Int =
+        max(1, Int(ProcessInfo.processInfo.environment["NTK_LAPACK_THREADS"] ?? "") ?? 2)
+
+    /// Runs `body` (LAPACK) with OpenBLAS on `lapackThreads` threads, then back to one.
     public static func withBLASThreads<R>(_ body: () throws -> R) rethrows -> R {
-        let n = workers
+        let n = lapackThreads
+        setup
         Platform.setBLASThreads(n)
         defer { Platform.setBLASThreads(1) }
         return try body()

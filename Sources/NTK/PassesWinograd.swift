@@ -116,7 +116,8 @@ extension Passes {
                     add = true
                 }
                 for s in 0..<m {
-                    T.winoOutput(tile: tm, mm + s * t * cout, rowsT * cout, out + s * d * cout, cout, g, accumulate: add)
+                    T.winoOutput(
+                        tile: tm, mm + s * t * cout, rowsT * cout, out + s * d * cout, cout, g, accumulate: add)
                 }
             }
         }
@@ -161,7 +162,8 @@ extension Passes {
                 if let dx {
                     for xi in 0..<planes {
                         T.blasGemm(
-                            transA: false, transB: true, m: rowsT, n: cin, k: cout, alpha: sw, a: dm + xi * rowsT * cout,
+                            transA: false, transB: true, m: rowsT, n: cin, k: cout, alpha: sw,
+                            a: dm + xi * rowsT * cout,
                             lda: cout, b: u + xi * filters, ldb: cout, beta: 0, c: v + xi * rowsT * cin, ldc: cin)
                     }
                     for s in 0..<m {

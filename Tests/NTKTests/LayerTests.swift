@@ -112,8 +112,9 @@ final class LayerTests: XCTestCase {
     /// The Winograd convs (both tile sizes) and the short-k convs (patches ≤ 32: the first conv of each case) give
     /// what im2col + GEMM gives, to rounding: forward, backward (θ and input gradients) and tangent.
     func testWinogradAndShortPatchConvsEqualIm2col() throws {
-        let strided = ("short patches, strided", [conv(9, [3, 3], [2, 2], .same), .activation(.relu), conv(8, [3, 3], [1, 1], .same),
-                                                  .flatten, dense(2)], Shape(spatial: [7, 6], channels: 3))
+        let strided = ("short patches, strided",
+                       [conv(9, [3, 3], [2, 2], .same), .activation(.relu), conv(8, [3, 3], [1, 1], .same),
+                        .flatten, dense(2)], Shape(spatial: [7, 6], channels: 3))
         for (name, layers, shape) in winogradCases + [strided] {
             let net = try Network(layers: layers, input: shape)
             let n = 3, k = net.outputs
@@ -153,7 +154,8 @@ final class LayerTests: XCTestCase {
     /// input, the 3×3×1 first conv on the short-k kernels, a 64 → 64 conv on F(4×4, 3×3) tiles): forward and θ
     /// gradient within 2e-5 of the largest entry (F(4×4, 3×3) loses about 1e-6 relative per product).
     func testFastConvsInFloat32StayCloseToFloat64() throws {
-        let layers = [conv(64, [3, 3], [1, 1], .same), .activation(.relu), .avgPool(window: [2, 2], strides: [2, 2], padding: .valid, normalizeEdges: false),
+        let layers = [conv(64, [3, 3], [1, 1], .same), .activation(.relu),
+                      .avgPool(window: [2, 2], strides: [2, 2], padding: .valid, normalizeEdges: false),
                       conv(64, [3, 3], [1, 1], .same), .activation(.relu), .globalAvgPool, dense(3)]
         let net = try Network(layers: layers, input: Shape(spatial: [28, 28], channels: 1))
         let n = 4, k = net.outputs
@@ -165,10 +167,13 @@ final class LayerTests: XCTestCase {
         let convs = net.nodes.compactMap { if case .conv(_, let g) = $0.op { g } else { nil } }
         XCTAssertTrue(fast.usesSmallK(convs[0]))
         XCTAssertTrue(fast.usesWinograd(convs[1]) && fast.winogradTile(convs[1]) == 4)
-        var g64 = [Double](repeating: 0, count: net.parameterCount), g32 = [Float](repeating: 0, count: net.parameterCount)
+        var g64 = [Double](repeating: 0, count: net.parameterCount)
+        var g32 = [Float](repeating: 0, count: net.parameterCount)
         let f64 = forward(reference, theta, x, n)
         theta.withUnsafeBufferPointer { th in
-            x.withUnsafeBufferPointer { reference.backward(theta: th.baseAddress!, x: $0.baseAddress!, n: n, dOutput: c, grad: &g64) }
+            x.withUnsafeBufferPointer {
+                reference.backward(theta: th.baseAddress!, x: $0.baseAddress!, n: n, dOutput: c, grad: &g64)
+            }
         }
         let theta32 = theta.map(Float.init), x32 = x.map(Float.init), c32 = c.map(Float.init)
         theta32.withUnsafeBufferPointer { th in
