@@ -3,7 +3,8 @@
  *
  * Every inner loop runs over a contiguous run of C channels and goes through the dispatched vector primitives
  * (ntk_vec_*_SFX: scalar reference or AVX2/FMA twin, NTK_SIMD=scalar forces the former), so these loops are the
- * same code on both paths and only the primitives differ. One sample per call; the caller loops over the batch. */
+ * same code on both paths and only the primitives differ — except the per-pixel copies and sums of im2col and
+ * pooling, plain loops the compiler vectorises (a call per pixel of 64 channels cost more than its work). One sample per call; the caller loops over the batch. */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -17,8 +18,51 @@ static inline long FN(source)(long i, long a, long s, long lo, long n, int circu
     return p >= 0 && p < n ? p : -1;
 }
 
+/* The source coordinates of every (output index, tap) pair along one axis, when they fit in `table` (SOURCE_TABLE_MAX
+ * entries); 0 when they do not. */
+#define SOURCE_TABLE_MAX 2048
+static inline int FN(source_table)(long *table, size_t out, size_t k, size_t s, size_t lo, size_t n, int circular) {
+    if (out * k > SOURCE_TABLE_MAX) return 0;
+    for (size_t i = 0; i < out; ++i)
+        for (size_t a = 0; a < k; ++a) table[i * k + a] = FN(source)((long)i, (long)a, (long)s, (long)lo, (long)n, circular);
+    return 1;
+}
+
 void FN(ntk_im2col)(const T *x, T *cols, const ntk_window *g) {
     const size_t c = g->c, row = g->kh * g->kw * c;
+    long ys[SOURCE_TABLE_MAX], xs[SOURCE_TABLE_MAX], offsets[SOURCE_TABLE_MAX];
+    if (row <= SOURCE_TABLE_MAX && FN(source_table)(ys, g->oh, g->kh, g->sh, g->pad_h, g->h, g->circular) &&
+        FN(source_table)(xs, g->ow, g->kw, g->sw, g->pad_w, g->w, g->circular)) {
+        /* the same copies from tables of source rows and columns (computed once per call, not per pixel); a window
+         * inside the image is one gather through the patch's element offsets */
+        for (size_t a = 0; a < g->kh; ++a)
+            for (size_t b = 0; b < g->kw; ++b)
+                for (size_t k = 0; k < c; ++k) offsets[(a * g->kw + b) * c + k] = (long)((a * g->w + b) * c + k);
+        for (size_t i = 0; i < g->oh; ++i)
+            for (size_t j = 0; j < g->ow; ++j) {
+                T *out = cols + (i * g->ow + j) * row;
+                const long y0 = (long)(i * g->sh) - (long)g->pad_h, x00 = (long)(j * g->sw) - (long)g->pad_w;
+                if (y0 >= 0 && y0 + (long)g->kh <= (long)g->h && x00 >= 0 && x00 + (long)g->kw <= (long)g->w) {
+                    const T *src = x + ((size_t)y0 * g->w + (size_t)x00) * c;
+                    for (size_t t = 0; t < row; ++t) out[t] = src[offsets[t]];
+                    continue;
+                }
+                for (size_t a = 0; a < g->kh; ++a) {
+                    const long y = ys[i * g->kh + a];
+                    for (size_t b = 0; b < g->kw; ++b, out += c) {
+                        const long x0 = xs[j * g->kw + b];
+                        if (y < 0 || x0 < 0) {
+                            for (size_t k = 0; k < c; ++k) out[k] = 0;
+                        } else {
+                            const T *src = x + ((size_t)y * g->w + (size_t)x0) * c;
+                            if (c < 16) for (size_t k = 0; k < c; ++k) out[k] = src[k];
+                            else memcpy(out, src, c * sizeof(T));
+                        }
+                    }
+                }
+            }
+        return;
+    }
     for (size_t i = 0; i < g->oh; ++i)
         for (size_t j = 0; j < g->ow; ++j) {
             T *out = cols + (i * g->ow + j) * row;
@@ -71,13 +115,15 @@ void FN(ntk_avg_pool_forward)(const T *x, T *y, const ntk_window *g, int normali
         for (size_t j = 0; j < g->ow; ++j) {
             T *out = y + (i * g->ow + j) * c;
             const T s = FN(pool_scale)(g, i, j, normalize_edges);
-            memset(out, 0, c * sizeof(T));
+            for (size_t k = 0; k < c; ++k) out[k] = 0;
             for (size_t a = 0; a < g->kh; ++a) {
                 long r = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
                 if (r < 0) continue;
                 for (size_t b = 0; b < g->kw; ++b) {
                     long q = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
-                    if (q >= 0) FN(ntk_vec_axpy)(out, s, x + ((size_t)r * g->w + (size_t)q) * c, c);
+                    if (q < 0) continue;
+                    const T *src = x + ((size_t)r * g->w + (size_t)q) * c;
+                    for (size_t k = 0; k < c; ++k) out[k] += s * src[k]; /* inline: a call per pixel cost more */
                 }
             }
         }
@@ -95,7 +141,9 @@ void FN(ntk_avg_pool_backward)(const T *dy, T *dx, const ntk_window *g, int norm
                 if (r < 0) continue;
                 for (size_t b = 0; b < g->kw; ++b) {
                     long q = FN(source)((long)j, (long)b, (long)g->sw, (long)g->pad_w, (long)g->w, g->circular);
-                    if (q >= 0) FN(ntk_vec_axpy)(dx + ((size_t)r * g->w + (size_t)q) * c, s, in, c);
+                    if (q < 0) continue;
+                    T *dst = dx + ((size_t)r * g->w + (size_t)q) * c;
+                    for (size_t k = 0; k < c; ++k) dst[k] += s * in[k];
                 }
             }
         }
@@ -127,6 +175,7 @@ void FN(ntk_layer_norm_backward)(T *dx, const T *dy, const T *y, const T *inv_st
     }
 }
 
+#undef SOURCE_TABLE_MAX
 #undef FN
 #undef CAT
 #undef CAT_

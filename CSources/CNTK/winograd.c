@@ -128,7 +128,8 @@ static int use_avx2(void) {
 DISPATCH_ALL(f32, float)
 DISPATCH_ALL(f64, double)
 
-/* ---- the filter transform: U[n·i + j][e] = (G g_e Gᵀ)[i][j] for the count filters g_e = W[·, ·, e] ---- */
+/* ---- the filter transform: U[n·i + j][e] = (G g_e Gᵀ)[i][j] for the count filters g_e = W[·, ·, e] (scalar C,
+ * vectorised by the compiler; once per pass) ---- */
 static const double g_matrix_2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double g_matrix_4[6][3] = {{0.25, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                         {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
@@ -137,40 +138,36 @@ static const double g_matrix_4[6][3] = {{0.25, 0, 0},           {-1.0 / 6, -1.0 
 /* G [n, 3] of F(m×m, 3×3) as n·3 doubles, row-major. */
 static const double *g_matrix(int m) { return m == 4 ? &g_matrix_4[0][0] : &g_matrix_2[0][0]; }
 
+/* U_ξ = Σ_{a,b} G[i][a]·G[j][b]·W[a][b] for plane ξ = n·i + j, vectorised over the count filters (the coefficients
+ * G[i][a]·G[j][b] rounded to T once; zero ones skipped). The adjoint adds alpha times the transpose:
+ * dW[a][b] += Σ_ξ alpha·G[i][a]·G[j][b]·dU_ξ, planes in order. */
 #define FILTER(T, S)                                                                                           \
     void ntk_wino_filter_##S(int m, const T *w, T *u, size_t count) {                                          \
         const int n = m + 2;                                                                                   \
         const double *G = g_matrix(m);                                                                         \
-        for (size_t e = 0; e < count; ++e) {                                                                   \
-            double g[3][3], t[6][3];                                                                           \
-            for (int a = 0; a < 3; ++a)                                                                        \
-                for (int b = 0; b < 3; ++b) g[a][b] = (double)w[(size_t)(3 * a + b) * count + e];              \
-            for (int i = 0; i < n; ++i)                                                                        \
-                for (int b = 0; b < 3; ++b)                                                                    \
-                    t[i][b] = G[3 * i] * g[0][b] + G[3 * i + 1] * g[1][b] + G[3 * i + 2] * g[2][b];            \
-            for (int i = 0; i < n; ++i)                                                                        \
-                for (int j = 0; j < n; ++j)                                                                    \
-                    u[(size_t)(n * i + j) * count + e] =                                                       \
-                        (T)(t[i][0] * G[3 * j] + t[i][1] * G[3 * j + 1] + t[i][2] * G[3 * j + 2]);             \
-        }                                                                                                      \
+        for (int i = 0; i < n; ++i)                                                                            \
+            for (int j = 0; j < n; ++j) {                                                                      \
+                T *out = u + (size_t)(n * i + j) * count;                                                      \
+                memset(out, 0, count * sizeof(T));                                                             \
+                for (int q = 0; q < 9; ++q) {                                                                  \
+                    const T c = (T)(G[3 * i + q / 3] * G[3 * j + q % 3]);                                      \
+                    if (c == 0) continue;                                                                      \
+                    const T *src = w + (size_t)q * count;                                                      \
+                    for (size_t e = 0; e < count; ++e) out[e] += c * src[e];                                   \
+                }                                                                                              \
+            }                                                                                                  \
     }                                                                                                          \
-    /* dW[a][b][e] += alpha·(Gᵀ dU_e G)[a][b]: the transpose of the filter transform. */                        \
     void ntk_wino_filter_adjoint_##S(int m, const T *du, T *dw, size_t count, T alpha) {                       \
         const int n = m + 2;                                                                                   \
         const double *G = g_matrix(m);                                                                         \
-        for (size_t e = 0; e < count; ++e) {                                                                   \
-            double t[6][3] = {{0}};                                                                            \
-            for (int i = 0; i < n; ++i)                                                                        \
-                for (int j = 0; j < n; ++j) {                                                                  \
-                    const double v = (double)du[(size_t)(n * i + j) * count + e];                              \
-                    for (int b = 0; b < 3; ++b) t[i][b] += v * G[3 * j + b];                                   \
-                }                                                                                              \
-            for (int a = 0; a < 3; ++a)                                                                        \
-                for (int b = 0; b < 3; ++b) {                                                                  \
-                    double s = 0;                                                                              \
-                    for (int i = 0; i < n; ++i) s += G[3 * i + a] * t[i][b];                                   \
-                    dw[(size_t)(3 * a + b) * count + e] += alpha * (T)s;                                       \
-                }                                                                                              \
+        for (int q = 0; q < 9; ++q) {                                                                          \
+            T *out = dw + (size_t)q * count;                                                                   \
+            for (int xi = 0; xi < n * n; ++xi) {                                                               \
+                const T c = (T)((double)alpha * G[3 * (xi / n) + q / 3] * G[3 * (xi % n) + q % 3]);            \
+                if (c == 0) continue;                                                                          \
+                const T *src = du + (size_t)xi * count;                                                        \
+                for (size_t e = 0; e < count; ++e) out[e] += c * src[e];                                       \
+            }                                                                                                  \
         }                                                                                                      \
     }
 
