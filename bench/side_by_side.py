@@ -294,6 +294,14 @@ def cnn_section(py, tmp):
     peak = next(v for k, v in res.items() if k.startswith("sgemm"))
     torch_res = json.loads(sh([py, "-c", TORCH_CNN_STEP, os.path.join(tmp, "train.npz"), os.environ.get("REPEATS", "5"),
                                str(os.cpu_count())]).strip().splitlines()[-1])
+    # the step ratio moves with the VM's speed (1.5×–2.3× in one afternoon): more rounds, ntk and PyTorch alternately,
+    # and the goal judged on the median ratio
+    ratios = [torch_res["median_s"] / step["seconds"]]
+    for _ in range(int(os.environ.get("CNN_ROUNDS", "4")) - 1):
+        o = json.loads(sh([NTK, "bench", "--cnn", "--json", "--repeats", os.environ.get("REPEATS", "5")], cwd=ROOT))
+        t = json.loads(sh([py, "-c", TORCH_CNN_STEP, os.path.join(tmp, "train.npz"), os.environ.get("REPEATS", "5"),
+                           str(os.cpu_count())]).strip().splitlines()[-1])
+        ratios.append(t["median_s"] / next(v for v in o["results"] if v["name"].startswith("cnn train step"))["seconds"])
     small = json.loads(sh([py, "-c", NT_CNN_EMPIRICAL, os.path.join(tmp, "train.npz"), "32", "1,2,3", "1"], env=env).strip().splitlines()[-1])
     # N = 128: the implementations in the order of their N = 32 times; one that runs out of memory (implementation 1
     # instantiates the Jacobian: ~90 GB here) or time is recorded and the next one tried
@@ -317,7 +325,8 @@ def cnn_section(py, tmp):
     names = {"1": "1 (Jacobian contraction)", "2": "2 (NTK-vector products)", "3": "3 (structured derivatives)"}
     fastest32 = min(small, key=lambda i: small[i]["median_s"])
     ratio32 = small[fastest32]["median_s"] / emp32["seconds"]
-    train_ratio = torch_res["median_s"] / step["seconds"]
+    train_ratio = statistics.median(ratios)
+    rounds_note = ", ".join(f"{r:.2f}×" for r in ratios)
     emp_ratio = nt128 / emp["seconds"] if nt128 else None
     nt128_cell = (f"neural-tangents implementation {fastest}, jit, warm: {nt128:.2f} s" if nt128 else
                   "neural-tangents: no result in any implementation (below)")
@@ -340,7 +349,8 @@ def cnn_section(py, tmp):
         f"| one training step, N = 256 (forward, MSE, backward, update) | {step['seconds']:.3f} s ({step['gflops']:.0f} GFLOP/s) | "
         f"{100 * step['fraction_of_peak']:.0f} % (executed: {step.get('executed_gemm_gflop', 0):.1f} GFLOP, "
         f"{100 * step.get('executed_fraction_of_peak', 0):.0f} %) | {step['peak_rss_mb']:.0f} MB | PyTorch {torch_res['torch']} ({torch_res['threads']} threads, eager, "
-        f"oneDNN convs) {torch_res['median_s']:.3f} s | **{train_ratio:.2f}×** | ≥ 2×: {'**met**' if train_ratio >= 2 else '**not met**'} |",
+        f"oneDNN convs) {torch_res['median_s']:.3f} s | **{train_ratio:.2f}×** (median of {len(ratios)} alternating rounds: "
+        f"{rounds_note}; the times are the first round's) | ≥ 2×: {'**met**' if train_ratio >= 2 else '**not met**'} |",
         f"| empirical NTK, traced, N = 128 | {emp['seconds']:.3f} s ({emp['gflops']:.0f} GFLOP/s) | {100 * emp['fraction_of_peak']:.0f} % | "
         f"{emp['peak_rss_mb']:.0f} MB | {nt128_cell} | {emp_goal} |",
         f"| empirical NTK, traced, N = 32 | {emp32['seconds']:.3f} s ({emp32['gflops']:.0f} GFLOP/s) | {100 * emp32['fraction_of_peak']:.0f} % | "
