@@ -9,34 +9,37 @@
  * Each output element is summed in the same order by both (over p, then the bias; over i), so the twin differs
  * from the reference only by its fused multiply-adds. */
 #include "CNTK.h"
+#include "vec_internal.h"
 
 #include <stddef.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
+/* The references, on columns [0, n) of row-major arrays with leading dimension ld (≥ n): the AVX2 twins call them
+ * for their last n mod L columns. */
 #define SCALAR_BODY(T)                                                                                         \
-    static void small_k_forward_##T##_scalar(const T *a, size_t m, size_t k, const T *w, size_t n, T alpha,     \
-                                            const T *b, T beta, T *z, int accumulate) {                       \
+    static void small_k_forward_##T##_scalar(const T *a, size_t m, size_t k, const T *w, size_t n, size_t ld,  \
+                                            T alpha, const T *b, T beta, T *z, int accumulate) {              \
         for (size_t i = 0; i < m; ++i)                                                                         \
             for (size_t j = 0; j < n; ++j) {                                                                   \
                 T acc = 0;                                                                                     \
-                for (size_t p = 0; p < k; ++p) acc += a[i * k + p] * w[p * n + j];                             \
+                for (size_t p = 0; p < k; ++p) acc += a[i * k + p] * w[p * ld + j];                            \
                 T v = alpha * acc + (b ? beta * b[j] : (T)0);                                                  \
-                z[i * n + j] = accumulate ? z[i * n + j] + v : v;                                              \
+                z[i * ld + j] = accumulate ? z[i * ld + j] + v : v;                                            \
             }                                                                                                  \
     }                                                                                                          \
-    static void small_k_backward_##T##_scalar(const T *a, size_t m, size_t k, const T *dz, size_t n, T *dw,     \
-                                             T *db) {                                                          \
+    static void small_k_backward_##T##_scalar(const T *a, size_t m, size_t k, const T *dz, size_t n,           \
+                                             size_t ld, T *dw, T *db) {                                        \
         for (size_t j = 0; j < n; ++j) {                                                                       \
             for (size_t p = 0; p < k; ++p) {                                                                   \
                 T acc = 0;                                                                                     \
-                for (size_t i = 0; i < m; ++i) acc += a[i * k + p] * dz[i * n + j];                            \
-                dw[p * n + j] += acc;                                                                          \
+                for (size_t i = 0; i < m; ++i) acc += a[i * k + p] * dz[i * ld + j];                           \
+                dw[p * ld + j] += acc;                                                                         \
             }                                                                                                  \
             if (db) {                                                                                          \
                 T acc = 0;                                                                                     \
-                for (size_t i = 0; i < m; ++i) acc += dz[i * n + j];                                           \
+                for (size_t i = 0; i < m; ++i) acc += dz[i * ld + j];                                          \
                 db[j] += acc;                                                                                  \
             }                                                                                                  \
         }                                                                                                      \
@@ -93,15 +96,8 @@ SCALAR_BODY(double)
                 STORE(z0 + j, v0);                                                                             \
                 if (two) STORE(z1 + j, v1);                                                                    \
             }                                                                                                  \
-            for (; j < n; ++j)                                                                                 \
-                for (int r = 0; r < 1 + two; ++r) {                                                            \
-                    const T *ar = r ? a1 : a0;                                                                 \
-                    T *zr = r ? z1 : z0;                                                                       \
-                    T acc = 0;                                                                                 \
-                    for (size_t p = 0; p < k; ++p) acc += ar[p] * w[p * n + j];                                \
-                    T v = alpha * acc + (b ? beta * b[j] : (T)0);                                              \
-                    zr[j] = accumulate ? zr[j] + v : v;                                                        \
-                }                                                                                              \
+            if (j < n) small_k_forward_##T##_scalar(a0, 1 + two, k, w + j, n - j, n, alpha, b ? b + j : NULL,    \
+                                                   beta, z0 + j, accumulate);                                   \
         }                                                                                                      \
     }                                                                                                          \
     AVX2_FN static void small_k_backward_##T##_avx2(const T *a, size_t m, size_t k, const T *dz, size_t n,      \
@@ -125,18 +121,7 @@ SCALAR_BODY(double)
                 }                                                                                              \
                 if (bias) STORE(db + j, ADD(LOAD(db + j), s));                                                 \
             }                                                                                                  \
-        for (; j < n; ++j) {                                                                                   \
-            for (size_t p = 0; p < k; ++p) {                                                                   \
-                T acc = 0;                                                                                     \
-                for (size_t i = 0; i < m; ++i) acc += a[i * k + p] * dz[i * n + j];                            \
-                dw[p * n + j] += acc;                                                                          \
-            }                                                                                                  \
-            if (db) {                                                                                          \
-                T acc = 0;                                                                                     \
-                for (size_t i = 0; i < m; ++i) acc += dz[i * n + j];                                           \
-                db[j] += acc;                                                                                  \
-            }                                                                                                  \
-        }                                                                                                      \
+        if (j < n) small_k_backward_##T##_scalar(a, m, k, dz + j, n - j, n, dw + j, db ? db + j : NULL);        \
     }
 
 AVX2_BODY(float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_fmadd_ps,
@@ -145,32 +130,28 @@ AVX2_BODY(double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd,
           _mm256_mul_pd, _mm256_add_pd)
 #endif
 
-static int use_avx2(void) {
 #if defined(__x86_64__)
-    return ntk_vec_table_active() != ntk_vec_table_scalar();
+#define SIMD(call) if (ntk_uses_simd()) { call; return; }
 #else
-    return 0;
-#endif
-}
-
-#if defined(__x86_64__)
-#define PICK(name, T, call) (use_avx2() ? small_k_##name##_##T##_avx2 call : small_k_##name##_##T##_scalar call)
-#else
-#define PICK(name, T, call) small_k_##name##_##T##_scalar call
+#define SIMD(call)
 #endif
 
 void ntk_small_k_forward_f32(const float *a, size_t m, size_t k, const float *w, size_t n, float alpha,
                              const float *b, float beta, float *z, int accumulate) {
-    PICK(forward, float, (a, m, k, w, n, alpha, b, beta, z, accumulate));
+    SIMD(small_k_forward_float_avx2(a, m, k, w, n, alpha, b, beta, z, accumulate))
+    small_k_forward_float_scalar(a, m, k, w, n, n, alpha, b, beta, z, accumulate);
 }
 void ntk_small_k_forward_f64(const double *a, size_t m, size_t k, const double *w, size_t n, double alpha,
                              const double *b, double beta, double *z, int accumulate) {
-    PICK(forward, double, (a, m, k, w, n, alpha, b, beta, z, accumulate));
+    SIMD(small_k_forward_double_avx2(a, m, k, w, n, alpha, b, beta, z, accumulate))
+    small_k_forward_double_scalar(a, m, k, w, n, n, alpha, b, beta, z, accumulate);
 }
 void ntk_small_k_backward_f32(const float *a, size_t m, size_t k, const float *dz, size_t n, float *dw, float *db) {
-    PICK(backward, float, (a, m, k, dz, n, dw, db));
+    SIMD(small_k_backward_float_avx2(a, m, k, dz, n, dw, db))
+    small_k_backward_float_scalar(a, m, k, dz, n, n, dw, db);
 }
 void ntk_small_k_backward_f64(const double *a, size_t m, size_t k, const double *dz, size_t n, double *dw,
                               double *db) {
-    PICK(backward, double, (a, m, k, dz, n, dw, db));
+    SIMD(small_k_backward_double_avx2(a, m, k, dz, n, dw, db))
+    small_k_backward_double_scalar(a, m, k, dz, n, n, dw, db);
 }

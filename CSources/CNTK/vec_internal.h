@@ -25,6 +25,16 @@ void ntk_act_smooth_f32_scalar(float *z, float *dz, size_t n, int act);
 void ntk_act_smooth_f64_avx2(double *z, double *dz, size_t n, int act);
 void ntk_act_smooth_f32_avx2(float *z, float *dz, size_t n, int act);
 
+/* Whether the dispatched path is a SIMD one (not the scalar reference): the kernels outside the vector table
+ * (winograd.c, smallk.c) follow the table's choice, so NTK_SIMD=scalar forces their references too. */
+static inline int ntk_uses_simd(void) {
+#if defined(__x86_64__)
+    return ntk_vec_table_active() != ntk_vec_table_scalar();
+#else
+    return 0;
+#endif
+}
+
 extern const ntk_vec_table ntk_vec_table_scalar_impl;
 #if defined(__x86_64__)
 extern const ntk_vec_table ntk_vec_table_avx2_impl;

@@ -6,6 +6,7 @@
  * multiplies per m×m outputs instead of 9·m²: 2.25× fewer flops than im2col's [positions, 9·C_in]·[9·C_in, C_out]
  * with m = 2, 4× fewer with m = 4. */
 #include "CNTK.h"
+#include "vec_internal.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -95,17 +96,9 @@
 #endif
 
 /* ---- dispatch: tile size m, then the SIMD path ---- */
-static int use_avx2(void) {
-#if defined(__x86_64__)
-    return ntk_vec_table_active() != ntk_vec_table_scalar();
-#else
-    return 0;
-#endif
-}
-
 #if defined(__x86_64__)
 #define PICK(name, S, M, call)                                                                                 \
-    (use_avx2() ? ntk_wino_##name##M##_##S##_avx2 call : ntk_wino_##name##M##_##S##_scalar call)
+    (ntk_uses_simd() ? ntk_wino_##name##M##_##S##_avx2 call : ntk_wino_##name##M##_##S##_scalar call)
 #else
 #define PICK(name, S, M, call) ntk_wino_##name##M##_##S##_scalar call
 #endif
