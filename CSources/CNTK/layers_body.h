@@ -4,7 +4,8 @@
  * Every inner loop runs over a contiguous run of C channels and goes through the dispatched vector primitives
  * (ntk_vec_*_SFX: scalar reference or AVX2/FMA twin, NTK_SIMD=scalar forces the former), so these loops are the
  * same code on both paths and only the primitives differ — except the per-pixel copies and sums of im2col and
- * pooling, plain loops the compiler vectorises (a call per pixel of 64 channels cost more than its work). One sample per call; the caller loops over the batch. */
+ * pooling, plain loops the compiler vectorises (a call per pixel of 64 channels cost more than its work). One sample
+ * per call; the caller loops over the batch. */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -18,54 +19,26 @@ static inline long FN(source)(long i, long a, long s, long lo, long n, int circu
     return p >= 0 && p < n ? p : -1;
 }
 
-/* The source coordinates of every (output index, tap) pair along one axis, when they fit in `table` (SOURCE_TABLE_MAX
- * entries); 0 when they do not. */
-#define SOURCE_TABLE_MAX 2048
-static inline int FN(source_table)(long *table, size_t out, size_t k, size_t s, size_t lo, size_t n, int circular) {
-    if (out * k > SOURCE_TABLE_MAX) return 0;
-    for (size_t i = 0; i < out; ++i)
-        for (size_t a = 0; a < k; ++a) table[i * k + a] = FN(source)((long)i, (long)a, (long)s, (long)lo, (long)n, circular);
-    return 1;
-}
-
+/* A window inside the image (no padding reached) is copied by one gather through the patch's element offsets, when
+ * the patch has at most IM2COL_GATHER_MAX elements; the windows at the border take the general loop. */
+#define IM2COL_GATHER_MAX 2048
 void FN(ntk_im2col)(const T *x, T *cols, const ntk_window *g) {
     const size_t c = g->c, row = g->kh * g->kw * c;
-    long ys[SOURCE_TABLE_MAX], xs[SOURCE_TABLE_MAX], offsets[SOURCE_TABLE_MAX];
-    if (row <= SOURCE_TABLE_MAX && FN(source_table)(ys, g->oh, g->kh, g->sh, g->pad_h, g->h, g->circular) &&
-        FN(source_table)(xs, g->ow, g->kw, g->sw, g->pad_w, g->w, g->circular)) {
-        /* the same copies from tables of source rows and columns (computed once per call, not per pixel); a window
-         * inside the image is one gather through the patch's element offsets */
+    long offsets[IM2COL_GATHER_MAX];
+    const int gather = row <= IM2COL_GATHER_MAX;
+    if (gather)
         for (size_t a = 0; a < g->kh; ++a)
             for (size_t b = 0; b < g->kw; ++b)
                 for (size_t k = 0; k < c; ++k) offsets[(a * g->kw + b) * c + k] = (long)((a * g->w + b) * c + k);
-        for (size_t i = 0; i < g->oh; ++i)
-            for (size_t j = 0; j < g->ow; ++j) {
-                T *out = cols + (i * g->ow + j) * row;
-                const long y0 = (long)(i * g->sh) - (long)g->pad_h, x00 = (long)(j * g->sw) - (long)g->pad_w;
-                if (y0 >= 0 && y0 + (long)g->kh <= (long)g->h && x00 >= 0 && x00 + (long)g->kw <= (long)g->w) {
-                    const T *src = x + ((size_t)y0 * g->w + (size_t)x00) * c;
-                    for (size_t t = 0; t < row; ++t) out[t] = src[offsets[t]];
-                    continue;
-                }
-                for (size_t a = 0; a < g->kh; ++a) {
-                    const long y = ys[i * g->kh + a];
-                    for (size_t b = 0; b < g->kw; ++b, out += c) {
-                        const long x0 = xs[j * g->kw + b];
-                        if (y < 0 || x0 < 0) {
-                            for (size_t k = 0; k < c; ++k) out[k] = 0;
-                        } else {
-                            const T *src = x + ((size_t)y * g->w + (size_t)x0) * c;
-                            if (c < 16) for (size_t k = 0; k < c; ++k) out[k] = src[k];
-                            else memcpy(out, src, c * sizeof(T));
-                        }
-                    }
-                }
-            }
-        return;
-    }
     for (size_t i = 0; i < g->oh; ++i)
         for (size_t j = 0; j < g->ow; ++j) {
             T *out = cols + (i * g->ow + j) * row;
+            const long y0 = (long)(i * g->sh) - (long)g->pad_h, x00 = (long)(j * g->sw) - (long)g->pad_w;
+            if (gather && y0 >= 0 && y0 + (long)g->kh <= (long)g->h && x00 >= 0 && x00 + (long)g->kw <= (long)g->w) {
+                const T *src = x + ((size_t)y0 * g->w + (size_t)x00) * c;
+                for (size_t t = 0; t < row; ++t) out[t] = src[offsets[t]];
+                continue;
+            }
             for (size_t a = 0; a < g->kh; ++a) {
                 long y = FN(source)((long)i, (long)a, (long)g->sh, (long)g->pad_h, (long)g->h, g->circular);
                 for (size_t b = 0; b < g->kw; ++b, out += c) {
@@ -175,7 +148,7 @@ void FN(ntk_layer_norm_backward)(T *dx, const T *dy, const T *y, const T *inv_st
     }
 }
 
-#undef SOURCE_TABLE_MAX
+#undef IM2COL_GATHER_MAX
 #undef FN
 #undef CAT
 #undef CAT_

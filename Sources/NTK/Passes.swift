@@ -28,12 +28,12 @@ public final class Passes<T: NTKFloat> {
     let scales: [(w: T, b: T)]
     /// Whether 3×3, stride-1 convs may run on Winograd tiles (`PassesWinograd.swift`; `NTK_CONV=im2col` sets the
     /// default to false). Set it before the first pass.
-    var allowsWinograd = winogradByEnvironment
-    /// The Winograd output tile size, 2 or 4, when fixed (`NTK_CONV=winograd2` / `winograd4`); nil: chosen per conv
-    /// by the GEMM multiplies (`winogradTile`). Set it before the first pass.
+    var allowsWinograd = fastConvsByEnvironment
     /// Whether convs with short patches may run on the short-k kernels (`PassesSmallK.swift`; `NTK_CONV=im2col` sets
     /// the default to false). Set it before the first pass.
-    var allowsSmallK = convByEnvironment != "im2col"
+    var allowsSmallK = fastConvsByEnvironment
+    /// The Winograd output tile size, 2 or 4, when fixed (`NTK_CONV=winograd2` / `winograd4`); nil: chosen per conv
+    /// by the GEMM multiplies (`winogradTile`). Set it before the first pass.
     var winogradTileSize: Int? = convByEnvironment == "winograd2" ? 2 : convByEnvironment == "winograd4" ? 4 : nil
     /// Seconds per node in the forward and backward passes, summed over calls while not nil (`ntk bench --cnn`
     /// prints it; nil by default: no clock is read).

@@ -1,9 +1,9 @@
 import Foundation
 
-/// `NTK_CONV=im2col` runs every conv on im2col GEMMs, `winograd2` / `winograd4` fixes the Winograd tile size (for
-/// comparisons); read once.
+/// `NTK_CONV=im2col` runs every conv on im2col GEMMs (no Winograd, no short-k kernels), `winograd2` / `winograd4`
+/// fixes the Winograd tile size (for comparisons); read once.
 let convByEnvironment = ProcessInfo.processInfo.environment["NTK_CONV"] ?? ""
-let winogradByEnvironment = convByEnvironment != "im2col"
+let fastConvsByEnvironment = convByEnvironment != "im2col"
 
 /// Winograd's F(m×m, 3×3), m = 2 or 4, for the 3×3, stride-1 convs of the passes (Lavin & Gray, "Fast Algorithms
 /// for Convolutional Neural Networks", 2016): per chunk of samples, with V = Bᵀ d B the transformed input tiles,
@@ -34,7 +34,10 @@ extension Passes {
     }
 
     /// Transformed planes per tile, (m + 2)².
-    func planes(_ g: Window) -> Int { (winogradTile(g) + 2) * (winogradTile(g) + 2) }
+    func planes(_ g: Window) -> Int {
+        let n = winogradTile(g) + 2
+        return n * n
+    }
 
     /// Elements per sample of the Winograd planes (planes · tiles · max(C_in, C_out)): V, dV and M, dM of one chunk.
     func winogradPlanes(_ g: Window, _ cout: Int) -> Int { planes(g) * tiles(g) * max(g.c, cout) }
