@@ -18,6 +18,11 @@ Workloads (all float64 unless stated, all on the first N images of data/mnist's 
              one training step on 256 images vs PyTorch (CPU, eager, same threads) and the traced empirical NTK of 128
              vs neural-tangents' fastest implementation (1, 2 and 3 timed on N = 32, the fastest at N = 128).
              `ONLY=cnn python3 bench/side_by_side.py` runs this section alone and replaces it in BENCHMARKS.md.
+
+ISA=avx2 runs every process on AVX2 kernels (an AVX2-only CPU's, reproduced on an AVX-512 machine): ntk with
+OPENBLAS_CORETYPE=Haswell and NTK_SIMD=avx2, PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2
+(neural-tangents' XLA in jaxlib 0.4.25 has no such switch and stays on the CPU's widest); with ONLY=cnn its section
+is "Convolutional network (AVX2 kernels)", beside the unrestricted one.
   train      one full-batch gradient-descent step (forward, MSE, backward, update) of a 784-2048-2048-10 relu
              MLP in NTK parameterization on N = 1,024 images, float32 and float64: ours vs PyTorch (CPU, same threads);
              the linearized step vs JAX `nt.linearize`; and the time to the first step of a fresh process of each
@@ -35,6 +40,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NTK = os.path.join(ROOT, ".build/release/ntk")
 VENV = os.path.join(ROOT, ".venv-peers")
+ISA = os.environ.get("ISA", "")
+if ISA not in ("", "avx2"):
+    sys.exit(f"side_by_side.py: ISA={ISA!r} is not known (use ISA=avx2, or leave it unset for the CPU's widest)")
+AVX2_ENV = {"OPENBLAS_CORETYPE": "Haswell", "NTK_SIMD": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+if ISA == "avx2":
+    os.environ.update(AVX2_ENV)
+CNN_TITLE = "Convolutional network" + (" (AVX2 kernels)" if ISA else "") + ":"
 
 
 def sh(cmd, **kw):
@@ -333,9 +346,11 @@ def cnn_section(py, tmp):
     emp_goal = (f"**{emp_ratio:.1f}×** | ≥ 3×: {'**met**' if emp_ratio >= 3 else '**not met**'}" if emp_ratio else
                 "— | ≥ 3×: **met** (the peer gives no result at this N)")
     lines = [
-        "## Convolutional network: a Myrtle-style CNN on 28×28 MNIST, float32", "",
+        f"## {CNN_TITLE} a Myrtle-style CNN on 28×28 MNIST, float32", "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores "
-        f"({cpu_name()}), every number in this section from the same run.", "",
+        f"({cpu_name()}), every number in this section from the same run." + (
+            " Every process on AVX2 kernels, as on an AVX2-only CPU: " + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+            + " (neural-tangents' XLA in jaxlib 0.4.25 has no such switch and keeps AVX-512)." if ISA else ""), "",
         "conv 3×3 SAME 64 → relu → 2×2 avg pool → conv 128 → relu → 2×2 avg pool → conv 256 → relu → global avg pool → "
         f"dense 10 (NTK parameterization, {step.get('parameters', 0):,} parameters). Ours: `ntk bench --cnn` "
         f"(OpenBLAS kernels {ours.get('blas', '?')}{chosen_note(ours)}, SIMD {ours.get('simd', '?')}; sgemm peak in the "
@@ -388,8 +403,8 @@ def main():
         path = os.path.join(ROOT, "BENCHMARKS.md")
         text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
         with open(path, "w") as f:
-            f.write(replace_section(text, "Convolutional network", lines))
-        with open(os.path.join(ROOT, "bench/results-cnn.json"), "w") as f:
+            f.write(replace_section(text, CNN_TITLE, lines))
+        with open(os.path.join(ROOT, f"bench/results-cnn{'-' + ISA if ISA else ''}.json"), "w") as f:
             json.dump(results, f, indent=1)
         print("\n".join(lines))
         return
