@@ -159,14 +159,17 @@ public final class Trainer<T: NTKFloat> {
 
     /// x rows hold one sample each in the network's input layout (NHWC images flattened per row).
     public init(network: Network, theta0: [Double], xTrain: Matrix, yTrain: Matrix, xTest: Matrix? = nil, yTest: Matrix? = nil,
-                labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig, model: TrainedModel = .network) {
+                labelsTrain: [Int]? = nil, labelsTest: [Int]? = nil, config: TrainingConfig,
+                model: TrainedModel = .network, passRows: Int? = nil) {
         self.network = network
         self.config = config
         self.model = model
         nTrain = xTrain.rows
         nTest = xTest?.rows ?? 0
         let batch = min(config.batchSize ?? nTrain, nTrain)
-        passes = Passes<T>(network: network, maxBatch: max(nTrain, nTest, 1))
+        // `passRows` (tests): the rows of the evaluation chunks, at least a batch
+        let rows = passRows.map { max($0, batch) } ?? Self.passRows(network, batch: batch, rows: max(nTrain, nTest, 1))
+        passes = Passes<T>(network: network, maxBatch: rows)
         func cast(_ m: Matrix?) -> [T] { (m?.data ?? []).map { T($0) } }
         self.xTrain = cast(xTrain); self.yTrain = cast(yTrain); self.xTest = cast(xTest); self.yTest = cast(yTest)
         self.labelsTrain = labelsTrain; self.labelsTest = labelsTest
@@ -196,6 +199,17 @@ public final class Trainer<T: NTKFloat> {
     }
 
     var batchSize: Int { min(config.batchSize ?? nTrain, nTrain) }
+
+    /// Working memory of the passes' buffers for evaluating the training and test sets (`record`), which run in
+    /// chunks of rows when the sets are larger than a training batch.
+    static var evaluationBytes: Int { 512 << 20 }
+
+    /// Rows the passes hold: the training batch, or more up to all `rows` while their buffers (about four values per
+    /// node and row: forward values, φ' caches, tangents and δs) stay within `evaluationBytes`.
+    static func passRows(_ network: Network, batch: Int, rows: Int) -> Int {
+        let perRow = 4 * MemoryLayout<T>.stride * network.nodes.reduce(0) { $0 + $1.outShape.count }
+        return max(batch, min(rows, evaluationBytes / max(perRow, 1)))
+    }
 
     /// The model's outputs for n rows of x, into `passes.output` (network) or `baseOut` (linearized); the
     /// passes' caches then hold the activations the backward pass needs (at θ, or at θ₀ when linearized).
@@ -312,10 +326,19 @@ public final class Trainer<T: NTKFloat> {
     @_specialize(where T == Double)
     public func record() -> TrainingRecord {
         let k = network.outputs
+        // in chunks of the passes' rows (all of them when they fit: the full-batch θ₀ cache of the linearized model
+        // then stays valid)
+        let d = network.inputShape.count
         func outputs(_ x: [T], _ n: Int) -> [Double] {
-            guard n > 0 else { return [] }
-            let f = x.withUnsafeBufferPointer { evaluate($0.baseAddress!, n: n) }
-            return (0..<n * k).map { Double(f[$0]) }
+            var out = [Double]()
+            out.reserveCapacity(n * k)
+            x.withUnsafeBufferPointer { xp in
+                for r0 in stride(from: 0, to: n, by: passes.maxBatch) {
+                    let m = min(passes.maxBatch, n - r0), f = evaluate(xp.baseAddress! + r0 * d, n: m)
+                    for i in 0..<m * k { out.append(Double(f[i])) }
+                }
+            }
+            return out
         }
         let ftr = outputs(xTrain, nTrain), fte = outputs(xTest, nTest)
         func loss(_ f: [Double], _ y: [T]) -> Double {

@@ -18,8 +18,9 @@ import NTK
 /// `lin_weight_change` (‖θˡ_t − θˡ₀‖/‖θˡ₀‖ per dense or conv layer, input layer first, named in the metadata's
 /// `weight_change_layers`: `W0_dense`, `W1_conv`, …). Metadata `summary` holds the scalars at the last
 /// step (the same names, plus `weight_change_W<l>_<kind>`, `ntk_change`/`nngp_change` = ‖Θ̂_T − Θ̂₀‖_F/‖Θ̂₀‖_F with an
-/// `empirical_kernels` artifact at θ_T among the deps, `output_scale` = √mean y², and the t = ∞ accuracies of the
-/// NTK-GP and the NNGP posterior); `settings` merges the params recorded by every dep.
+/// `empirical_kernels` artifact at θ_T among the deps, `output_scale` = √mean y², the t = ∞ accuracies of the
+/// NTK-GP and the NNGP posterior, and per pair `max_gap_test_accuracy_A__B` / `max_gap_test_loss_A__B`: the largest
+/// |difference| of the two test curves over the records); `settings` merges the params recorded by every dep.
 ///
 /// More `trained` artifacts among the deps (e.g. the same network in another parameterization, Figure S8) join as
 /// models `network_b`, `network_c`, … (their stage names in metadata `model_labels`).
@@ -142,6 +143,7 @@ public struct EvaluateStage: StageKind {
             f.withUnsafeBufferPointer { fp in yv.withUnsafeBufferPointer { loss.evaluate(fp.baseAddress!, $0.baseAddress!, n: f.count / k, k: k, grad: nil) } }
         }
         let s = min(samples, m)
+        var curves: [String: (loss: [Double], accuracy: [Double])] = [:]
         for (name, series) in models {
             let trainLoss = series.train.map { lossOf($0, ds.yTrain) }, testLoss = series.test.map { lossOf($0, ds.yTest) }
             let acc = series.test.map { Scores.accuracy($0, k: k, labels: ds.labelsTest, classes: ds.classes) }
@@ -152,11 +154,16 @@ public struct EvaluateStage: StageKind {
             add("test_loss_\(name)", [r], testLoss, last: testLoss.last)
             add("test_accuracy_\(name)", [r], acc, last: acc.last)
             add("samples_\(name)", [r, s, k], series.test.flatMap { $0[0..<s * k] })
+            curves[name] = (testLoss, acc)
         }
         for i in models.indices { for j in models.indices where j > i {
             let (a, fa) = models[i], (b, fb) = models[j]
             let e = (0..<r).map { Scores.rmse(fa.test[$0], fb.test[$0]) }
             add("rmse_\(a)__\(b)", [r], e, last: e.last)
+            // how far apart the two test curves get at any record (Figures 4 and S2 state it)
+            let ca = curves[a]!, cb = curves[b]!
+            summary["max_gap_test_accuracy_\(a)__\(b)"] = zip(ca.accuracy, cb.accuracy).map { abs($0 - $1) }.max() ?? 0
+            summary["max_gap_test_loss_\(a)__\(b)"] = zip(ca.loss, cb.loss).map { abs($0 - $1) }.max() ?? 0
         } }
         for p in ["", "lin_"] {
             guard let w = t.tensor(p + "relative_change"), w.shape.count == 2, w.shape[0] == r else { continue }

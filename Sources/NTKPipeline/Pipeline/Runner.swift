@@ -80,7 +80,8 @@ public final class Runner {
     public func reportSummary(stages names: [String]) throws -> [String] {
         var lines: [String] = []
         for s in spec.stages where names.contains(s.name) && s.kind == ReportStage.name && s.outs.count == 3 {
-            let html = (normalise(s.outs[0]) as NSString).standardizingPath
+            // absolute: outs are relative to the pipeline file, which need not be in the working directory
+            let html = Files.canonical(resolve(s.outs[0]))
             if case .object(let m)? = try? JSONValue.parse(String(decoding: try Files.read(resolve(s.outs[1])), as: UTF8.self)),
                case .array(let sections)? = m["sections"] {
                 for case .object(let sec) in sections {
@@ -89,7 +90,7 @@ public final class Runner {
                     lines.append(title + ": " + h.sorted { $0.key < $1.key }.map { "\($0.key) = \(String(format: "%.4g", $0.value.number ?? .nan))" }.joined(separator: ", "))
                 }
             }
-            lines.append("report: " + (html.hasPrefix("/") ? html : FileManager.default.currentDirectoryPath + "/" + html))
+            lines.append("report: " + html)
         }
         return lines
     }

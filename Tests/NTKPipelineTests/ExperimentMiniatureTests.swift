@@ -1,0 +1,79 @@
+import Foundation
+import XCTest
+
+@testable import NTKPipeline
+
+/// The paper's convolutional and residual experiments (`experiments/figS2.yaml`, `experiments/fig4.yaml`) run end to
+/// end in miniature: the files as committed, with their channel counts, steps and data sizes shrunk by text
+/// substitution (everything else — layers, optimizer, stages, report — as the real run has it).
+final class ExperimentMiniatureTests: XCTestCase {
+    /// `experiments/<name>.yaml` with every `channels: n` → 4, `steps: n` → `steps`, and the data sizes given.
+    func miniature(_ name: String, steps: Int, nTrain: Int, nTest: Int) throws -> String {
+        var text = try String(contentsOfFile: TestSupport.root + "/experiments/\(name).yaml", encoding: .utf8)
+        func replace(_ pattern: String, _ with: String) throws {
+            let re = try NSRegularExpression(pattern: pattern)
+            let count = re.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text))
+            XCTAssertGreaterThan(count, 0, "\(name).yaml has no \(pattern)")
+            let all = NSRange(text.startIndex..., in: text)
+            text = re.stringByReplacingMatches(in: text, range: all, withTemplate: with)
+        }
+        try replace("channels: [0-9]+", "channels: 4")
+        try replace("steps: [0-9]+", "steps: \(steps)")
+        try replace("n_train: [0-9a-z]+", "n_train: \(nTrain)")
+        try replace("n_test: [0-9a-z]+", "n_test: \(nTest)")
+        return text
+    }
+
+    /// Runs the miniature in a project laid out like the repository (experiments/ beside data/) and returns the
+    /// headline numbers of the report's section titled `section`.
+    func run(_ name: String, _ yaml: String, section: String) throws -> [String: JSONValue] {
+        let d = TestSupport.tempDir(name)
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        try FileManager.default.createDirectory(atPath: d + "/experiments", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: d + "/data", withDestinationPath: TestSupport.root + "/data")
+        try yaml.write(toFile: d + "/experiments/\(name).yaml", atomically: true, encoding: .utf8)
+        let r = try TestSupport.ntk(["run", "--pipeline", "experiments/\(name).yaml"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // the page's path as printed is where it is (outs are relative to the pipeline file, not the working dir)
+        let page = Files.canonical(d + "/experiments/artifacts/\(name)/report.html")
+        XCTAssertTrue(r.stderr.contains("report: " + page + "\n"), r.stderr)
+        let html = String(decoding: try Files.read(d + "/experiments/artifacts/\(name)/report.html"), as: UTF8.self)
+        XCTAssertFalse(html.contains("no data"))
+        let text = String(decoding: try Files.read(d + "/experiments/artifacts/\(name)/metrics.json"), as: UTF8.self)
+        let metrics = try JSONValue.parse(text)
+        guard case .array(let sections)? = metrics["sections"],
+              let found = sections.first(where: { if case .string(section)? = $0["title"] { true } else { false } }),
+              case .object(let m)? = found["headline"] else {
+            XCTFail("metrics.json has no section \(section): \(text.prefix(400))")
+            return [:]
+        }
+        return m
+    }
+
+    /// Every headline of the section is a finite number; the network and its linearization stay close in a few
+    /// steps from one θ₀ (RMSE well below the outputs' scale), and the accuracies are fractions.
+    func check(_ m: [String: JSONValue], _ name: String) {
+        let keys = ["rmse_network__linearized", "test_accuracy_network", "test_accuracy_linearized",
+                    "test_loss_network", "test_loss_linearized", "max_gap_test_accuracy_network__linearized"]
+        for key in keys {
+            guard let v = m[key]?.number else { XCTFail("\(name): no \(key) in \(m.keys.sorted())"); continue }
+            XCTAssertTrue(v.isFinite, "\(name): \(key) = \(v)")
+        }
+        XCTAssertLessThan(m["rmse_network__linearized"]?.number ?? .infinity, 0.5, name)
+        for key in ["test_accuracy_network", "test_accuracy_linearized"] {
+            XCTAssertTrue((0...1).contains(m[key]?.number ?? -1), "\(name): \(key)")
+        }
+    }
+
+    func testFigureS2CNNRunsInMiniature() throws {
+        let yaml = try miniature("figS2", steps: 6, nTrain: 16, nTest: 10)
+        let section = "Figure S2 — 3 × conv 3×3 tanh, average pool, momentum 0.9, MSE"
+        check(try run("figS2", yaml, section: section), "figS2")
+    }
+
+    func testFigure4WideResNetRunsInMiniature() throws {
+        let yaml = try miniature("fig4", steps: 6, nTrain: 40, nTest: 20)
+        let section = "Figure 4 — WRN (N = 1, constant channels, pre-activation), MSE, SGD with momentum 0.9, batch 8"
+        check(try run("fig4", yaml, section: section), "fig4")
+    }
+}
