@@ -1,6 +1,9 @@
 /// Gauss quadrature rules by Golub–Welsch: the nodes are the eigenvalues of the symmetric tridiagonal Jacobi
 /// matrix of the weight's orthogonal polynomials, the weights μ₀·v₀² from the eigenvectors' first entries.
 public enum GaussRule {
+    /// The most nodes a rule is built with (its Jacobi matrix is m × m, eigendecomposed densely).
+    public static let maxNodes = 512
+
     /// Σ w_k g(x_k) ≈ ∫₋₁¹ g(x) dx (Legendre), exact for degree < 2m.
     public static func legendre(_ m: Int) throws -> (nodes: [Double], weights: [Double]) {
         try golubWelsch(m, mu0: 2, diagonal: { _ in 0 }, offDiagonal: { k in Double(k) / (4 * Double(k * k) - 1).squareRoot() })
@@ -18,7 +21,7 @@ public enum GaussRule {
 
     /// Jacobi matrix J[k, k] = diagonal(k), J[k−1, k] = offDiagonal(k) for k = 1…m−1.
     static func golubWelsch(_ m: Int, mu0: Double, diagonal: (Int) -> Double, offDiagonal: (Int) -> Double) throws -> (nodes: [Double], weights: [Double]) {
-        precondition(m >= 1 && m <= 512)
+        precondition(m >= 1 && m <= maxNodes)
         var j = Matrix(rows: m, cols: m)
         for k in 0..<m { j[k, k] = diagonal(k) }
         for k in 1..<max(m, 1) {

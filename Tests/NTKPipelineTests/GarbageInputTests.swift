@@ -67,6 +67,59 @@ final class GarbageInputTests: XCTestCase {
             try NPY.parse(npy(">f8", [UInt8](repeating: 0, count: 24), count: 3), name: "z"), contains: ["big-endian"])
     }
 
+    /// Sizes from a file or a param that used to trap (rc 132/134) are errors naming the file or key: an IDX header
+    /// whose dims overflow, max_memory of inf/nan/1e30G, a layer of 10⁸ × 784 weights, 10⁸ quadrature nodes, a depth
+    /// of 10⁸, 10⁹ interpolation points.
+    func testOversizedSizesAreErrorsNotTraps() throws {
+        let huge = TestSupport.idx(magic: 0x803, dims: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], data: [])
+        assertError(try IDXReader.header(huge, path: "x.idx", magic: 0x803, what: "images"),
+                    contains: ["x.idx", "too large"])
+        for bad in ["infG", "nanG", "1e30G", "-1G"] { XCTAssertNil(parseBytes(bad), bad) }
+        XCTAssertEqual(parseBytes("1.5G"), 3 << 29)
+        XCTAssertEqual(parseBytes("512M"), 512 << 20)
+        assertError(try Network(layers: [.dense(out: 100_000_000, wStd: 1, bStd: 0)], input: .vector(784)),
+                    contains: ["layers[0]", "out", "784 × 100000000 weights"])
+        let conv = Layer.conv(channels: 1 << 20, filter: [3, 3], strides: [1, 1], padding: .same, wStd: 1, bStd: 0)
+        assertError(try Network(layers: [conv], input: Shape(spatial: [64, 64], channels: 3)),
+                    contains: ["layers[0]", "channels"])
+        func reader(_ json: String, _ path: String) throws -> ConfigReader {
+            try ConfigReader(try JSONValue.parse(json), path: path)
+        }
+        var k = try reader(#"{"quadrature_nodes": 100000000}"#, "params.kernel")
+        assertError(try k.int("quadrature_nodes", default: 32, min: 2, max: GaussRule.maxNodes),
+                    contains: ["params.kernel.quadrature_nodes", "≤ 512"])
+        var m = try reader(#"{"depth": 100000000, "width": 8}"#, "params.model")
+        assertError(try ModelConfig(&m), contains: ["params.model.depth", "≤ 10000"])
+        var big = try reader(#"{"depth": 1, "width": 100000000}"#, "params.model")
+        let wide = try ModelConfig(&big)
+        assertError(try wide.network(input: .vector(784), outputs: 10), contains: ["params.model.width", "2³¹"])
+    }
+
+    /// JSON (locks, hash caches, artifact metadata) nested 200,000 deep overflowed the parser's stack; now it is an
+    /// error, while 512 levels still parse.
+    func testDeeplyNestedJSONIsAnErrorNotACrash() throws {
+        let deep = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
+        assertError(try JSONValue.parse(deep), contains: ["nested deeper than 512"])
+        let objects = String(repeating: #"{"a":"#, count: 600) + "1" + String(repeating: "}", count: 600)
+        assertError(try JSONValue.parse(objects), contains: ["nested deeper than 512"])
+        let fine = String(repeating: "[", count: 512) + "1" + String(repeating: "]", count: 512)
+        XCTAssertNoThrow(try JSONValue.parse(fine))
+        XCTAssertNoThrow(try JSONValue.parse(#"[[1, "]]"], {"b": [[]]}, [[[2]]]]"#))
+    }
+
+    /// YAML nested 5,000 deep, and an alias bomb (each list holds its predecessor 10 times: 10⁹ values from a few
+    /// hundred bytes), are errors naming the file, with bounded memory.
+    func testDeepOrExplodingYAMLIsAnError() throws {
+        let deep = String(repeating: "[", count: 5_000) + String(repeating: "]", count: 5_000)
+        assertError(try YAMLDocument(text: "a: " + deep, file: "deep.yaml"), contains: ["deep.yaml", "nested deeper"])
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1...9 {
+            bomb += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        assertError(try YAMLDocument(text: bomb, file: "bomb.yaml"),
+                    contains: ["bomb.yaml", "more than 1000000 values"])
+    }
+
     func testPipelineSchemaMustBeOne() throws {
         let dir = TestSupport.tempDir()
         let file = dir + "/p.yaml"

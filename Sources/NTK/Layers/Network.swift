@@ -117,6 +117,7 @@ public struct Network: Sendable {
                 }
                 try check(out >= 1, p, "out", "must be ≥ 1, found \(out)")
                 try checkStds(ws, bs, p)
+                try checkSize([shape.channels, out], p, "out", "weights")
                 let l = addParameters(.dense, p, fanIn: shape.channels, fanOut: out, wShape: [shape.channels, out], ws, bs)
                 add(.dense(l), p, shape, .vector(out), &value)
                 shape = .vector(out)
@@ -127,6 +128,8 @@ public struct Network: Sendable {
                 try check(channels >= 1, p, "channels", "must be ≥ 1, found \(channels)")
                 try checkStds(ws, bs, p)
                 let g = try window(filter, strides, padding, shape, p, sizeKey: "filter")
+                try checkSize([filter[0], filter[1], shape.channels, channels], p, "channels", "filter weights")
+                try checkSize([g.oh, g.ow, channels], p, "channels", "outputs per sample")
                 let fanIn = filter[0] * filter[1] * shape.channels
                 let l = addParameters(.conv, p, fanIn: fanIn, fanOut: channels, wShape: [filter[0], filter[1], shape.channels, channels], ws, bs)
                 let out = Shape(spatial: [g.oh, g.ow], channels: channels)
@@ -161,6 +164,23 @@ public struct Network: Sendable {
                 }
                 add(.join(skip: skip), p, shape, shape, &value)
             }
+        }
+    }
+
+    /// The most weights of one layer, and outputs per sample of one node (2³¹: far beyond what trains on a CPU).
+    public static let maxElements = 1 << 31
+
+    /// The product of `factors` (sizes from a user's layer list) is at most `maxElements` — checked without
+    /// overflowing, so that a typo like channels: 100000000 is an error naming the layer, not a trap or an abort.
+    private func checkSize(_ factors: [Int], _ path: String, _ key: String, _ what: String) throws {
+        var product = 1
+        for f in factors {
+            let (next, overflow) = product.multipliedReportingOverflow(by: f)
+            guard !overflow, next <= Self.maxElements else {
+                let sizes = factors.map(String.init).joined(separator: " × ")
+                throw LayerError(path, key: key, "\(sizes) \(what) is more than 2³¹ (\(Self.maxElements))")
+            }
+            product = next
         }
     }
 

@@ -63,7 +63,8 @@ public struct DataConfig: Equatable, Sendable {
         dtype = try r.choice("dtype", default: dtype)
         if let v = r.raw("interpolate") {
             var i = try ConfigReader(v, path: r.path + ".interpolate", locate: r.locate)
-            interpolate = Interpolation(points: try i.int("points", default: 41, min: 2)!, from: try i.double("from", default: -2), to: try i.double("to", default: 3))
+            interpolate = Interpolation(points: try i.int("points", default: 41, min: 2, max: 1_000_000)!,
+                                        from: try i.double("from", default: -2), to: try i.double("to", default: 3))
             try i.finish()
         }
         try r.finish()

@@ -75,7 +75,15 @@ public enum IDXReader {
         guard b.count >= 4 + 4 * ndim else { throw NTKError("IDX header truncated", at: path) }
         let dims = (0..<ndim).map { Int(be32(4 + 4 * $0)) }
         let start = 4 + 4 * ndim
-        let expected = dims.reduce(1, *)
+        // checked: a header's dims come from the file and their product may not fit in an Int
+        var expected = 1
+        for d in dims {
+            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw NTKError("IDX header dims \(dims) are too large (their product overflows)", at: path)
+            }
+            expected = product
+        }
         guard b.count - start == expected else {
             throw NTKError("IDX data is \(b.count - start) bytes but the header \(dims) needs \(expected)", at: path)
         }

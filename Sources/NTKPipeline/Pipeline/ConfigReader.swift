@@ -43,10 +43,12 @@ public struct ConfigReader {
         return d
     }
 
-    public mutating func int(_ key: String, default d: Int? = nil, min lo: Int? = nil) throws -> Int? {
+    public mutating func int(_ key: String, default d: Int? = nil, min lo: Int? = nil, max hi: Int? = nil) throws
+        -> Int? {
         guard let v = raw(key) else { return defaulted(key, d) { $0.map { .int($0) } ?? .null } }
         guard case .int(let i) = v else { throw fail(key, "expected an integer, found \(v.typeName) \(v.canonical)") }
         if let lo, i < lo { throw fail(key, "must be ≥ \(lo), found \(i)") }
+        if let hi, i > hi { throw fail(key, "must be ≤ \(hi), found \(i)") }
         return i
     }
 

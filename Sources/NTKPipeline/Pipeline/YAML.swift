@@ -15,12 +15,28 @@ public struct YAMLDocument {
         }
         var lines: [String: Int] = [:]
         var order: [String: [String]] = [:]
-        value = try node.map { try Self.convert($0, path: "", lines: &lines, order: &order, file: file) } ?? .object([:])
+        var budget = Self.maxValues
+        value = try node.map {
+            try Self.convert($0, path: "", depth: 0, budget: &budget, lines: &lines, order: &order, file: file)
+        } ?? .object([:])
         self.lines = lines
         keyOrder = order
     }
 
-    static func convert(_ n: Node, path: String, lines: inout [String: Int], order: inout [String: [String]], file: String) throws -> JSONValue {
+    /// Limits on what a document may expand to: nesting (a 5k-deep document overflowed the stack) and values
+    /// (an alias bomb of a few hundred bytes expanded to 10⁹ values and gigabytes).
+    static let maxDepth = 256, maxValues = 1_000_000
+
+    static func convert(_ n: Node, path: String, depth: Int, budget: inout Int, lines: inout [String: Int],
+                        order: inout [String: [String]], file: String) throws -> JSONValue {
+        guard depth <= maxDepth else {
+            throw NTKError("nested deeper than \(maxDepth) lists or mappings", at: "\(file):\(n.mark?.line ?? 0)")
+        }
+        budget -= 1
+        guard budget >= 0 else {
+            throw NTKError("expands to more than \(maxValues) values (aliases repeated inside aliases?)",
+                           at: "\(file):\(n.mark?.line ?? 0)")
+        }
         if let line = n.mark?.line, !path.isEmpty { lines[path] = line }
         switch n {
         case .scalar:
@@ -33,7 +49,10 @@ public struct YAMLDocument {
             default: return .string(n.string ?? "")
             }
         case .sequence(let s):
-            return .array(try s.enumerated().map { try convert($0.element, path: "\(path)[\($0.offset)]", lines: &lines, order: &order, file: file) })
+            return .array(try s.enumerated().map {
+                try convert($0.element, path: "\(path)[\($0.offset)]", depth: depth + 1, budget: &budget, lines: &lines,
+                            order: &order, file: file)
+            })
         case .mapping(let m):
             var o: [String: JSONValue] = [:]
             var keys: [String] = []
@@ -41,7 +60,8 @@ public struct YAMLDocument {
                 guard let key = k.string else { throw NTKError("mapping keys must be strings", at: "\(file):\(k.mark?.line ?? 0)") }
                 let child = path.isEmpty ? key : path + "." + key
                 if o[key] != nil { throw NTKError("duplicate key '\(key)'", at: "\(file):\(k.mark?.line ?? 0)", key: child) }
-                o[key] = try convert(v, path: child, lines: &lines, order: &order, file: file)
+                o[key] = try convert(v, path: child, depth: depth + 1, budget: &budget, lines: &lines, order: &order,
+                                     file: file)
                 keys.append(key)
             }
             order[path] = keys

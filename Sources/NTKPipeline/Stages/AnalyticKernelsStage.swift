@@ -30,7 +30,7 @@ public struct AnalyticKernelsStage: StageKind {
         model = try ModelConfig(&m)
         var k = try params.reader("kernel")
         var o = AnalyticKernels.Options()
-        o.quadratureNodes = try k.int("quadrature_nodes", default: 32, min: 2)!
+        o.quadratureNodes = try k.int("quadrature_nodes", default: 32, min: 2, max: GaussRule.maxNodes)!
         if let cap = try k.string("max_memory") {
             guard let bytes = parseBytes(cap), bytes > 0 else { throw k.fail("max_memory", "expected a size like 512M or 4G, found \"\(cap)\"") }
             o.maxWorkspaceBytes = bytes

@@ -41,7 +41,7 @@ public struct ModelConfig: Equatable, Sendable {
             (widths, activation, wStd, bStd) = ([], .relu, [w], [b])
             return
         }
-        let depth = try r.int("depth", min: 0)
+        let depth = try r.int("depth", min: 0, max: 10_000)
         let width = try r.int("width", min: 1)
         let list = try r.intList("widths")
         switch (list, depth, width) {
@@ -89,7 +89,12 @@ public struct ModelConfig: Equatable, Sendable {
         guard let layers else {
             let mlp = NetworkSpec(inputDim: input.count, widths: widths, outputs: outputs, activation: activation, wStd: wStd,
                                   bStd: bStd, parameterization: parameterization).layers
-            return try Network(layers: (input.isImage ? [.flatten] : []) + mlp, input: input, parameterization: parameterization)
+            do {
+                return try Network(layers: (input.isImage ? [.flatten] : []) + mlp, input: input,
+                                   parameterization: parameterization)
+            } catch let e as LayerError {
+                throw NTKError(e.message + " (from the widths \(widths) on samples \(input))", key: key + ".width")
+            }
         }
         let net: Network
         do { net = try Network(layers: layers, input: input, parameterization: parameterization, path: key + ".layers") } catch let e as LayerError {
@@ -134,7 +139,11 @@ public struct ModelConfig: Equatable, Sendable {
 func parseBytes(_ s: String) -> Int? {
     let t = s.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: "B", with: "")
     let units: [Character: Double] = ["K": 0x1p10, "M": 0x1p20, "G": 0x1p30, "T": 0x1p40]
-    if let u = t.last, let m = units[u], let v = Double(t.dropLast()) { return Int(v * m) }
+    if let u = t.last, let m = units[u], let v = Double(t.dropLast()) {
+        // inf, nan and sizes past 2⁶² are no size (Int(_:) of them would trap)
+        guard v.isFinite, v >= 0, v * m < 0x1p62 else { return nil }
+        return Int(v * m)
+    }
     return Int(t)
 }
 

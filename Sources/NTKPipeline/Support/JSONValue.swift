@@ -149,6 +149,10 @@ public enum JSONValue: Equatable, Sendable {
 private struct JSONParser {
     let bytes: [UInt8]
     var i = 0
+    /// Lists and objects open around the current value; past `maxDepth` the text is refused (a recursion this deep
+    /// would overflow the stack: 200k nested brackets in a lock or metadata crashed the reader).
+    var depth = 0
+    static let maxDepth = 512
     init(bytes: [UInt8]) { self.bytes = bytes }
 
     func error(_ what: String) -> NTKError { NTKError("invalid JSON at byte \(i): \(what)") }
@@ -167,6 +171,12 @@ private struct JSONParser {
     mutating func value() throws -> JSONValue {
         skipSpace()
         guard i < bytes.count else { throw error("unexpected end") }
+        let opens = bytes[i] == UInt8(ascii: "[") || bytes[i] == UInt8(ascii: "{")
+        if opens {
+            guard depth < Self.maxDepth else { throw error("nested deeper than \(Self.maxDepth) lists or objects") }
+            depth += 1
+        }
+        defer { if opens { depth -= 1 } }
         switch bytes[i] {
         case UInt8(ascii: "n"): return try literal("null", .null)
         case UInt8(ascii: "t"): return try literal("true", .bool(true))
