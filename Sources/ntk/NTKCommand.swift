@@ -22,7 +22,7 @@ struct NTKCommand: ParsableCommand {
         main(nil)
     }
 
-    /// SIGINT and SIGTERM: remove the temporary file being written (no `.partial` is left), say what was kept (the
+    /// SIGINT and SIGTERM: remove the temporary file being written (no `.ntk-tmp` is left), say what was kept (the
     /// running stage's last checkpoint, or nothing), exit 130 / 143. Finished stages are already in the lock.
     static func handleInterrupts() {
         for (sig, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
@@ -76,12 +76,16 @@ extension NTKCommand {
         @Option(help: "Worker threads (default: OPENBLAS_NUM_THREADS, else the cores). Results do not depend on it.")
         var threads: Int?
 
+        @Flag(help: "Rehash every dep and out first (see `ntk status --verify`): a damaged out is rebuilt.")
+        var verify = false
+
         func run() throws {
             try NTKCommand.guarded {
                 if let threads { OwnThreads.workers = threads }
                 let started = Date()
                 let reporter = TerminalReporter()
-                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, reporter: reporter)
+                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, reporter: reporter,
+                                        verify: verify)
                 let outcomes = try runner.run(targets: stages, force: force)
                 let ran = outcomes.filter(\.ran).count
                 reporter.log(ran == 0
@@ -100,9 +104,12 @@ extension NTKCommand {
 
         @OptionGroup var options: PipelineOptions
 
+        @Flag(help: "Rehash every dep and out (a byte changed in place, with size and time kept, shows as changed).")
+        var verify = false
+
         func run() throws {
             try NTKCommand.guarded {
-                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides)
+                let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, verify: verify)
                 for s in try runner.status(targets: stages) {
                     print(s.upToDate ? "\(s.stage): up to date"
                                      : "\(s.stage): stale — \((s.reasons + [s.checkpoint].compactMap { $0 }).joined(separator: "; "))")

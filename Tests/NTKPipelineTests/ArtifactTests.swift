@@ -26,7 +26,7 @@ final class ArtifactTests: XCTestCase {
             XCTAssertEqual(back.metadata["seed"], .int(3))
             XCTAssertEqual(back.metadata["x"], .double(0.1))
             XCTAssertEqual(back.metadata["producer"], .string("ntk 0.1.0"))
-            XCTAssertFalse(Files.exists(path + ".partial"))
+            XCTAssertFalse(Files.exists(path + Files.temporarySuffix))
         }
     }
 

@@ -120,6 +120,106 @@ final class GarbageInputTests: XCTestCase {
                     contains: ["bomb.yaml", "more than 1000000 values"])
     }
 
+    /// Sizes and offsets in a zip's directory come from the file: zip64 fields of 2⁶⁴ − 1 or 2⁴⁰ trapped on Int
+    /// conversion or arithmetic, and a 100-byte file declaring a 4 GiB deflated member allocated 4 GiB first.
+    func testZipSizesFromTheFileAreBoundedBeforeUse() throws {
+        let payload: [UInt8] = Array("tiny".utf8)
+        let crc = payload.withUnsafeBytes { Compression.crc32($0) }
+        /// One member "a.npy" whose directory entry claims `size`/`compressed`/`offset` (zip64 fields when ≥ 4 GiB).
+        func zip(size: Int, compressed: Int, offset: Int = 0, method: Zip.Method = .deflated) -> [UInt8] {
+            let real = Zip.Entry(name: "a.npy", method: .stored, crc: crc, compressedSize: 4, size: 4, offset: 0)
+            let local = Zip.localHeader(real) + payload
+            let claimed = Zip.Entry(name: "a.npy", method: method, crc: crc, compressedSize: compressed, size: size,
+                                    offset: offset)
+            return local + Zip.directory([claimed], at: local.count)
+        }
+        XCTAssertEqual(try Zip.entries(zip(size: 4, compressed: 4, method: .stored), strict: false).count, 1)
+        assertError(try Zip.entries(zip(size: 1 << 32, compressed: 4), strict: false),
+                    contains: ["'a.npy'", "4294967296 bytes from 4 deflated bytes", "more than deflate can expand to"])
+        assertError(try Zip.entries(zip(size: 4, compressed: 1 << 40), strict: false),
+                    contains: ["'a.npy'", "beyond the file's"])
+        assertError(try Zip.entries(zip(size: 4, compressed: 4, offset: 1 << 40), strict: false),
+                    contains: ["'a.npy'", "offset 1099511627776"])
+        // every zip64 field 2⁶⁴ − 1: the marker values 0x7ede… are overwritten with all ones
+        let marker = 0x7EDE_0000_0000_0000
+        var f = zip(size: marker + 1, compressed: marker + 2, offset: marker + 3)
+        for i in 0..<(f.count - 7) where f[i + 7] == 0x7E && f[i + 6] == 0xDE { for j in 0..<8 { f[i + j] = 0xFF } }
+        assertError(try Zip.entries(f, strict: false), contains: ["'a.npy'", "corrupt"])
+        // a zip64 end record whose offset is 2⁶⁴ − 1
+        var z = [UInt8](repeating: 0, count: 20)  // the zip64 locator, then the end record that points to it
+        z[0] = 0x50; z[1] = 0x4b; z[2] = 0x06; z[3] = 0x07
+        for j in 8..<16 { z[j] = 0xFF }
+        z += [0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0] + [UInt8](repeating: 0xFF, count: 12) + [0, 0]
+        assertError(try Zip.entries(z, strict: false), contains: ["zip64 end record missing"])
+    }
+
+    /// A gzip file with junk after its stream said "CRC mismatch"; now it says what is there. A damaged CRC still
+    /// says CRC.
+    func testGzipTrailingJunkAndBadCRCAreTold() throws {
+        let data = Array("0123456789".utf8), gz = TestSupport.gzip(data)
+        XCTAssertEqual(try Compression.gunzip(gz), data)
+        XCTAssertEqual(try Compression.gunzip(gz + gz), data + data)
+        XCTAssertEqual(try Compression.gunzip(gz + [0, 0, 0]), data)
+        assertError(try Compression.gunzip(gz + Array("junk!".utf8)),
+                    contains: ["5 bytes of trailing data after the gzip stream"])
+        var bad = gz
+        bad[bad.count - 8] ^= 1
+        assertError(try Compression.gunzip(bad), contains: ["CRC-32 mismatch"])
+    }
+
+    /// Params that are NaN or ±∞ (YAML's .nan, .inf) are errors naming the key, not "training diverged" later.
+    func testNonFiniteParamsAreErrors() throws {
+        var m = try ConfigReader(.object(["w_std": .double(.nan), "width": .int(8)]), path: "params.model")
+        assertError(try ModelConfig(&m), contains: ["params.model.w_std", "finite"])
+        var b = try ConfigReader(.object(["b_std": .array([.double(0), .double(.infinity)]), "depth": .int(1)]),
+                                 path: "params.model")
+        assertError(try ModelConfig(&b), contains: ["params.model.b_std", "finite"])
+        var t = try ConfigReader(.object(["learning_rate": .double(-.infinity)]), path: "params.train")
+        assertError(try t.double("learning_rate", default: 1),
+                    contains: ["params.train.learning_rate", "finite", "-inf"])
+    }
+
+    /// num_classes = 10⁸ took 76 s (a dictionary of 10⁸ classes) before its error; an absurd class count is refused
+    /// at once, and samples without features say so instead of blaming standardize.
+    func testClassCountAndFeaturelessSamplesAreCheckedFirst() throws {
+        var r = try ConfigReader(.object(["num_classes": .int(100_000_000)]), path: "params.data")
+        assertError(try DataConfig(&r), contains: ["params.data.num_classes", "≤ 65536"])
+        let split = RawSplit(features: .floats([]), sampleShape: [0], labels: [0, 1, 0, 1])
+        var config = DataConfig()
+        config.numClasses = 2
+        config.standardize = .global
+        assertError(try Preprocess.run(RawDataset(train: split, test: split, sources: []), config: config, seed: 0),
+                    contains: ["samples have no features", "[0]"])
+    }
+
+    /// Allocations sized by a user are checked against the machine's memory (here a 100 MB machine) and the error
+    /// says both numbers: a network whose training state does not fit, kernels of too many samples.
+    func testAllocationsAreCheckedAgainstTheMachinesMemory() throws {
+        setenv("NTK_MEMORY_BYTES", "100000000", 1)
+        defer { unsetenv("NTK_MEMORY_BYTES") }
+        XCTAssertEqual(MemoryBudget.availableBytes, 100_000_000)
+        let layers: [Layer] = [.dense(out: 4096, wStd: 1, bStd: 0), .dense(out: 4096, wStd: 1, bStd: 0),
+                               .dense(out: 1, wStd: 1, bStd: 0)]
+        assertError(try Network(layers: layers, input: .vector(784)),
+                    contains: ["19992576 parameters", "needs 0.2 GB (3 × 19992576 × 4 bytes)", "0.1 GB of memory"])
+        XCTAssertNotNil(MemoryBudget.excess([Int.max, 2]))
+        XCTAssertNil(MemoryBudget.excess([1000, 1000, 8]))
+        unsetenv("NTK_MEMORY_BYTES")
+        XCTAssertNoThrow(try Network(layers: layers, input: .vector(784)))
+    }
+
+    /// A kernels artifact a stage reads (made by another tool, or damaged) must be finite: the error names its file.
+    func testNonFiniteKernelInputsNameTheirFile() throws {
+        let d = TestSupport.tempDir()
+        let nan = Tensor(name: "ntk_train_train", shape: [2, 2], values: [1, .nan, 0, 1])
+        try ArtifactFile(kind: .kernels, metadata: [:], tensors: [nan]).write(to: d + "/k.npz")
+        let params = StageParams(stage: "predict", values: .object([:]), declared: [])
+        let ctx = StageContext(stage: "predict", params: params,
+                               deps: [("artifacts/k.npz", d + "/k.npz", "x")], reporter: SilentReporter())
+        assertError(try ctx.artifact(.kernels),
+                    contains: ["artifacts/k.npz", "ntk_train_train [2, 2] holds nan at flat index 1", "must be finite"])
+    }
+
     func testPipelineSchemaMustBeOne() throws {
         let dir = TestSupport.tempDir()
         let file = dir + "/p.yaml"

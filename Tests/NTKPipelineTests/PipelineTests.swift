@@ -58,18 +58,57 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(status.stdout, "load: up to date\nsubset: up to date\nother: up to date\n")
     }
 
-    /// Temporary files a killed run left (an out's `.partial`, a checkpoint's) are removed by the next run.
+    /// Temporary files a killed run left (an out's `.ntk-tmp`, a checkpoint's, the lock's) are removed by the next run.
     func testStalePartialFilesAreRemovedByTheNextRun() throws {
         let d = project()
         try FileManager.default.createDirectory(atPath: d + "/artifacts", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: d + "/.ntk/checkpoints/load/abc", withIntermediateDirectories: true)
-        for p in ["/artifacts/subset.npz.partial", "/.ntk/checkpoints/load/abc/piece.npz.partial"] {
+        let left = ["/artifacts/subset.npz.ntk-tmp", "/.ntk/checkpoints/load/abc/piece.npz.ntk-tmp",
+                    "/pipeline.lock.ntk-tmp"]
+        for p in left {
             FileManager.default.createFile(atPath: d + p, contents: Data(repeating: 7, count: 1000))
         }
         let r = try TestSupport.ntk(["run", "other"], in: d)
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("removed 2 temporary file(s) left by an interrupted run"), r.stderr)
-        XCTAssertEqual((FileManager.default.subpaths(atPath: d) ?? []).filter { $0.hasSuffix(".partial") }, [])
+        XCTAssertTrue(r.stderr.contains("removed 3 temporary file(s) left by an interrupted run"), r.stderr)
+        let remaining = (FileManager.default.subpaths(atPath: d) ?? []).filter { $0.hasSuffix(Files.temporarySuffix) }
+        XCTAssertEqual(remaining, [])
+    }
+
+    /// A byte flipped in place, with size, mtime and inode kept, is invisible to the stat-keyed hash cache:
+    /// `status --verify` rehashes and sees it; a run whose stage reads the damaged out says so and rebuilds it.
+    func testDamageInPlaceIsSeenByVerifyAndRebuilt() throws {
+        let d = project()
+        XCTAssertEqual(try TestSupport.ntk(["run"], in: d).status, 0)
+        let path = d + "/artifacts/dataset.npz", good = TestSupport.read(path)
+        /// Flips one bit of the out in place and puts its times back.
+        func damage() {
+            var st = stat()
+            XCTAssertEqual(stat(path, &st), 0)
+            let fd = open(path, O_WRONLY)
+            var byte: UInt8 = good[good.count / 2] ^ 0x10
+            XCTAssertEqual(pwrite(fd, &byte, 1, off_t(good.count / 2)), 1)
+            close(fd)
+            var times = [st.st_atim, st.st_mtim]
+            XCTAssertEqual(utimensat(AT_FDCWD, path, &times, 0), 0)
+        }
+        damage()
+        XCTAssertEqual(try TestSupport.ntk(["status", "load"], in: d).stdout, "load: up to date\n")
+        let r = try TestSupport.ntk(["run", "--force", "subset"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("subset: dep artifacts/dataset.npz is damaged"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("rebuilding it with stage load"), r.stderr)
+        XCTAssertEqual(TestSupport.read(path), good, "the rebuilt out is the original")
+
+        damage()
+        XCTAssertEqual(try TestSupport.ntk(["status", "load"], in: d).stdout, "load: up to date\n")
+        let verified = try TestSupport.ntk(["status", "--verify", "load"], in: d)
+        XCTAssertEqual(verified.stdout, "load: stale — out artifacts/dataset.npz changed\n", verified.stderr)
+        let again = try TestSupport.ntk(["run"], in: d)
+        XCTAssertTrue(again.stderr.contains("load: running (out artifacts/dataset.npz changed)"), again.stderr)
+        XCTAssertEqual(TestSupport.read(path), good)
+        XCTAssertEqual(try TestSupport.ntk(["status", "--verify"], in: d).stdout,
+                       "load: up to date\nsubset: up to date\nother: up to date\n")
     }
 
     /// A sweep: `matrix` expands a stage per value, each cached on its own.

@@ -141,7 +141,8 @@ final class TrainStageTests: XCTestCase {
             XCTAssertTrue(found, "a training checkpoint should exist before the signal")
             XCTAssertEqual(p.terminationStatus, status, text)
             XCTAssertTrue(text.contains("stage train was running: its checkpoint at step"), text)
-            let partials = (FileManager.default.subpaths(atPath: d) ?? []).filter { $0.hasSuffix(".partial") }
+            let partials = (FileManager.default.subpaths(atPath: d) ?? [])
+                .filter { $0.hasSuffix(Files.temporarySuffix) }
             XCTAssertEqual(partials, [], "temporary files left behind")
             let shown = try TestSupport.ntk(["status", "train"], in: d)
             XCTAssertTrue(shown.stdout.contains("checkpoint at step"), shown.stdout)

@@ -87,6 +87,10 @@ public struct Network: Sendable {
             throw LayerError(path, "the network ends with an image \(shape): end with flatten or global_avg_pool, then dense")
         }
         guard shape.count >= 1 else { throw LayerError(path, "the network has no outputs") }
+        // Training holds at least θ, its gradient and one more copy (momentum, or θ₀ of the linearization).
+        if let excess = MemoryBudget.excess([3, parameterCount, 4]) {
+            throw LayerError(path, "the network has \(parameterCount) parameters: training them \(excess)")
+        }
         markInPlace()
     }
 

@@ -68,12 +68,26 @@ public struct ArtifactFile {
     /// `times` may hold +∞).
     /// Called before any out of a stage is written, so a non-finite result fails the stage and replaces nothing.
     public func nonFiniteError(stage: String, out: String) -> NTKError? {
+        guard let (t, bad, value) = firstNonFinite() else { return nil }
+        return NTKError("stage \(stage): \(t.name) \(t.shape) holds \(value) at flat index \(bad); nothing was written",
+                        at: out,
+                        hint: "check the inputs (a dataset or kernel with NaN, a diverging parameter) and the params")
+    }
+
+    /// The same check on an artifact a stage reads (written by another tool, or by an older ntk): an error naming it.
+    public func nonFiniteInputError(_ path: String) -> NTKError? {
+        guard let (t, bad, value) = firstNonFinite() else { return nil }
+        return NTKError("\(t.name) \(t.shape) holds \(value) at flat index \(bad): "
+                        + "a \(kind.rawValue) artifact must be finite",
+                        at: path, hint: "rebuild it (ntk run --force STAGE), or check the tool that wrote it")
+    }
+
+    /// The first NaN or ±Inf in a kernels or predictions artifact (t = ∞ in `times` is a time like any other).
+    private func firstNonFinite() -> (Tensor, Int, Double)? {
         guard kind == .kernels || kind == .predictions else { return nil }
         for t in tensors {
-            // t = ∞ is a time like any other (the converged predictions); NaN never is
             if let (bad, value) = t.firstNonFinite(), !(t.name == "times" && value.isInfinite && value > 0) {
-                return NTKError("stage \(stage): \(t.name) \(t.shape) holds \(value) at flat index \(bad); nothing was written",
-                                at: out, hint: "check the inputs (a dataset or kernel with NaN, a diverging parameter) and the params")
+                return (t, bad, value)
             }
         }
         return nil
@@ -173,8 +187,10 @@ public struct ArtifactFile {
 /// Arrays from a user's `.npz` or `.npy` file (written by numpy or anything else): lenient about headers,
 /// strict about CRCs, dtypes and shapes. A `.npy` file gives one array named after the file.
 public enum UserArrays {
-    public static func read(_ path: String) throws -> [String: Tensor] {
-        let f = try Files.read(path)
+    public static func read(_ path: String) throws -> [String: Tensor] { try parse(try Files.read(path), path: path) }
+
+    /// The arrays in a `.npz` or `.npy` file's bytes (`path` names it in errors and a `.npy` array).
+    static func parse(_ f: [UInt8], path: String) throws -> [String: Tensor] {
         do {
             if f.starts(with: NPY.magic) {
                 let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension

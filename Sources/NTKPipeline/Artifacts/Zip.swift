@@ -146,13 +146,15 @@ enum Zip {
         if count == 0xFFFF || cdSize == limit32 || cdOffset == limit32 {
             let loc = eocd - 20
             guard loc >= 0, le32(f, loc) == 0x0706_4b50 else { throw NTKError("zip64 locator missing (corrupt file)") }
-            let rec = Int(le64(f, loc + 8))
-            guard rec >= 0, rec + 56 <= f.count, le32(f, rec) == 0x0606_4b50 else { throw NTKError("zip64 end record missing (corrupt file)") }
-            count = Int(le64(f, rec + 32))
-            cdSize = Int(le64(f, rec + 40))
-            cdOffset = Int(le64(f, rec + 48))
+            let rec = int64(f, loc + 8)
+            guard rec <= f.count - 56, le32(f, rec) == 0x0606_4b50 else {
+                throw NTKError("zip64 end record missing (corrupt file)")
+            }
+            count = int64(f, rec + 32)
+            cdSize = int64(f, rec + 40)
+            cdOffset = int64(f, rec + 48)
         }
-        guard cdOffset >= 0, cdSize >= 0, cdOffset + cdSize <= eocd else {
+        guard cdOffset <= eocd, cdSize <= eocd - cdOffset else {
             throw NTKError("central directory lies outside the file (truncated or corrupt)")
         }
         var out: [Entry] = []
@@ -174,11 +176,23 @@ enum Zip {
                 let id = le16(f, x), len = Int(le16(f, x + 2))
                 if id == 1 {
                     var q = x + 4
-                    if e.size == limit32 { e.size = Int(le64(f, q)); q += 8 }
-                    if e.compressedSize == limit32 { e.compressedSize = Int(le64(f, q)); q += 8 }
-                    if e.offset == limit32 { e.offset = Int(le64(f, q)) }
+                    if e.size == limit32, q + 8 <= xEnd { e.size = int64(f, q); q += 8 }
+                    if e.compressedSize == limit32, q + 8 <= xEnd { e.compressedSize = int64(f, q); q += 8 }
+                    if e.offset == limit32, q + 8 <= xEnd { e.offset = int64(f, q) }
                 }
                 x += 4 + len
+            }
+            // Sizes and offsets come from the file: bound them before any arithmetic or allocation. Deflate
+            // expands at most 1032:1, so a member claiming more is corrupt (a 100-byte file cannot ask for 4 GiB).
+            guard e.offset <= f.count, e.compressedSize <= f.count - e.offset else {
+                throw NTKError("member '\(name)' claims \(e.compressedSize) bytes at offset \(e.offset), "
+                               + "beyond the file's \(f.count) bytes (truncated or corrupt)")
+            }
+            guard e.method == .stored ? e.size == e.compressedSize : e.size <= e.compressedSize * 1032 + 64 else {
+                throw NTKError("member '\(name)' claims \(e.size) bytes from \(e.compressedSize) "
+                               + (e.method == .stored ? "stored bytes"
+                                  : "deflated bytes, more than deflate can expand to")
+                               + " (corrupt)")
             }
             out.append(e)
             p += 46 + nameLen + extraLen + commentLen
@@ -236,6 +250,9 @@ enum Zip {
     static func le16(_ f: [UInt8], _ i: Int) -> UInt16 { UInt16(f[i]) | UInt16(f[i + 1]) << 8 }
     static func le32(_ f: [UInt8], _ i: Int) -> UInt32 { UInt32(le16(f, i)) | UInt32(le16(f, i + 2)) << 16 }
     static func le64(_ f: [UInt8], _ i: Int) -> UInt64 { UInt64(le32(f, i)) | UInt64(le32(f, i + 4)) << 32 }
+    /// A 64-bit size or offset from the file as an Int, values past Int.max clamped (callers bound them by the
+    /// file's size).
+    static func int64(_ f: [UInt8], _ i: Int) -> Int { Int(clamping: le64(f, i)) }
 }
 
 /// A little-endian byte builder.

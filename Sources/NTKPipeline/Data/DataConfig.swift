@@ -52,7 +52,8 @@ public struct DataConfig: Equatable, Sendable {
     public init(_ r: inout ConfigReader) throws {
         format = try r.choice("format", default: format)
         path = try r.string("path", default: path)!
-        numClasses = try r.int("num_classes", default: numClasses, min: 1)!
+        // 2¹⁶ classes: three times ImageNet-21k's, and every one of them must have samples and an output.
+        numClasses = try r.int("num_classes", default: numClasses, min: 1, max: 1 << 16)!
         classes = try r.intList("classes")
         nTrain = try r.int("n_train", min: 1)
         nTest = try r.int("n_test", min: 1)

@@ -12,6 +12,15 @@ public enum Preprocess {
         let testIdx = try Selection.stratified(labels: raw.test.labels, classes: classes, n: config.nTest, seed: base &+ 0x7465_7374,
                                                what: "test split of \(config.path)")
         let d = raw.train.featureCount
+        guard d >= 1 else {
+            throw NTKError("samples have no features (shape \(raw.train.sampleShape))", at: config.path)
+        }
+        let k = config.targets == .pm1 ? 1 : classes.count
+        if let excess = MemoryBudget.excess([2, (trainIdx.count + testIdx.count) * (d + k), 8]) {
+            throw NTKError("the dataset of \(trainIdx.count) + \(testIdx.count) samples, \(d) features and \(k) "
+                           + "outputs "
+                           + excess, hint: "use fewer samples (the data's n_train, n_test)")
+        }
         let isBytes: Bool
         if case .bytes = raw.train.features { isBytes = true } else { isBytes = false }
         let byteScale = isBytes && config.scale ? 1.0 / 255.0 : 1.0
@@ -45,7 +54,6 @@ public enum Preprocess {
             l2Normalize(&xTrain, d: d)
             l2Normalize(&xTest, d: d)
         }
-        let k = config.targets == .pm1 ? 1 : classes.count
         func targets(_ labels: [Int32], _ idx: [Int]) -> [Double] {
             var y = [Double](repeating: config.targets == .centered_one_hot ? -1 / Double(k) : 0, count: idx.count * k)
             let pos = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($0.element, $0.offset) })

@@ -52,11 +52,13 @@ public struct ConfigReader {
         return i
     }
 
+    /// A finite number (no param of ntk means anything by NaN or ±∞; predict's `times` reads "inf" itself).
     public mutating func double(_ key: String, default d: Double) throws -> Double {
         switch raw(key) {
         case nil: return defaulted(key, d) { .double($0) }
         case .int(let i)?: return Double(i)
-        case .double(let x)?: return x
+        case .double(let x)? where x.isFinite: return x
+        case .double(let x)?: throw fail(key, "must be a finite number, found \(x)")
         case let v?: throw fail(key, "expected a number, found \(v.typeName) \(v.canonical)")
         }
     }

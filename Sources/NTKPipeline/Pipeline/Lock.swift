@@ -26,8 +26,13 @@ public struct Lock: Equatable {
 
     public static func read(_ path: String) throws -> Lock {
         guard Files.exists(path) else { return Lock() }
+        return try parse(try Files.read(path), path: path)
+    }
+
+    /// The lock in a lock file's bytes (`path` names it in errors).
+    static func parse(_ bytes: [UInt8], path: String) throws -> Lock {
         let v: JSONValue
-        do { v = try JSONValue.parse(String(decoding: try Files.read(path), as: UTF8.self)) } catch let e as NTKError {
+        do { v = try JSONValue.parse(String(decoding: bytes, as: UTF8.self)) } catch let e as NTKError {
             throw NTKError("corrupt lock file: \(e.problem)", at: path, hint: "delete it to rerun every stage")
         }
         var lock = Lock()

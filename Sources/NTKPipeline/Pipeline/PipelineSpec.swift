@@ -66,6 +66,11 @@ public struct PipelineSpec {
         do { bytes = try Files.read(path) } catch let e as NTKError {
             throw NTKError(e.problem, at: path, hint: Files.exists(path) ? nil : "run from the project directory or pass --pipeline FILE")
         }
+        return try parse(bytes, file: path, overrides: overrides)
+    }
+
+    /// The spec in a pipeline file's bytes (`file` names it in errors).
+    static func parse(_ bytes: [UInt8], file path: String, overrides: [String] = []) throws -> PipelineSpec {
         let doc = try YAMLDocument(text: String(decoding: bytes, as: UTF8.self), file: path)
         var spec = PipelineSpec(file: path, params: .object([:]), stages: [], lines: doc.lines)
         var top = try ConfigReader(doc.value, path: "", locate: spec.locate)

@@ -30,7 +30,9 @@ public final class Runner {
     }
 
     /// Loads and validates everything up front, so a bad key in the last stage fails before the first runs.
-    public init(pipeline path: String, overrides: [String] = [], reporter: Reporter = SilentReporter()) throws {
+    /// `verify`: rehash every dep and out instead of trusting the stat cache (see `ContentHasher`).
+    public init(pipeline path: String, overrides: [String] = [], reporter: Reporter = SilentReporter(),
+                verify: Bool = false) throws {
         var spec = try PipelineSpec.load(path, overrides: overrides)
         root = (path as NSString).deletingLastPathComponent
         // one spelling per file before any check, hash, lock entry or `sources` record (./x, a/../x, an absolute
@@ -44,7 +46,7 @@ public final class Runner {
         self.spec = spec
         lockPath = Lock.path(forPipeline: path)
         self.reporter = reporter
-        hasher = ContentHasher(cachePath: (root.isEmpty ? "." : root) + "/.ntk/hashes.json")
+        hasher = ContentHasher(cachePath: (root.isEmpty ? "." : root) + "/.ntk/hashes.json", verify: verify)
         for s in spec.stages {
             guard let kind = stageKind(named: s.kind) else {
                 throw NTKError("unknown stage kind '\(s.kind)' (known: \(stageKinds.map { $0.name }.joined(separator: ", ")))",
@@ -141,13 +143,14 @@ public final class Runner {
         return out
     }
 
-    /// Temporary files a killed run left (`<out>.partial`, and under .ntk/checkpoints): no run holds them now —
+    /// Temporary files a killed run left (`<out>.ntk-tmp`, the lock's, and any under .ntk): no run holds them now —
     /// this process has the run lock — so they go (a kill -9 mid-write could leave hundreds of MB).
     func removeStalePartials() {
-        var stale = spec.stages.flatMap(\.outs).map { resolve($0) + ".partial" }.filter(Files.exists)
-        let checkpoints = (root.isEmpty ? "." : root) + "/.ntk/checkpoints"
-        stale += (FileManager.default.subpaths(atPath: checkpoints) ?? []).filter { $0.hasSuffix(".partial") }
-            .map { checkpoints + "/" + $0 }
+        let tmp = Files.temporarySuffix
+        var stale = (spec.stages.flatMap(\.outs).map(resolve) + [lockPath]).map { $0 + tmp }.filter(Files.exists)
+        let state = (root.isEmpty ? "." : root) + "/.ntk"
+        stale += (FileManager.default.subpaths(atPath: state) ?? []).filter { $0.hasSuffix(tmp) }
+            .map { state + "/" + $0 }
         for p in stale { try? FileManager.default.removeItem(atPath: p) }
         if !stale.isEmpty { reporter.log("removed \(stale.count) temporary file(s) left by an interrupted run") }
     }
@@ -249,13 +252,34 @@ public final class Runner {
             }
             reporter.log("\(s.name): running (\(reasons.joined(separator: "; ")))")
             let started = Date()
-            lock.stages[s.name] = try execute(s)
+            do { lock.stages[s.name] = try execute(s) } catch let e as NTKError {
+                // A dep another stage makes is damaged (a flipped byte the stat cache did not see): rebuild it, retry.
+                guard let (dep, up, problem) = damagedDep(s, e), let u = spec.stage(up) else { throw e }
+                reporter.log("\(s.name): dep \(dep) is damaged (\(problem)); rebuilding it with stage \(up)")
+                hasher.forget(resolve(dep))
+                lock.stages[up] = try execute(u)
+                try lock.write(lockPath)
+                lock.stages[s.name] = try execute(s)
+            }
             try lock.write(lockPath)  // last: the entry describes outs that are already in place
             let secs = Date().timeIntervalSince(started)
             reporter.log(String(format: "%@: done in %.2f s", s.name, secs))
             outcomes.append(Outcome(stage: s.name, ran: true, reasons: reasons, seconds: secs))
         }
         return outcomes
+    }
+
+    /// The dep of s that `error` is about, when it is an artifact another stage makes and it does not read back
+    /// intact (CRC, headers): (dep, its producer, what is wrong). nil for any other error.
+    func damagedDep(_ s: PipelineSpec.Stage, _ error: NTKError) -> (String, String, String)? {
+        guard let at = error.location else { return nil }
+        for d in s.deps where normalise(resolve(d)) == normalise(at) {
+            guard let up = producer[normalise(d)], up != s.name else { return nil }
+            do { _ = try ArtifactFile.read(resolve(d)) } catch let e as NTKError {
+                return (d, up, e.problem)
+            } catch { return nil }
+        }
+        return nil
     }
 
     /// Runs one stage and writes its outs; returns its new lock entry.

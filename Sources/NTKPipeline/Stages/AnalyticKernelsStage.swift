@@ -57,6 +57,12 @@ public struct AnalyticKernelsStage: StageKind {
         let (path, file) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: file, path: path)
         let spec = try model.spec(inputDim: ds.features, outputs: ds.outputs)
+        let (n, m) = (ds.nTrain, ds.nTest)
+        // NNGP and NTK of train×train and test×train (and test×test), float64, each held as a matrix and a tensor.
+        if let excess = MemoryBudget.excess([2, 2 * n * (n + m) + (testTest ? m * m : 0), 8]) {
+            throw NTKError("the kernels of \(n) training and \(m) test samples \(excess)",
+                           hint: "use fewer samples (the data's n_train, n_test)")
+        }
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
         let tt = try compute("train_train", xtr, nil, spec, ctx)
         let st = try compute("test_train", xte, xtr, spec, ctx)

@@ -88,6 +88,12 @@ public struct EmpiricalKernelsStage: StageKind {
         }
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
         let k = ds.outputs, n = ds.nTrain, m = ds.nTest
+        // The NTKs (k×k blocks when full) and the NNGPs in float64 tensors, beside the kernels they come from.
+        let ntkElements = full ? n * k * (n + m) * k : n * (n + m)
+        if let excess = MemoryBudget.excess([2, ntkElements + (n + m) * (n + m), 8]) {
+            throw NTKError("the \(full ? "full" : "traced") kernels of \(n) training and \(m) test samples \(excess)",
+                           hint: "use fewer samples (the data's n_train, n_test)" + (full ? ", or output: traced" : ""))
+        }
         let started = Date()
         func run<T: NTKFloat>(_: T.Type) throws -> [Tensor] {
             let e = EmpiricalNTK<T>(network: p.network, theta: theta)

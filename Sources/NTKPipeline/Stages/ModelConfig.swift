@@ -80,7 +80,9 @@ public struct ModelConfig: Equatable, Sendable {
         }
         wStd = try perLayer("w_std", 1.0)
         bStd = try perLayer("b_std", 0.0)
-        if wStd.contains(where: { $0 < 0 }) || bStd.contains(where: { $0 < 0 }) { throw r.fail("w_std", "standard deviations must be ≥ 0") }
+        for (key, v) in [("w_std", wStd), ("b_std", bStd)] where v.contains(where: { !($0 >= 0 && $0.isFinite) }) {
+            throw r.fail(key, "standard deviations must be finite numbers ≥ 0, found \(v)")
+        }
         try r.finish()
     }
 

@@ -150,6 +150,7 @@ public struct StageContext {
         try deps.compactMap { d in
             if let cached = artifactCache.files[d.resolved] { return cached.map { (d.path, d.resolved, $0) } }
             let f = d.resolved.hasSuffix(".npz") && ArtifactFile.looksLikeArtifact(d.resolved) ? try ArtifactFile.read(d.resolved) : nil
+            if let e = f?.nonFiniteInputError(d.path) { throw e }
             artifactCache.files[d.resolved] = .some(f)
             return f.map { (d.path, d.resolved, $0) }
         }

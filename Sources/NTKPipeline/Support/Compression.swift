@@ -34,6 +34,11 @@ public enum Compression {
             while consumed < input.count {
                 // Skip zero padding after the last member (some tools append it).
                 if input[consumed...].allSatisfy({ $0 == 0 }) { break }
+                // Another member must start with the gzip magic; anything else is junk after the stream.
+                if consumed > 0, consumed + 1 >= input.count || input[consumed] != 0x1f || input[consumed + 1] != 0x8b {
+                    throw NTKError("\(input.count - consumed) bytes of trailing data after the gzip stream "
+                                   + "(they are not another gzip member)")
+                }
                 var s = z_stream()
                 guard CZlib_inflateInitAuto(&s) == Z_OK else { throw NTKError("zlib inflateInit failed") }
                 defer { inflateEnd(&s) }
@@ -64,8 +69,9 @@ public enum Compression {
                         }
                     case Z_DATA_ERROR:
                         let msg = s.msg.map { String(cString: $0) } ?? "data error"
-                        if msg.contains("check") {
-                            throw NTKError("corrupt gzip file: \(msg) (CRC mismatch: the data was damaged)")
+                        if msg == "incorrect data check" || msg == "incorrect length check" {
+                            let what = msg.contains("data") ? "CRC-32 mismatch" : "length mismatch"
+                            throw NTKError("corrupt gzip file: \(msg) (\(what): the data was damaged)")
                         }
                         throw NTKError("corrupt gzip data (\(msg))")
                     default:

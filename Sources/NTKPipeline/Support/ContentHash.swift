@@ -9,10 +9,15 @@ public final class ContentHasher {
     private let cachePath: String?
     private var cache: [String: String] = [:]
     private var dirty = false
+    /// Rehash every file once, whatever the cache says (`ntk status --verify`: a byte changed in place with the size
+    /// and mtime kept is invisible to the stat key); the fresh hashes replace the cached ones.
+    private var verify: Bool
+    private var verified: Set<String> = []
 
     /// `cachePath`: a JSON file for the stat cache (nil: no cache).
-    public init(cachePath: String?) {
+    public init(cachePath: String?, verify: Bool = false) {
         self.cachePath = cachePath
+        self.verify = verify
         if let cachePath, let bytes = try? Files.read(cachePath),
             case .object(let o)? = try? JSONValue.parse(String(decoding: bytes, as: UTF8.self))
         {
@@ -40,12 +45,22 @@ public final class ContentHasher {
             return Entry(sha256: SHA256.hex(Array(lines.utf8)), size: total)
         }
         let key = "\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(st.st_ino)"
-        if let h = cache[key] { return Entry(sha256: h, size: Int(st.st_size)) }
+        if let h = cache[key], !verify || verified.contains(key) { return Entry(sha256: h, size: Int(st.st_size)) }
         let h = try Self.hashFile(path)
-        cache = cache.filter { !$0.key.hasPrefix(path + "|") }
+        if verify { verified.insert(key) }
+        if cache.keys.contains(where: { $0.hasPrefix(path + "|") && $0 != key }) {
+            cache = cache.filter { !$0.key.hasPrefix(path + "|") }
+            dirty = true
+        }
+        if cache[key] != h { dirty = true }
         cache[key] = h
-        dirty = true
         return Entry(sha256: h, size: Int(st.st_size))
+    }
+
+    /// Forgets the cached hash of `path` (a file found damaged: the next `hash` reads it again).
+    public func forget(_ path: String) {
+        cache = cache.filter { !$0.key.hasPrefix(path + "|") }
+        dirty = true
     }
 
     /// SHA-256 of a file, read in 4 MiB chunks.

@@ -33,13 +33,16 @@ public enum Files {
         return out
     }
 
-    /// Writes `path` atomically: the bytes go to `path.partial`, are fsynced, then renamed over `path`
+    /// What a file being written is called until it is complete: `<path>.ntk-tmp` (plainly temporary, plainly ntk's).
+    public static let temporarySuffix = ".ntk-tmp"
+
+    /// Writes `path` atomically: the bytes go to `path.ntk-tmp`, are fsynced, then renamed over `path`
     /// and the directory is fsynced. A crash at any moment leaves either the old file or the new one,
-    /// never a mixture; a leftover `.partial` is overwritten by the next write.
+    /// never a mixture; a leftover temporary is overwritten by the next write and removed when a run starts.
     public static func writeAtomically(_ path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try makeDirectory(dir) }
-        let tmp = path + ".partial"
+        let tmp = path + temporarySuffix
         Interruption.writing(tmp)
         defer { Interruption.written(tmp) }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What an interrupted run (SIGINT, SIGTERM) must clean up and can report: the temporary files being written now
-/// (removed, so no `.partial` is left) and, per stage, the last checkpoint it saved (kept: the next run resumes).
+/// (removed, so no `.ntk-tmp` is left) and, per stage, the last checkpoint it saved (kept: the next run resumes).
 /// The CLI's signal handler calls `cleanUp()` and prints `summary`; the library only records.
 public enum Interruption {
     private static let lock = NSLock()

@@ -1,0 +1,30 @@
+import Foundation
+
+/// The one check made before a large allocation whose size comes from a user's file or params (a network's θ, a
+/// kernel, one-hot targets): the bytes asked for, computed without overflow, against what the machine has. Asking for
+/// more is an error that says both numbers, instead of an allocation abort or the kernel's OOM killer minutes later.
+public enum MemoryBudget {
+    /// The machine's physical memory in bytes; `NTK_MEMORY_BYTES` overrides it (a share of a shared machine, a test).
+    public static var availableBytes: Int {
+        if let s = ProcessInfo.processInfo.environment["NTK_MEMORY_BYTES"], let v = Int(s), v > 0 { return v }
+        return Int(clamping: ProcessInfo.processInfo.physicalMemory)
+    }
+
+    /// nil when `factors` multiplied (e.g. [copies, n, n, bytes per element]) fit in `availableBytes`; else a sentence
+    /// "needs 38.4 GB (3 × 3200000000 × 4 bytes), more than this machine's 24.0 GB of memory".
+    public static func excess(_ factors: [Int]) -> String? {
+        var product = 1, overflow = false
+        for f in factors {
+            let r = product.multipliedReportingOverflow(by: Swift.max(f, 0))
+            product = r.partialValue
+            overflow = overflow || r.overflow
+        }
+        let have = availableBytes
+        guard overflow || product > have else { return nil }
+        let asked = overflow ? "more than 2⁶³ bytes" : gigabytes(product)
+        return "needs \(asked) (\(factors.map(String.init).joined(separator: " × ")) bytes), more than this machine's "
+            + "\(gigabytes(have)) of memory"
+    }
+
+    public static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f GB", Double(bytes) / 1e9) }
+}
