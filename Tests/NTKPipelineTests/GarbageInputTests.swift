@@ -220,6 +220,32 @@ final class GarbageInputTests: XCTestCase {
                     contains: ["artifacts/k.npz", "ntk_train_train [2, 2] holds nan at flat index 1", "must be finite"])
     }
 
+    /// A user's weights: a bias of the wrong shape, a bias where the layer has none, an extra W3 or a NaN were
+    /// accepted; each names the file and the tensor.
+    func testUserWeightsAreCheckedTensorByTensor() throws {
+        let spec = NetworkSpec(inputDim: 4, widths: [8, 8], outputs: 2, activation: .relu, wStd: 1, bStd: 0.1)
+        let net = Network(spec)
+        var good = Dictionary(uniqueKeysWithValues: ParamsArtifact(spec: spec, theta: MLP.initialize(spec, seed: 3).theta)
+            .tensors().map { ($0.name, $0) })
+        XCTAssertEqual(try ParamsArtifact.theta(from: good, network: net, location: "w.npz").count, net.parameterCount)
+        var t = good
+        t["b1"] = Tensor(name: "b1", shape: [8, 8], values: [Double](repeating: 0, count: 64))
+        assertError(try ParamsArtifact.theta(from: t, network: net, location: "w.npz"),
+                    contains: ["w.npz", "b1 has shape [8, 8]", "needs [8]"])
+        t = good
+        t["W3"] = Tensor(name: "W3", shape: [2, 2], values: [0, 0, 0, 0])
+        assertError(try ParamsArtifact.theta(from: t, network: net, location: "w.npz"),
+                    contains: ["w.npz", "has W3", "3 parameter layers"])
+        good["W0"] = Tensor(name: "W0", shape: [4, 8], values: [.nan] + [Double](repeating: 0, count: 31))
+        assertError(try ParamsArtifact.theta(from: good, network: net, location: "w.npz"),
+                    contains: ["w.npz", "parameter 0 is NaN or Inf"])
+        let noBias = Network(NetworkSpec(inputDim: 4, widths: [8, 8], outputs: 2, activation: .relu, wStd: 1, bStd: 0))
+        assertError(try ParamsArtifact.theta(from: t, network: noBias, location: "w.npz"),
+                    contains: ["w.npz", "has b0", "no bias"])
+        var ip = try ConfigReader(.object(["interpolate": .object(["points": .int(1_000_000_000)])]), path: "params.data")
+        assertError(try DataConfig(&ip), contains: ["params.data.interpolate.points", "≤ 1000000"])
+    }
+
     func testPipelineSchemaMustBeOne() throws {
         let dir = TestSupport.tempDir()
         let file = dir + "/p.yaml"
