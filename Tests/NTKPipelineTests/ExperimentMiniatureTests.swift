@@ -65,6 +65,41 @@ final class ExperimentMiniatureTests: XCTestCase {
         }
     }
 
+    /// Figure S5's four sweeps (FC by depth and by |D|, CNN by depth, WRN by N) with two tiny sizes each: every
+    /// series of every section gets a finite log-log slope in metrics.json.
+    func testFigureS5SweepsRunInMiniature() throws {
+        var text = try String(contentsOfFile: TestSupport.root + "/experiments/figS5.yaml", encoding: .utf8)
+        for (pattern, with) in [(#"width: \[[0-9, ]+\]"#, "width: [4, 8]"),
+                                (#"channels: \[[0-9, ]+\]"#, "channels: [2, 4]"),
+                                (#"n_train: \[[0-9, ]+\]"#, "n_train: [8, 16]"),
+                                (#"depth: \[1, 2, 4, 8\]"#, "depth: [1, 2]"),
+                                ("steps: [0-9]+", "steps: 3"), ("n_train: [0-9]+", "n_train: 16"),
+                                ("n_test: [0-9]+", "n_test: 10")] {
+            let re = try NSRegularExpression(pattern: pattern)
+            XCTAssertGreaterThan(re.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text)), 0, pattern)
+            let all = NSRange(text.startIndex..., in: text)
+            text = re.stringByReplacingMatches(in: text, range: all, withTemplate: with)
+        }
+        let d = TestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        try FileManager.default.createDirectory(atPath: d + "/experiments", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: d + "/data", withDestinationPath: TestSupport.root + "/data")
+        try text.write(toFile: d + "/experiments/figS5.yaml", atomically: true, encoding: .utf8)
+        let r = try TestSupport.ntk(["run", "--pipeline", "experiments/figS5.yaml"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try Files.read(d + "/experiments/artifacts/figS5/metrics.json")
+        let metrics = try JSONValue.parse(String(decoding: json, as: UTF8.self))
+        guard case .array(let sections)? = metrics["sections"] else { return XCTFail("no sections") }
+        let expected = ["eval_depth": 2, "eval_size": 2, "eval_cnn": 3, "eval_wrn": 2]
+        XCTAssertEqual(sections.compactMap { $0["from"]?.text }, ["eval_depth", "eval_size", "eval_cnn", "eval_wrn"])
+        for sec in sections {
+            let from = sec["from"]?.text ?? "?"
+            guard case .object(let fits)? = sec["fits"] else { XCTFail("\(from): no fits"); continue }
+            XCTAssertEqual(fits.count, expected[from], "\(from): one slope per series: \(fits.keys.sorted())")
+            for (k, v) in fits { XCTAssertTrue(v.number?.isFinite == true, "\(from): \(k) = \(v)") }
+        }
+    }
+
     func testFigureS2CNNRunsInMiniature() throws {
         let yaml = try miniature("figS2", steps: 6, nTrain: 16, nTest: 10)
         let section = "Figure S2 — 3 × conv 3×3 tanh, average pool, momentum 0.9, MSE"

@@ -36,6 +36,8 @@ public struct PipelineSpec {
         public var params: [String]
         public var outs: [String]
         public var desc: String?
+        /// Keys the templates in its declared params look up (`ParamTemplates.swift`): read as if declared.
+        public var templateReads: Set<String> = []
     }
 
     public var file: String
@@ -109,13 +111,15 @@ public struct PipelineSpec {
                 throw NTKError("declares param '\(p)', which is not defined under params", at: spec.locate("stages.\(name).params"), key: "stages.\(name).params")
             }
             let expansions = try spec.expand(matrix, stage: name, params: params, deps: deps, order: doc.keyOrder["stages.\(name).matrix"])
-            for (suffix, values) in expansions {
+            for (suffix, written) in expansions {
                 let full = suffix.isEmpty ? name : name + "@" + suffix
+                let (values, reads) = try spec.resolvingTemplates(in: written, declared: params)
                 func paths(_ list: [String], _ key: String) throws -> [String] {
                     try list.map { try spec.interpolate($0, in: "stages.\(name).\(key)", params: values) }
                 }
                 spec.stages.append(Stage(name: full, group: name, values: values, kind: kind, deps: try paths(deps, "deps"),
-                                         params: params, outs: try paths(outs, "outs"), desc: desc))
+                                         params: params, outs: try paths(outs, "outs"), desc: desc,
+                                         templateReads: reads))
             }
         }
         try spec.checkOverrides(overrides, written: written, swept: swept)
@@ -154,7 +158,10 @@ public struct PipelineSpec {
                 throw NTKError("matrix key '\(k)' is not defined under params", at: locate(key + "." + k), key: key + "." + k)
             }
             // it must change what the stage computes: a param it reads, or a path it reads (`${k}` in deps)
-            guard declared.contains(where: { k == $0 || k.hasPrefix($0 + ".") }) || deps.contains(where: { $0.contains("${\(k)}") }) else {
+            let viaTemplates = try resolvingTemplates(in: params, declared: declared).reads
+            let covers = { (p: String) in k == p || k.hasPrefix(p + ".") }
+            guard declared.contains(where: covers) || deps.contains(where: { $0.contains("${\(k)}") })
+                    || viaTemplates.contains(where: covers) else {
                 throw NTKError("matrix key '\(k)' is neither among the stage's params nor used in its deps, so its expansions would not differ",
                                at: locate(key + "." + k), key: key + "." + k, hint: "add \(k) (or a parent key) to stages.\(stage).params")
             }
@@ -196,7 +203,8 @@ public struct PipelineSpec {
             var parentIsMapping = false
             if case .object? = parent { parentIsMapping = true }
             let readers = stages.filter { s in
-                s.params.contains { key == $0 || key.hasPrefix($0 + ".") || $0.hasPrefix(key + ".") }
+                (s.params + s.templateReads)
+                    .contains { key == $0 || key.hasPrefix($0 + ".") || $0.hasPrefix(key + ".") }
             }
             let file = (self.file as NSString).lastPathComponent
             guard (exists || parentIsMapping) && !readers.isEmpty else {
