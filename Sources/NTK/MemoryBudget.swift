@@ -10,18 +10,25 @@ public enum MemoryBudget {
         return Int(clamping: ProcessInfo.processInfo.physicalMemory)
     }
 
+    /// The product of sizes read from a file or a param, or nil when it overflows an Int — the one checked product
+    /// every reader and shape check uses (IDX dims, npy shapes, layer sizes, allocation budgets).
+    public static func product(_ factors: [Int]) -> Int? {
+        var p = 1
+        for f in factors {
+            let (next, overflow) = p.multipliedReportingOverflow(by: f)
+            if overflow { return nil }
+            p = next
+        }
+        return p
+    }
+
     /// nil when `factors` multiplied (e.g. [copies, n, n, bytes per element]) fit in `availableBytes`; else a sentence
     /// "needs 38.4 GB (3 × 3200000000 × 4 bytes), more than this machine's 24.0 GB of memory".
     public static func excess(_ factors: [Int]) -> String? {
-        var product = 1, overflow = false
-        for f in factors {
-            let r = product.multipliedReportingOverflow(by: Swift.max(f, 0))
-            product = r.partialValue
-            overflow = overflow || r.overflow
-        }
+        let product = self.product(factors.map { Swift.max($0, 0) })
         let have = availableBytes
-        guard overflow || product > have else { return nil }
-        let asked = overflow ? "more than 2⁶³ bytes" : gigabytes(product)
+        if let product, product <= have { return nil }
+        let asked = product.map(gigabytes) ?? "more than 2⁶³ bytes"
         return "needs \(asked) (\(factors.map(String.init).joined(separator: " × ")) bytes), more than this machine's "
             + "\(gigabytes(have)) of memory"
     }

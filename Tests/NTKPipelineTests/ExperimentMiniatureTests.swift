@@ -7,26 +7,28 @@ import XCTest
 /// end in miniature: the files as committed, with their channel counts, steps and data sizes shrunk by text
 /// substitution (everything else — layers, optimizer, stages, report — as the real run has it).
 final class ExperimentMiniatureTests: XCTestCase {
-    /// `experiments/<name>.yaml` with every `channels: n` → 4, `steps: n` → `steps`, and the data sizes given.
-    func miniature(_ name: String, steps: Int, nTrain: Int, nTest: Int) throws -> String {
+    /// `experiments/<name>.yaml` with each regex of `substitutions` replaced (each must match somewhere).
+    func shrunk(_ name: String, _ substitutions: [(String, String)]) throws -> String {
         var text = try String(contentsOfFile: TestSupport.root + "/experiments/\(name).yaml", encoding: .utf8)
-        func replace(_ pattern: String, _ with: String) throws {
+        for (pattern, with) in substitutions {
             let re = try NSRegularExpression(pattern: pattern)
             let count = re.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text))
             XCTAssertGreaterThan(count, 0, "\(name).yaml has no \(pattern)")
             let all = NSRange(text.startIndex..., in: text)
             text = re.stringByReplacingMatches(in: text, range: all, withTemplate: with)
         }
-        try replace("channels: [0-9]+", "channels: 4")
-        try replace("steps: [0-9]+", "steps: \(steps)")
-        try replace("n_train: [0-9a-z]+", "n_train: \(nTrain)")
-        try replace("n_test: [0-9a-z]+", "n_test: \(nTest)")
         return text
     }
 
-    /// Runs the miniature in a project laid out like the repository (experiments/ beside data/) and returns the
-    /// headline numbers of the report's section titled `section`.
-    func run(_ name: String, _ yaml: String, section: String) throws -> [String: JSONValue] {
+    /// `experiments/<name>.yaml` with every `channels: n` → 4, `steps: n` → `steps`, and the data sizes given.
+    func miniature(_ name: String, steps: Int, nTrain: Int, nTest: Int) throws -> String {
+        try shrunk(name, [("channels: [0-9]+", "channels: 4"), ("steps: [0-9]+", "steps: \(steps)"),
+                          ("n_train: [0-9a-z]+", "n_train: \(nTrain)"), ("n_test: [0-9a-z]+", "n_test: \(nTest)")])
+    }
+
+    /// Runs the miniature in a project laid out like the repository (experiments/ beside data/) and returns its
+    /// metrics.json; checks the run succeeded and printed where the report is.
+    func runMetrics(_ name: String, _ yaml: String) throws -> JSONValue {
         let d = TestSupport.tempDir(name)
         defer { try? FileManager.default.removeItem(atPath: d) }
         try FileManager.default.createDirectory(atPath: d + "/experiments", withIntermediateDirectories: true)
@@ -40,11 +42,16 @@ final class ExperimentMiniatureTests: XCTestCase {
         let html = String(decoding: try Files.read(d + "/experiments/artifacts/\(name)/report.html"), as: UTF8.self)
         XCTAssertFalse(html.contains("no data"))
         let text = String(decoding: try Files.read(d + "/experiments/artifacts/\(name)/metrics.json"), as: UTF8.self)
-        let metrics = try JSONValue.parse(text)
+        return try JSONValue.parse(text)
+    }
+
+    /// The headline numbers of the miniature's report section titled `section`.
+    func run(_ name: String, _ yaml: String, section: String) throws -> [String: JSONValue] {
+        let metrics = try runMetrics(name, yaml)
         guard case .array(let sections)? = metrics["sections"],
               let found = sections.first(where: { if case .string(section)? = $0["title"] { true } else { false } }),
               case .object(let m)? = found["headline"] else {
-            XCTFail("metrics.json has no section \(section): \(text.prefix(400))")
+            XCTFail("metrics.json has no section \(section): \(metrics.canonical.prefix(400))")
             return [:]
         }
         return m
@@ -68,27 +75,13 @@ final class ExperimentMiniatureTests: XCTestCase {
     /// Figure S5's four sweeps (FC by depth and by |D|, CNN by depth, WRN by N) with two tiny sizes each: every
     /// series of every section gets a finite log-log slope in metrics.json.
     func testFigureS5SweepsRunInMiniature() throws {
-        var text = try String(contentsOfFile: TestSupport.root + "/experiments/figS5.yaml", encoding: .utf8)
-        for (pattern, with) in [(#"width: \[[0-9, ]+\]"#, "width: [4, 8]"),
-                                (#"channels: \[[0-9, ]+\]"#, "channels: [2, 4]"),
-                                (#"n_train: \[[0-9, ]+\]"#, "n_train: [8, 16]"),
-                                (#"depth: \[1, 2, 4, 8\]"#, "depth: [1, 2]"),
-                                ("steps: [0-9]+", "steps: 3"), ("n_train: [0-9]+", "n_train: 16"),
-                                ("n_test: [0-9]+", "n_test: 10")] {
-            let re = try NSRegularExpression(pattern: pattern)
-            XCTAssertGreaterThan(re.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text)), 0, pattern)
-            let all = NSRange(text.startIndex..., in: text)
-            text = re.stringByReplacingMatches(in: text, range: all, withTemplate: with)
-        }
-        let d = TestSupport.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: d) }
-        try FileManager.default.createDirectory(atPath: d + "/experiments", withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: d + "/data", withDestinationPath: TestSupport.root + "/data")
-        try text.write(toFile: d + "/experiments/figS5.yaml", atomically: true, encoding: .utf8)
-        let r = try TestSupport.ntk(["run", "--pipeline", "experiments/figS5.yaml"], in: d)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let json = try Files.read(d + "/experiments/artifacts/figS5/metrics.json")
-        let metrics = try JSONValue.parse(String(decoding: json, as: UTF8.self))
+        let yaml = try shrunk("figS5", [(#"width: \[[0-9, ]+\]"#, "width: [4, 8]"),
+                                        (#"channels: \[[0-9, ]+\]"#, "channels: [2, 4]"),
+                                        (#"n_train: \[[0-9, ]+\]"#, "n_train: [8, 16]"),
+                                        (#"depth: \[1, 2, 4, 8\]"#, "depth: [1, 2]"),
+                                        ("steps: [0-9]+", "steps: 3"), ("n_train: [0-9]+", "n_train: 16"),
+                                        ("n_test: [0-9]+", "n_test: 10")])
+        let metrics = try runMetrics("figS5", yaml)
         guard case .array(let sections)? = metrics["sections"] else { return XCTFail("no sections") }
         let expected = ["eval_depth": 2, "eval_size": 2, "eval_cnn": 3, "eval_wrn": 2]
         XCTAssertEqual(sections.compactMap { $0["from"]?.text }, ["eval_depth", "eval_size", "eval_cnn", "eval_wrn"])

@@ -177,14 +177,9 @@ public struct Network: Sendable {
     /// The product of `factors` (sizes from a user's layer list) is at most `maxElements` — checked without
     /// overflowing, so that a typo like channels: 100000000 is an error naming the layer, not a trap or an abort.
     private func checkSize(_ factors: [Int], _ path: String, _ key: String, _ what: String) throws {
-        var product = 1
-        for f in factors {
-            let (next, overflow) = product.multipliedReportingOverflow(by: f)
-            guard !overflow, next <= Self.maxElements else {
-                let sizes = factors.map(String.init).joined(separator: " × ")
-                throw LayerError(path, key: key, "\(sizes) \(what) is more than 2³¹ (\(Self.maxElements))")
-            }
-            product = next
+        guard let product = MemoryBudget.product(factors), product <= Self.maxElements else {
+            let sizes = factors.map(String.init).joined(separator: " × ")
+            throw LayerError(path, key: key, "\(sizes) \(what) is more than 2³¹ (\(Self.maxElements))")
         }
     }
 

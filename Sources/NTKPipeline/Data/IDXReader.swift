@@ -1,4 +1,5 @@
 import Foundation
+import NTK
 
 /// The IDX format of MNIST, Fashion-MNIST and KMNIST (gzipped or not):
 /// a big-endian header `00 00 <type> <ndim>`, then ndim big-endian u32 sizes, then the data.
@@ -76,13 +77,8 @@ public enum IDXReader {
         let dims = (0..<ndim).map { Int(be32(4 + 4 * $0)) }
         let start = 4 + 4 * ndim
         // checked: a header's dims come from the file and their product may not fit in an Int
-        var expected = 1
-        for d in dims {
-            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
-            guard !overflow else {
-                throw NTKError("IDX header dims \(dims) are too large (their product overflows)", at: path)
-            }
-            expected = product
+        guard let expected = MemoryBudget.product(dims) else {
+            throw NTKError("IDX header dims \(dims) are too large (their product overflows)", at: path)
         }
         guard b.count - start == expected else {
             throw NTKError("IDX data is \(b.count - start) bytes but the header \(dims) needs \(expected)", at: path)

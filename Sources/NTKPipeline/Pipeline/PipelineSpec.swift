@@ -147,6 +147,7 @@ public struct PipelineSpec {
             throw NTKError("matrix must map param keys to lists of values (e.g. model.width: [64, 256])", at: locate(key), key: key)
         }
         var result: [(String, JSONValue)] = [("", params)]
+        let viaTemplates = try resolvingTemplates(in: params, declared: declared).reads
         for k in order ?? m.keys.sorted() {
             guard case .array(let list) = m[k]!, !list.isEmpty else {
                 throw NTKError("matrix.\(k) must be a non-empty list of values, found \(m[k]!.canonical)", at: locate(key + "." + k), key: key + "." + k)
@@ -158,7 +159,6 @@ public struct PipelineSpec {
                 throw NTKError("matrix key '\(k)' is not defined under params", at: locate(key + "." + k), key: key + "." + k)
             }
             // it must change what the stage computes: a param it reads, or a path it reads (`${k}` in deps)
-            let viaTemplates = try resolvingTemplates(in: params, declared: declared).reads
             let covers = { (p: String) in k == p || k.hasPrefix(p + ".") }
             guard declared.contains(where: covers) || deps.contains(where: { $0.contains("${\(k)}") })
                     || viaTemplates.contains(where: covers) else {
