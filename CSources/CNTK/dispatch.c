@@ -116,3 +116,7 @@ void ntk_kernel_abrelu_row(double *nngp, double *ntk, const double *d2, double d
 void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c) {
     active()->kern.erf_row(nngp, ntk, d2, d1, n, c);
 }
+void ntk_cov_axis_map(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                      const uint32_t *offsets, const uint32_t *src, const double *weights) {
+    active()->kern.axis_map(out, in, outer, n_in, n_out, inner, offsets, src, weights);
+}

@@ -28,3 +28,36 @@ void ntk_kernel_erf_row_scalar(double *nngp, double *ntk, const double *d2, doub
         if (ntk) ntk[j] = c->ntk_t_scale * t + c->ntk_shift + c->w_var * tdot * ntk[j];
     }
 }
+
+void ntk_cov_axis_map_scalar(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                             const uint32_t *offsets, const uint32_t *src, const double *weights) {
+    for (size_t a = 0; a < outer; ++a) {
+        const double *ia = in + a * n_in * inner;
+        double *oa = out + a * n_out * inner;
+        for (size_t o = 0; o < n_out; ++o) {
+            double *y = oa + o * inner;
+            for (size_t x = 0; x < inner; ++x) y[x] = 0;
+            for (uint32_t t = offsets[o]; t < offsets[o + 1]; ++t) {
+                const double w = weights[t], *s = ia + (size_t)src[t] * inner;
+                for (size_t x = 0; x < inner; ++x) y[x] += w * s[x];
+            }
+        }
+    }
+}
+
+/* φ = gelu(x) = x·Φ(x) (Tsuchida et al. 2020, as neural-tangents writes it): with P = d1·d2,
+ * P₁ = (1 + d1)(1 + d2), Δ = √(P₁ − q²) and θ = atan2(q, Δ),
+ *   T = q/4 + ((q² + P·Δ²)/(P₁·Δ) + q·θ)/(2π),
+ *   Ṫ = 1/4 + θ/(2π) + q/(2πΔ)·(1/Δ² + (1 − P)/P₁ + 1).
+ * Checked against our polar quadrature and Monte Carlo (AnalyticKernelTests); one scalar version serves every
+ * table (the layers it runs in are a small part of a CNN kernel's cost). */
+void ntk_kernel_gelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c) {
+    for (size_t j = 0; j < n; ++j) {
+        const double q = nngp[j], p = d1 * d2[j], p1 = (1 + d1) * (1 + d2[j]);
+        const double delta2 = fmax(p1 - q * q, 1e-300), delta = sqrt(delta2), theta = atan2(q, delta);
+        const double t = 0.25 * q + ((q * q + p * delta2) / (p1 * delta) + q * theta) / (2 * M_PI);
+        const double tdot = 0.25 + theta / (2 * M_PI) + q / (2 * M_PI * delta) * (1 / delta2 + (1 - p) / p1 + 1);
+        nngp[j] = c->w_var * t + c->b_var;
+        if (ntk) ntk[j] = c->ntk_t_scale * t + c->ntk_shift + c->w_var * tdot * ntk[j];
+    }
+}

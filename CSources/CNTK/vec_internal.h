@@ -17,6 +17,10 @@ static const double NTK_ATAN_P[5] = {-8.750608600031904122785E-1, -1.61575371873
 static const double NTK_ATAN_Q[5] = {2.485846490142306297962E1, 1.650270098316988542046E2, 4.328810604912902668951E2,
                                      4.853903996359136964868E2, 1.945506571482613964425E2};
 
+void ntk_cov_axis_map_scalar(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                             const uint32_t *offsets, const uint32_t *src, const double *weights);
+void ntk_cov_axis_map_avx2(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                           const uint32_t *offsets, const uint32_t *src, const double *weights);
 void ntk_kernel_abrelu_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_erf_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 

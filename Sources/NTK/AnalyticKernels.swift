@@ -41,30 +41,42 @@ public enum AnalyticKernels {
     /// `progress(rowsDone, rowsTotal)` is called after each row block.
     public static func compute(x1: Matrix, x2: Matrix? = nil, spec: NetworkSpec, options: Options = Options(),
                                progress: ((Int, Int) -> Void)? = nil) throws -> Result {
-        try compute(x1: x1, x2: x2, spec: spec, options: options, progress: progress, estimate: true)
+        try compute(x1: x1, x2: x2, network: Network(spec), options: options, progress: progress, estimate: true)
     }
 
-    static func compute(x1: Matrix, x2: Matrix?, spec: NetworkSpec, options: Options, progress: ((Int, Int) -> Void)?,
+    /// The kernels of any network of the grammar (`KernelProgram`): rows of x1 [N1, D] and x2 [N2, D] are samples
+    /// flattened row-major (NHWC), D = `network.inputShape.count`.
+    public static func compute(x1: Matrix, x2: Matrix? = nil, network: Network, options: Options = Options(),
+                               progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        try compute(x1: x1, x2: x2, network: network, options: options, progress: progress, estimate: true)
+    }
+
+    static func compute(x1: Matrix, x2: Matrix?, network: Network, options: Options, progress: ((Int, Int) -> Void)?,
                         estimate: Bool) throws -> Result {
-        let plan = try Plan(x1: x1, x2: x2, spec: spec, options: options)
+        let plan = try Plan(x1: x1, x2: x2, network: network, options: options)
         var result = plan.computeAll(progress: progress).result
         if estimate && plan.quad != nil && x1.rows > 0 && plan.x2.rows > 0 {
-            result.quadratureError = try quadratureError(x1: x1, x2: plan.x2, spec: spec, options: options)
+            result.quadratureError = try quadratureError(x1: x1, x2: plan.x2, network: network, options: options)
         }
         return result
     }
 
-    /// The recursion prepared for a pair of input sets: layer coefficients, quadrature rule, and the diagonal
-    /// sequences K^l(x, x). Rows of the result are computed in blocks (`blocks`, sized by the workspace cap),
-    /// each independently — so a caller can checkpoint finished blocks and resume — then `assemble`d.
+    /// The recursion prepared for a pair of input sets: the network's `KernelProgram`, the quadrature rule, and
+    /// every sample's variances at every layer (the self chain). Rows of the result are computed in blocks
+    /// (`blocks`, sized by the workspace cap), each independently — so a caller can checkpoint finished blocks and
+    /// resume — then `assemble`d.
     public struct Plan: Sendable {
         public let x1: Matrix, x2: Matrix
         public let symmetric: Bool
-        public let spec: NetworkSpec
+        public let program: KernelProgram
         let options: Options
-        let layers: [ntk_layer_coef]
         let quad: QuadratureRule?
-        let diag1: [[Double]], diag2: [[Double]], diagNTK: [Double]
+        /// Variances V_a(p) of both sets at every slot (`KernelTile.Side`), and K, Θ of each pair (a, a) of set 1.
+        let var1: [Double], var2: [Double], offsets1: [Int], offsets2: [Int]
+        let self1: [Double], selfNTK: [Double]
+        /// Rows per tile (256 for vectors: the Gram product is a GEMM; 1 for images) and columns per tile (as many
+        /// as the state of `KernelTile.Buffers.count` arrays per worker allows under the workspace cap).
+        let rowGroup: Int, columnBlock: Int, workers: Int
         /// Row ranges of the blocks, in order.
         public let blocks: [Range<Int>]
 
@@ -74,32 +86,74 @@ public enum AnalyticKernels {
             public var rows: Range<Int>
             public var nngp: [Double]
             public var ntk: [Double]
-            /// Wall seconds spent in the Gram product (BLAS) and in the element-wise layer recursion (C, all cores).
+            /// Wall seconds spent in the Gram product (BLAS) and in the layer recursion (C, all cores).
             public var gramSeconds = 0.0, layerSeconds = 0.0
             public init(rows: Range<Int>, nngp: [Double], ntk: [Double]) { self.rows = rows; self.nngp = nngp; self.ntk = ntk }
         }
 
         public init(x1: Matrix, x2: Matrix?, spec: NetworkSpec, options: Options = Options()) throws {
+            try self.init(x1: x1, x2: x2, network: Network(spec), options: options)
+        }
+
+        /// x1 [N1, D], x2 [N2, D]: samples flattened row-major (NHWC for images), D = the network's input size.
+        public init(x1: Matrix, x2: Matrix?, network: Network, options: Options = Options()) throws {
             precondition(x2 == nil || x2!.cols == x1.cols, "x1 and x2 need the same feature dimension")
-            precondition(x1.cols == spec.inputDim, "inputs have \(x1.cols) features, the network expects \(spec.inputDim)")
+            precondition(x1.cols == network.inputShape.count,
+                         "inputs have \(x1.cols) features, the network expects \(network.inputShape)")
             self.x1 = x1
             self.x2 = x2 ?? x1
             symmetric = x2 == nil
-            self.spec = spec
             self.options = options
-            layers = coefficients(spec)
-            quad = spec.activation.arcCosine == nil && spec.activation != .erf ? try QuadratureRule(nodes: options.quadratureNodes) : nil
-            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0], d = Double(x1.cols)
-            func norms(_ x: Matrix) -> [Double] {
-                x.data.withUnsafeBufferPointer { p in (0..<x.rows).map { w0 * Double.sumsq(p.baseAddress! + $0 * x.cols, x.cols) / d + b0 } }
-            }
-            let first = diagonals(norms(x1), layers: layers, spec: spec, quad: quad)
-            diag1 = first.nngp
-            diagNTK = first.ntk
-            diag2 = x2 == nil ? diag1 : diagonals(norms(self.x2), layers: layers, spec: spec, quad: quad).nngp
+            let program = try KernelProgram(network)
+            self.program = program
+            quad = program.needsQuadrature ? try QuadratureRule(nodes: options.quadratureNodes) : nil
+            workers = max(1, min(options.threads, OwnThreads.workers))
+            let arrays = KernelTile.Buffers.count(program)
+            let budget = options.maxWorkspaceBytes ?? (1 << 30)
+            var group = program.form == .vector ? 256 : 1
+            let perColumn = workers * arrays * program.maxEntries * 8
+            columnBlock = max(1, min(self.x2.rows, budget / max(perColumn * group, 1)))
+            if program.form == .vector { group = min(group, columnBlock) }
+            rowGroup = group
+            func offsets(_ n: Int) -> [Int] { program.slotPositions.reduce(into: [0]) { $0.append($0.last! + $1 * n) } }
+            offsets1 = offsets(x1.rows)
+            offsets2 = offsets(self.x2.rows)
+            let first = Self.selfChain(x1, program, offsets1, options.computeNTK, quad, workers)
+            (var1, self1, selfNTK) = first
+            var2 = symmetric ? var1 : Self.selfChain(self.x2, program, offsets2, false, quad, workers).v
             let bytesPerRow = 8 * self.x2.rows * (options.computeNTK ? 2 : 1)
             let size = max(1, (options.maxWorkspaceBytes ?? Int.max) / max(bytesPerRow, 1))
             blocks = stride(from: 0, to: x1.rows, by: size).map { $0..<min(x1.rows, $0 + size) }
+        }
+
+        /// Runs the program on every pair (a, a) of a set, recording the variances at every slot; also returns
+        /// K(a, a) and Θ(a, a), by the same formulas with exactly equal variances (no √ε error at c = 1).
+        static func selfChain(_ x: Matrix, _ program: KernelProgram, _ offsets: [Int], _ ntk: Bool,
+                              _ quad: QuadratureRule?, _ workers: Int) -> (v: [Double], k: [Double], t: [Double]) {
+            let n = x.rows, capacity = program.maxEntries, arrays = KernelTile.Buffers.count(program)
+            var v = [Double](repeating: 0, count: offsets.last!), k = [Double](repeating: 0, count: n)
+            var t = [Double](repeating: 0, count: n)
+            let scratch = UnsafeMutablePointer<Double>.allocate(capacity: workers * arrays * capacity)
+            defer { scratch.deallocate() }
+            x.data.withUnsafeBufferPointer { xp in
+                v.withUnsafeMutableBufferPointer { vp in
+                    k.withUnsafeMutableBufferPointer { kp in
+                        t.withUnsafeMutableBufferPointer { tp in
+                            let side = KernelTile.Side(x: xp.baseAddress!, v: vp.baseAddress!, offsets: offsets, n: n)
+                            let tile = KernelTile(program: program, rows: side, cols: side, computeNTK: ntk, quad: quad)
+                            OwnThreads.forEach(n, workers: workers) { wk, a in
+                                var b = KernelTile.Buffers(scratch + wk * arrays * capacity, capacity: capacity,
+                                                           depth: program.maxDepth)
+                                let out = tile.run(r0: a, r: 1, c0: a, c1: a + 1, skip: [0], square: false,
+                                                   record: true, &b)
+                                kp[a] = out.k[0]
+                                if ntk { tp[a] = out.t[0] }
+                            }
+                        }
+                    }
+                }
+            }
+            return (v, k, t)
         }
 
         /// Computes one block into fresh storage (for callers that keep blocks, e.g. to checkpoint them).
@@ -145,65 +199,61 @@ public enum AnalyticKernels {
             return (Result(nngp: nngp, ntk: ntk, quadratureError: nil), gram, layers)
         }
 
-        /// Fills rows `rows` (kOut/tOut point at the first of them, row length N2): in chunks of 256 rows spread over
-        /// our own threads (`OwnThreads`, OpenBLAS single-threaded inside), each chunk's Gram rows — x1[rows]·x2ᵀ·σ_w,0²/n₀
-        /// + σ_b,0², symmetric: only the upper trapezoid, a SYRK on the chunk's diagonal square and a GEMM to its right —
-        /// then the layer recursion on those rows while they are in cache. Returns the wall seconds split between the
-        /// Gram product and the recursion in proportion to the threads' time in each.
+        /// Fills rows `rows` (kOut/tOut point at the first of them, row length N2): tiles of `rowGroup` rows ×
+        /// `columnBlock` columns spread over our own threads (`OwnThreads`, OpenBLAS single-threaded inside), each
+        /// run by `KernelTile` in its worker's scratch and copied out — symmetric: only the upper trapezoid, the
+        /// diagonal from the self chain. Returns the wall seconds split between the Gram product and the recursion
+        /// in proportion to the threads' time in each.
         func fill(_ rows: Range<Int>, _ kOut: UnsafeMutablePointer<Double>, _ tOut: UnsafeMutablePointer<Double>?) -> (Double, Double) {
-            let n2 = x2.rows, r0 = rows.lowerBound, rn = rows.count, d = x1.cols
-            let w0 = spec.wStd[0] * spec.wStd[0], b0 = spec.bStd[0] * spec.bStd[0], alpha = w0 / Double(max(d, 1))
-            let computeNTK = options.computeNTK
-            let chunks = stride(from: 0, to: rn, by: 256).map { $0..<min(rn, $0 + 256) }  // costliest (top) first
-            let workers = max(1, min(options.threads, OwnThreads.workers))
+            let n2 = x2.rows, computeNTK = options.computeNTK
+            var tiles: [(r0: Int, r: Int, c0: Int, c1: Int)] = []
+            for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: rowGroup) {  // costliest (top) first
+                let r = min(rowGroup, rows.upperBound - r0)
+                for c0 in stride(from: symmetric ? r0 : 0, to: n2, by: columnBlock) {
+                    tiles.append((r0, r, c0, min(n2, c0 + columnBlock)))
+                }
+            }
+            let arrays = KernelTile.Buffers.count(program), capacity = rowGroup * program.maxEntries * columnBlock
+            let scratch = UnsafeMutablePointer<Double>.allocate(capacity: workers * arrays * capacity)
+            defer { scratch.deallocate() }
             var busy = [(gram: UInt64, layers: UInt64)](repeating: (0, 0), count: workers)
             let started = DispatchTime.now().uptimeNanoseconds
             x1.data.withUnsafeBufferPointer { ap in
                 x2.data.withUnsafeBufferPointer { bp in
-                    busy.withUnsafeMutableBufferPointer { busy in
-                        OwnThreads.forEach(chunks.count, workers: workers) { w, c in
-                            let t0 = DispatchTime.now().uptimeNanoseconds
-                            let local = chunks[c], sn = local.count, out = kOut + local.lowerBound * n2
-                            let a = ap.baseAddress! + (r0 + local.lowerBound) * d
-                            if d == 0 {
-                                out.update(repeating: 0, count: sn * n2)
-                            } else if symmetric {
-                                let diag = r0 + local.lowerBound, right = diag + sn
-                                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(sn), Int32(d), alpha, a, Int32(d), 0, out + diag, Int32(n2))
-                                if n2 > right { cblasGemmNT(sn, n2 - right, d, alpha, a, bp.baseAddress! + right * d, out + right, n2) }
-                            } else {
-                                cblasGemmNT(sn, n2, d, alpha, a, bp.baseAddress!, out, n2)
-                            }
-                            if b0 != 0 {
-                                for i in local {
-                                    let c0 = symmetric ? r0 + i : 0
-                                    Double.affine(kOut + i * n2 + c0, 1, b0, n2 - c0)
-                                }
-                            }
-                            let t1 = DispatchTime.now().uptimeNanoseconds
-                            for i in local {
-                                let gi = r0 + i
-                                // symmetric: the diagonal comes from the c = 1 recursion (exact for parallel inputs)
-                                let start = symmetric ? gi + 1 : 0, count = n2 - start
-                                if symmetric {
-                                    kOut[i * n2 + gi] = diag1[layers.count][gi]
-                                    if computeNTK { tOut![i * n2 + gi] = diagNTK[gi] }
-                                }
-                                let krow = kOut + i * n2 + start, trow = computeNTK ? tOut! + i * n2 + start : nil
-                                if let trow {  // Θ⁰
-                                    trow.update(from: krow, count: count)
-                                    if spec.parameterization == .standard {
-                                        Double.affine(trow, Double(spec.inputDim) / w0, -b0 * Double(spec.inputDim) / w0 + (spec.bStd[0] != 0 ? 1 : 0), count)
+                    var v1 = var1, v2 = var2
+                    v1.withUnsafeMutableBufferPointer { v1p in
+                        v2.withUnsafeMutableBufferPointer { v2p in
+                            busy.withUnsafeMutableBufferPointer { busy in
+                                let tile = KernelTile(
+                                    program: program,
+                                    rows: .init(x: ap.baseAddress!, v: v1p.baseAddress!, offsets: offsets1, n: x1.rows),
+                                    cols: .init(x: bp.baseAddress!, v: v2p.baseAddress!, offsets: offsets2, n: n2),
+                                    computeNTK: computeNTK, quad: quad)
+                                OwnThreads.forEach(tiles.count, workers: workers) { w, index in
+                                    let t0 = DispatchTime.now().uptimeNanoseconds
+                                    let (r0, r, c0, c1) = tiles[index]
+                                    let square = symmetric && c0 == r0
+                                    let skip = (0..<r).map { square ? $0 : 0 }
+                                    var b = KernelTile.Buffers(scratch + w * arrays * capacity, capacity: capacity,
+                                                               depth: program.maxDepth)
+                                    let out = tile.run(r0: r0, r: r, c0: c0, c1: c1, skip: skip, square: square,
+                                                       record: false, &b)
+                                    let nb = c1 - c0
+                                    for i in 0..<r {
+                                        let a = r0 + i, dst = (a - rows.lowerBound) * n2 + c0 + skip[i]
+                                        (kOut + dst).update(from: out.k + i * nb + skip[i], count: nb - skip[i])
+                                        if let tOut {
+                                            (tOut + dst).update(from: out.t + i * nb + skip[i], count: nb - skip[i])
+                                        }
+                                        if square {
+                                            kOut[dst] = self1[a]
+                                            if let tOut { tOut[dst] = selfNTK[a] }
+                                        }
                                     }
-                                }
-                                for (l, c) in layers.enumerated() {
-                                    diag2[l].withUnsafeBufferPointer { dp in
-                                        applyLayer(krow, trow, dp.baseAddress! + start, diag1[l][gi], count, c, spec.activation, quad)
-                                    }
+                                    busy[w].gram += out.gramNanoseconds
+                                    busy[w].layers += DispatchTime.now().uptimeNanoseconds - t0 - out.gramNanoseconds
                                 }
                             }
-                            busy[w].gram += t1 - t0
-                            busy[w].layers += DispatchTime.now().uptimeNanoseconds - t1
                         }
                     }
                 }
@@ -246,63 +296,15 @@ public enum AnalyticKernels {
         let n = a.rows
         a.data.withUnsafeMutableBufferPointer { mirrorUpperParallel($0.baseAddress!, n, threads: threads) }
     }
-
-    /// One layer (activation + Dense) for one row, in place.
-    private static func applyLayer(_ k: UnsafeMutablePointer<Double>, _ t: UnsafeMutablePointer<Double>?, _ d2: UnsafePointer<Double>,
-                                   _ d1: Double, _ n: Int, _ c: ntk_layer_coef, _ act: Activation,
-                                   _ quad: QuadratureRule?) {
-        var c = c
-        if let quad {
-            let (a, alpha) = act.c
-            quad.withRule { ntk_kernel_quadrature_row(k, t, d2, d1, n, &c, a, alpha, $0) }
-        } else if act == .erf {
-            ntk_kernel_erf_row(k, t, d2, d1, n, &c)
-        } else {
-            ntk_kernel_abrelu_row(k, t, d2, d1, n, &c)
-        }
-    }
-
-    /// Coefficients of Dense layers 1…L (each preceded by the activation).
-    static func coefficients(_ spec: NetworkSpec) -> [ntk_layer_coef] {
-        let (a, b) = spec.activation.arcCosine ?? (0, 0)
-        return (1...max(spec.depth, 1)).prefix(spec.depth).map { l in
-            let w = spec.wStd[l] * spec.wStd[l], bv = spec.bStd[l] * spec.bStd[l]
-            switch spec.parameterization {
-            case .ntk: return ntk_layer_coef(w_var: w, b_var: bv, ntk_t_scale: w, ntk_shift: bv, a: a, b: b)
-            case .standard:
-                return ntk_layer_coef(w_var: w, b_var: bv, ntk_t_scale: Double(spec.fanIn(l)), ntk_shift: spec.bStd[l] != 0 ? 1 : 0, a: a, b: b)
-            }
-        }
-    }
-
-    /// The kernels at (x, x) through the layers: nngp[l][i] = K^l(x_i, x_i) for l = 0…L, and the NTK's
-    /// Θ^L(x_i, x_i), by the same row kernels with c = 1 exactly.
-    static func diagonals(_ v0: [Double], layers: [ntk_layer_coef], spec: NetworkSpec,
-                          quad: QuadratureRule?) -> (nngp: [[Double]], ntk: [Double]) {
-        var out = [v0]
-        var theta = v0.map { spec.parameterization == .ntk ? $0 : Double(spec.inputDim) / (spec.wStd[0] * spec.wStd[0]) * ($0 - spec.bStd[0] * spec.bStd[0]) + (spec.bStd[0] != 0 ? 1 : 0) }
-        for c in layers {
-            let prev = out.last!
-            var next = prev
-            for i in 0..<next.count {
-                var v = prev[i]
-                withUnsafePointer(to: prev[i]) { dp in applyLayer(&v, &theta[i], dp, prev[i], 1, c, spec.activation, quad) }
-                next[i] = v
-            }
-            out.append(next)
-        }
-        return (out, theta)
-    }
-
     /// Estimates the quadrature error on a few entries by comparing m and ⌈1.5·m⌉ nodes.
-    static func quadratureError(x1: Matrix, x2: Matrix, spec: NetworkSpec, options: Options) throws -> Double {
+    static func quadratureError(x1: Matrix, x2: Matrix, network: Network, options: Options) throws -> Double {
         var o = options
         o.maxWorkspaceBytes = nil
         let a = x1.rows(0..<min(6, x1.rows)), b = x2.rows(0..<min(6, x2.rows))
         var o2 = o
         o2.quadratureNodes = min(256, (3 * o.quadratureNodes + 1) / 2)
-        let k1 = try compute(x1: a, x2: b, spec: spec, options: o, progress: nil, estimate: false)
-        let k2 = try compute(x1: a, x2: b, spec: spec, options: o2, progress: nil, estimate: false)
+        let k1 = try compute(x1: a, x2: b, network: network, options: o, progress: nil, estimate: false)
+        let k2 = try compute(x1: a, x2: b, network: network, options: o2, progress: nil, estimate: false)
         let scale = max(k2.nngp.data.map(Swift.abs).max() ?? 1, k2.ntk.data.map(Swift.abs).max() ?? 1, 1e-300)
         let diff = zip(k1.nngp.data + k1.ntk.data, k2.nngp.data + k2.ntk.data).map { Swift.abs($0 - $1) }.max() ?? 0
         return diff / scale
@@ -355,10 +357,12 @@ extension AnalyticKernels {
         var d = d2
         let (a, b) = act.arcCosine ?? (0, 0)
         var c = ntk_layer_coef(w_var: 1, b_var: 0, ntk_t_scale: 0, ntk_shift: 0, a: a, b: b)
-        if let m = quadratureNodes ?? (act.arcCosine == nil && act != .erf ? 32 : nil) {
+        if let m = quadratureNodes ?? (act.hasClosedFormKernel ? nil : 32) {
             let rule = try QuadratureRule(nodes: m)
             let (ca, alpha) = act.c
             rule.withRule { ntk_kernel_quadrature_row(&k, &t, &d, d1, 1, &c, ca, alpha, $0) }
+        } else if act == .gelu {
+            ntk_kernel_gelu_row(&k, &t, &d, d1, 1, &c)
         } else if act == .erf {
             ntk_kernel_erf_row(&k, &t, &d, d1, 1, &c)
         } else {

@@ -65,7 +65,7 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Whether the infinite-width kernels have a closed form (else they are integrated by quadrature).
-    public var hasClosedFormKernel: Bool { arcCosine != nil || self == .erf }
+    public var hasClosedFormKernel: Bool { arcCosine != nil || self == .erf || self == .gelu }
 
     /// φ(x) and φ'(x) (the C reference definitions).
     public func evaluate(_ x: Double) -> (value: Double, derivative: Double) {

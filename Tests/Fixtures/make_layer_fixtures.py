@@ -101,4 +101,32 @@ for index, (name, c) in enumerate(CASES.items()):
     run("train", dict(x_train=f32(6, *c["shape"]), y_train=f32(6, k), x_test=f32(3, *c["shape"]), y_test=f32(3, k),
                       learning_rate=np.asarray(c.get("lr", 0.3)), steps=np.asarray(100), momentum=np.asarray(0.9),
                       record_steps=np.asarray([0, 1, 10, 100]), **common), f"{name}_train.npz")
+
+# Infinite-width kernels (`reference.py analytic` with layers): NNGP and NTK of x1 [4, ...] with x2 [3, ...], and of
+# x1 with itself (x2 absent: NT's x2 = None), in float64, per logit. The grammar's four kinds of network: conv +
+# flatten (NT's diagonal_spatial), pooling (the full spatial covariance), a pre-activation residual network with
+# layer_norm and gelu, standard parameterization with strided VALID convs (a 1×1 conv in the first).
+ANALYTIC = {
+    "analytic_conv_flatten": dict(shape=(7, 6, 2), param="ntk", layers=[
+        conv(4, 3, 1, "SAME"), "relu", conv(3, [2, 3], [2, 1], "CIRCULAR", b_std=0.5), "erf",
+        conv(5, 1, W_std=1.1), "relu", "flatten", {"dense": {"out": 2}}]),
+    "analytic_conv_pool_gap": dict(shape=(7, 6, 3), param="ntk", layers=[
+        conv(5, 3, 2, "CIRCULAR"), "gelu", pool(3, 1, "SAME", True), conv(4, 2, 1, "SAME"), "relu",
+        pool(2, 2, "SAME"), conv(3, 2, 1, "VALID"), "erf", "global_avg_pool", {"dense": {"out": 2, "W_std": 0.9}}]),
+    "analytic_resnet_layer_norm": dict(shape=(5, 6, 2), param="ntk", layers=CASES["resnet_layer_norm"]["layers"]),
+    "analytic_standard_valid": dict(shape=(8, 7, 2), param="standard", layers=[
+        conv(6, 3, 2, "VALID"), "relu", conv(5, 2, 1, "VALID", b_std=0.1), "erf", pool(2, 1, "VALID"),
+        "flatten", {"dense": {"out": 2}}]),
+    "analytic_standard_flatten": dict(shape=(8, 7, 2), param="standard", layers=[
+        conv(6, 3, 2, "VALID"), "relu", conv(5, 2, 1, "VALID", b_std=0.1), "erf", "flatten", {"dense": {"out": 2}}]),
+}
+for index, (name, c) in enumerate(ANALYTIC.items()):
+    if len(sys.argv) > 1 and name not in sys.argv[1:]:
+        continue
+    rng = np.random.default_rng(20191300 + index)
+    common = dict(layers=np.asarray(json.dumps(c["layers"])), W_std=np.asarray(W_STD), b_std=np.asarray(B_STD),
+                  parameterization=np.asarray(c["param"]))
+    x1, x2 = f32(4, *c["shape"]), f32(3, *c["shape"])
+    run("analytic", dict(x1=x1, x2=x2, **common), f"{name}.npz")
+    run("analytic", dict(x1=x1, **common), f"{name}_sym.npz")
 print("wrote", sorted(os.listdir(OUT)))

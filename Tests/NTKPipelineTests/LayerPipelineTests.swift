@@ -134,7 +134,8 @@ final class LayerPipelineTests: XCTestCase {
         }
     }
 
-    /// The analytic kernels take a fully-connected layer list as its shorthand; other lists are refused, named.
+    /// The analytic kernels take a fully-connected layer list as its shorthand, and CNNs; lists without Gaussian
+    /// inputs to an activation are refused, named.
     func testAnalyticKernelsOfLayerLists() throws {
         func analytic(_ model: String) throws -> (String, TestSupport.Result) {
             let d = project(Self.yaml(model: model) + """
@@ -153,10 +154,24 @@ final class LayerPipelineTests: XCTestCase {
         XCTAssertEqual(b.status, 0, b.stderr)
         let ka = try ArtifactFile.read(short + "/artifacts/analytic.npz"), kb = try ArtifactFile.read(list + "/artifacts/analytic.npz")
         for name in ["nngp_train_train", "ntk_train_train", "ntk_test_train"] { XCTAssertEqual(ka.tensor(name)?.bytes, kb.tensor(name)?.bytes, name) }
-        let (cnn, c) = try analytic("{layers: \(Self.cnn.replacingOccurrences(of: "\n", with: " "))}")
-        XCTAssertEqual(c.status, 1, c.stderr)
-        XCTAssertTrue(c.stderr.contains("params.model.layers") && c.stderr.contains("not implemented yet"), c.stderr)
-        XCTAssertFalse(Files.exists(cnn + "/artifacts/analytic.npz"))
+        // a CNN: its CNN-GP / CNTK kernels, finite, symmetric, with the spatial form recorded
+        let (cnn, c) = try analytic("""
+            {layers: [{conv: {channels: 4, filter: [3, 3], padding: SAME}}, relu, {avg_pool: {window: 2, strides: 2}},
+             {conv: {channels: 4, filter: 1}}, {residual: [erf, {conv: {channels: 4, filter: 2, padding: CIRCULAR}}]},
+             layer_norm, global_avg_pool, {dense: {out: 3}}]}
+            """.replacingOccurrences(of: "\n", with: " "))
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let kc = try ArtifactFile.read(cnn + "/artifacts/analytic.npz")
+        XCTAssertNotNil(kc.metadata["spatial"])
+        let ntk = try XCTUnwrap(kc.tensor("ntk_train_train")), n = ntk.shape[0], v = ntk.doubles()
+        XCTAssertTrue(v.allSatisfy(\.isFinite))
+        XCTAssertEqual((0..<n).map { v[$0 * n + 1] }, (0..<n).map { v[n + $0] })
+        // relu straight after relu has no Gaussian input: refused like neural-tangents, named, nothing written
+        let (bad, e) = try analytic(
+            "{layers: [{conv: {channels: 2, filter: 3}}, relu, relu, flatten, {dense: {out: 3}}]}")
+        XCTAssertEqual(e.status, 1, e.stderr)
+        XCTAssertTrue(e.stderr.contains("params.model.layers[2]") && e.stderr.contains("Gaussian"), e.stderr)
+        XCTAssertFalse(Files.exists(bad + "/artifacts/analytic.npz"))
     }
 
     /// Bad layer lists and weights: exit 1, the message names the layer's path and key, nothing is written.

@@ -50,12 +50,13 @@ final class AnalyticKernelTests: XCTestCase {
     }
 
     /// The quadrature path reproduces the closed forms to 1e-10: the piecewise-linear family exactly (the
-    /// angle is split at the kinks), erf with 48 nodes (saturating activations converge more slowly).
+    /// angle is split at the kinks), erf with 48 nodes and gelu with 96 (smooth but slower to converge).
     func testQuadratureMatchesClosedForms() throws {
-        for act in [Activation.relu, .erf, .abs, .leakyRelu(0.1), .identity] {
+        for act in [Activation.relu, .erf, .abs, .leakyRelu(0.1), .identity, .gelu] {
             for (d1, d2, q) in [(1.0, 1.0, 0.3), (0.5, 2.0, -0.9), (1.0, 1.0, 1.0), (2.0, 0.3, 0.0), (0.05, 3.0, 0.1)] {
                 let closed = try AnalyticKernels.expectations(act, d1: d1, d2: d2, q: q)
-                let quad = try AnalyticKernels.expectations(act, d1: d1, d2: d2, q: q, quadratureNodes: act == .erf ? 48 : 16)
+                let nodes = act == .erf ? 48 : act == .gelu ? 96 : 16
+                let quad = try AnalyticKernels.expectations(act, d1: d1, d2: d2, q: q, quadratureNodes: nodes)
                 XCTAssertEqual(quad.t, closed.t, accuracy: 1e-10 * max(1, abs(closed.t)), "T \(act) \((d1, d2, q))")
                 XCTAssertEqual(quad.tdot, closed.tdot, accuracy: 1e-10 * max(1, abs(closed.tdot)), "Ṫ \(act) \((d1, d2, q))")
             }

@@ -146,4 +146,44 @@ final class NeuralTangentsLayerTests: XCTestCase {
             }
         }
     }
+
+    /// CNN-GP / CNTK: the infinite-width NNGP and NTK of conv + flatten (NT's diagonal_spatial), pooling + global
+    /// average pooling (the full spatial covariance), a pre-activation residual network with layer_norm and gelu,
+    /// and standard parameterization with strided VALID convs — x1 against x2 and x1 with itself, to 1e-10.
+    func testAnalyticKernelsMatchNeuralTangents() throws {
+        let cases = ["analytic_conv_flatten": KernelProgram.Form.diagonal, "analytic_conv_pool_gap": .full,
+                     "analytic_resnet_layer_norm": .diagonal, "analytic_standard_valid": .full,
+                     "analytic_standard_flatten": .diagonal]
+        for (name, form) in cases.sorted(by: { $0.key < $1.key }) {
+            for suffix in ["", "_sym"] {
+                let z = try UserArrays.read(Self.dir + name + suffix + ".npz")
+                func text(_ key: String) throws -> String {
+                    String(decoding: try XCTUnwrap(z[key], key).doubles().map { UInt8($0) }, as: UTF8.self)
+                }
+                let layers = try LayerGrammar.parse(JSONValue.parse(try text("cfg_layers_resolved")), key: "layers",
+                                                    wStd: 1, bStd: 0)
+                let x1 = try XCTUnwrap(z["in_x1"])
+                let shape = Shape(spatial: Array(x1.shape.dropFirst().dropLast()), channels: x1.shape.last!)
+                let param = Parameterization(rawValue: try text("in_parameterization"))!
+                let network = try Network(layers: layers, input: shape, parameterization: param)
+                XCTAssertEqual(try KernelProgram(network).form, form, name)
+                XCTAssertEqual(try XCTUnwrap(z["nt_diagonal_spatial"]).doubles(), [form == .diagonal ? 1 : 0], name)
+                let k = try AnalyticKernels.compute(x1: matrix(x1), x2: z["in_x2"].map(matrix), network: network)
+                // x1 with itself: NT's relu NTK has arccos(c) at c ≈ 1 on the diagonal, good to ~1e-7 only
+                // (peers/README.md, "Tolerances"); ours takes the diagonal from the c = 1 recursion exactly.
+                let n2 = k.nngp.cols, sym = suffix == "_sym"
+                let off = (0..<k.nngp.data.count).filter { !sym || $0 / n2 != $0 % n2 }
+                let diag = (0..<k.nngp.data.count).filter { sym && $0 / n2 == $0 % n2 }
+                for (label, ours, theirs) in [("NNGP", k.nngp.data, try XCTUnwrap(z["nngp"]).doubles()),
+                                              ("NTK", k.ntk.data, try XCTUnwrap(z["ntk"]).doubles())] {
+                    let scale = theirs.map(abs).max()!
+                    let e = off.map { abs(ours[$0] - theirs[$0]) }.max()! / scale
+                    let d = diag.map { abs(ours[$0] - theirs[$0]) }.max().map { $0 / scale } ?? 0
+                    print("\(name)\(suffix) \(label): \(e) relative to neural-tangents (diagonal \(d))")
+                    XCTAssertLessThan(e, 1e-10, "\(name)\(suffix) \(label)")
+                    XCTAssertLessThan(d, 1e-7, "\(name)\(suffix) \(label) diagonal")
+                }
+            }
+        }
+    }
 }

@@ -76,6 +76,10 @@ typedef struct {
     /* φ = erf (Williams): with r = (1+2·d1)(1+2·d2),
      *   T = (2/π)·asin(2q/√r),   Ṫ = (4/π)/√(r − 4q²). */
     void (*erf_row)(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+    /* A linear map along one axis of a covariance (conv, avg_pool, flatten, global_avg_pool; see
+     * ntk_cov_axis_map). */
+    void (*axis_map)(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                     const uint32_t *offsets, const uint32_t *src, const double *weights);
 } ntk_kernel_ops;
 
 typedef struct {
@@ -164,9 +168,27 @@ typedef struct {
 void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c,
                                ntk_activation act, double alpha, const ntk_quadrature_rule *rule);
 
+/* ---- Covariances of images (CNN-GP / CNTK): linear maps of the spatial covariance ----
+ *
+ * A covariance of two images' pre-activations is held as an array [outer][n][inner] along each of its axes in
+ * turn: the full form K[i, k, j, l, b] (rows i, k of positions p = (i, j) and q = (k, l), b the second image)
+ * has the axes i·H + k (n = H²) and j·W + l (n = W²); the diagonal form K[i, j, b] (p = q) the axes i and j.
+ * A conv, pooling, flatten or global average pool is, along each axis, a sparse linear map given in CSR form:
+ *
+ *   out[o', o, x] = Σ_{t ∈ [offsets[o], offsets[o+1])} weights[t] · in[o', src[t], x]
+ *
+ * for o' < outer, o < n_out, x < inner (out [outer, n_out, inner], in [outer, n_in, inner]; out ≠ in).
+ * Conv (offset δ shared by both positions): o = (i', k') takes (i'·s + δ − pad, k'·s + δ − pad) with weight 1/kh;
+ * avg_pool: every pair of window offsets (δ, δ') with 1/ph²; flatten: (i, i) with 1/H; global_avg_pool: every
+ * (i, k) with 1/H². */
+void ntk_cov_axis_map(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                      const uint32_t *offsets, const uint32_t *src, const double *weights);
+
 /* Dispatched analytic-kernel rows (see ntk_kernel_ops). */
 void ntk_kernel_abrelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_erf_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
+/* φ = gelu, closed form (kernels_scalar.c); scalar on every path. */
+void ntk_kernel_gelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 
 /* a[j·n + i] = a[i·n + j] for j > i and i0 ≤ i < i1: copies rows [i0, i1) of the upper triangle of a
  * row-major [n, n] matrix onto the lower, in cache-sized tiles (bands of rows can run on different threads). */

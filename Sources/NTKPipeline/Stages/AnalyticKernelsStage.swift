@@ -46,8 +46,9 @@ public struct AnalyticKernelsStage: StageKind {
         var meta = ctx.metadata(kind: Self.name)
         meta["source"] = .string("analytic")
         if let plain = try Self.plainInputs(ctx) {
-            let spec = try model.spec(inputDim: plain.x1.cols, outputs: 1)
-            let k = try compute("x1_x2", plain.x1, plain.x2, spec, ctx)
+            let net = try model.kernelNetwork(input: DatasetArtifact.shape(of: plain.sample, features: plain.x1.cols))
+            let k = try compute("x1_x2", plain.x1, plain.x2, net, ctx)
+            meta["spatial"] = .string(try KernelProgram(net).form.rawValue)
             let n2 = plain.x2?.rows ?? plain.x1.rows
             return [ArtifactFile(kind: .kernels, metadata: meta, tensors: [
                 Tensor(name: "nngp", shape: [plain.x1.rows, n2], values: k.nngp.data),
@@ -56,7 +57,8 @@ public struct AnalyticKernelsStage: StageKind {
         }
         let (path, file) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: file, path: path)
-        let spec = try model.spec(inputDim: ds.features, outputs: ds.outputs)
+        let net = try model.kernelNetwork(input: ds.inputShape)
+        meta["spatial"] = .string(try KernelProgram(net).form.rawValue)
         let (n, m) = (ds.nTrain, ds.nTest)
         // NNGP and NTK of train×train and test×train (and test×test), float64, each held as a matrix and a tensor.
         if let excess = MemoryBudget.excess([2, 2 * n * (n + m) + (testTest ? m * m : 0), 8]) {
@@ -64,8 +66,8 @@ public struct AnalyticKernelsStage: StageKind {
                            hint: "use fewer samples (the data's n_train, n_test)")
         }
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
-        let tt = try compute("train_train", xtr, nil, spec, ctx)
-        let st = try compute("test_train", xte, xtr, spec, ctx)
+        let tt = try compute("train_train", xtr, nil, net, ctx)
+        let st = try compute("test_train", xte, xtr, net, ctx)
         var tensors = [
             Tensor(name: "nngp_train_train", shape: [ds.nTrain, ds.nTrain], values: tt.nngp.data),
             Tensor(name: "ntk_train_train", shape: [ds.nTrain, ds.nTrain], values: tt.ntk.data),
@@ -75,7 +77,7 @@ public struct AnalyticKernelsStage: StageKind {
         if testTest {
             var o = options
             o.computeNTK = false
-            let ss = try compute("test_test", xte, nil, spec, ctx, options: o)
+            let ss = try compute("test_test", xte, nil, net, ctx, options: o)
             tensors.append(Tensor(name: "nngp_test_test", shape: [ds.nTest, ds.nTest], values: ss.nngp.data))
         }
         if let e = tt.quadratureError { meta["quadrature_error"] = .double(e) }
@@ -105,10 +107,10 @@ public struct AnalyticKernelsStage: StageKind {
     }
 
     /// One kernel pair, block by block, resuming finished blocks from checkpoints.
-    func compute(_ name: String, _ x1: Matrix, _ x2: Matrix?, _ spec: NetworkSpec, _ ctx: StageContext,
+    func compute(_ name: String, _ x1: Matrix, _ x2: Matrix?, _ net: Network, _ ctx: StageContext,
                  options o: AnalyticKernels.Options? = nil) throws -> AnalyticKernels.Result {
         let opts = o ?? options
-        let plan = try AnalyticKernels.Plan(x1: x1, x2: x2, spec: spec, options: opts)
+        let plan = try AnalyticKernels.Plan(x1: x1, x2: x2, network: net, options: opts)
         let store = plan.blocks.count > 1 ? ctx.checkpoints : nil
         let task = ctx.reporter.begin("\(Self.name) \(name) (\(x1.rows)×\(x2?.rows ?? x1.rows))", total: x1.rows, unit: "rows")
         var blocks: [AnalyticKernels.Plan.Block] = []
@@ -128,9 +130,10 @@ public struct AnalyticKernelsStage: StageKind {
         task.finish()
         if resumed > 0 { ctx.reporter.log("\(name): resumed \(resumed) of \(plan.blocks.count) blocks from checkpoints") }
         var r = plan.assemble(&blocks)
-        if !spec.activation.hasClosedFormKernel {
-            r.quadratureError = try AnalyticKernels.compute(x1: x1.rows(0..<min(6, x1.rows)), x2: (x2 ?? x1).rows(0..<min(6, (x2 ?? x1).rows)),
-                                                            spec: spec, options: opts).quadratureError
+        if plan.program.needsQuadrature {
+            r.quadratureError = try AnalyticKernels.compute(x1: x1.rows(0..<min(6, x1.rows)),
+                                                            x2: (x2 ?? x1).rows(0..<min(6, (x2 ?? x1).rows)),
+                                                            network: net, options: opts).quadratureError
             ctx.reporter.log(String(format: "%@: quadrature with %d nodes, estimated relative error %.2g", name, opts.quadratureNodes, r.quadratureError ?? 0))
         }
         return r

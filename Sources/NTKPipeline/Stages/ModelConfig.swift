@@ -86,11 +86,12 @@ public struct ModelConfig: Equatable, Sendable {
         try r.finish()
     }
 
-    /// The network for samples of shape `input` and `outputs` logits; errors name `model.layers[i]` and its key.
-    public func network(input: Shape, outputs: Int) throws -> Network {
+    /// The network for samples of shape `input` and `outputs` logits (nil: as many as the read-out has, one for
+    /// the shorthand); errors name `model.layers[i]` and its key.
+    public func network(input: Shape, outputs: Int?) throws -> Network {
         guard let layers else {
-            let mlp = NetworkSpec(inputDim: input.count, widths: widths, outputs: outputs, activation: activation, wStd: wStd,
-                                  bStd: bStd, parameterization: parameterization).layers
+            let mlp = NetworkSpec(inputDim: input.count, widths: widths, outputs: outputs ?? 1, activation: activation,
+                                  wStd: wStd, bStd: bStd, parameterization: parameterization).layers
             do {
                 return try Network(layers: (input.isImage ? [.flatten] : []) + mlp, input: input,
                                    parameterization: parameterization)
@@ -102,7 +103,7 @@ public struct ModelConfig: Equatable, Sendable {
         do { net = try Network(layers: layers, input: input, parameterization: parameterization, path: key + ".layers") } catch let e as LayerError {
             throw NTKError(e.message + " (samples are \(input))", key: e.path + (e.key.map { "." + $0 } ?? ""))
         }
-        guard net.outputs == outputs else {
+        if let outputs, net.outputs != outputs {
             throw NTKError("the network has \(net.outputs) outputs, the data \(outputs) (set the read-out's out: \(outputs))",
                            key: key + ".layers[\(layers.count - 1)]")
         }
@@ -119,17 +120,28 @@ public struct ModelConfig: Equatable, Sendable {
                         "parameterization": .string(parameterization.rawValue)])
     }
 
-    /// The fully-connected network for inputs of dimension `inputDim` and `outputs` logits — what the analytic
-    /// kernels take today. A `layers` list must be [flatten?, dense, φ, …, dense] with one φ throughout; its read-out
-    /// width is replaced by `outputs` (the infinite-width kernels do not depend on it).
+    /// The network whose infinite-width kernels `analytic_kernels` computes, on samples of shape `input`: any
+    /// layer list (its read-out width is free: the kernels are per logit), checked for what the kernel rules need
+    /// (`KernelProgram`: Gaussian inputs to activations, layer norms and residual sums).
+    public func kernelNetwork(input: Shape) throws -> Network {
+        let net = try network(input: input, outputs: nil)
+        do { _ = try KernelProgram(net) } catch let e as LayerError {
+            throw NTKError(e.message, key: e.path + (e.key.map { "." + $0 } ?? ""))
+        }
+        return net
+    }
+
+    /// The fully-connected network for inputs of dimension `inputDim` and `outputs` logits — what
+    /// `kernel_convergence` takes today. A `layers` list must be [flatten?, dense, φ, …, dense] with one φ
+    /// throughout; its read-out width is replaced by `outputs` (the infinite-width kernels do not depend on it).
     public func spec(inputDim: Int, outputs: Int) throws -> NetworkSpec {
         guard let layers else {
             return NetworkSpec(inputDim: inputDim, widths: widths, outputs: outputs, activation: activation, wStd: wStd, bStd: bStd,
                                parameterization: parameterization)
         }
         guard var spec = NetworkSpec(layers: layers, inputDim: inputDim, parameterization: parameterization) else {
-            throw NTKError("infinite-width kernels of this layer list are not implemented yet (only [flatten?, dense, φ, …, "
-                           + "dense] with one activation φ); convolutional and residual kernels are the next step",
+            throw NTKError("kernel_convergence of this layer list is not implemented yet (only [flatten?, dense, φ, …, "
+                           + "dense] with one activation φ); analytic_kernels takes any layer list",
                            key: key + ".layers")
         }
         spec.outputs = outputs  // the kernels do not depend on the read-out's width
