@@ -12,9 +12,11 @@ import NTK
 /// On explicit files (`ntk exec analytic_kernels --in x.npz --out k.npz`) the input is a plain `.npz` with `x1`
 /// [N1, d] and optionally `x2` [N2, d], and the outputs are `nngp`, `ntk` [N1, N2] (x2 absent: x1 with itself).
 ///
-/// Params `model` (see `ModelConfig`) and `kernel`: `quadrature_nodes` (32; activations without a closed form),
-/// `max_memory` (workspace cap, e.g. "2G": the kernels are computed in row blocks that fit, each checkpointed,
-/// so a killed run resumes from the finished blocks), `test_test` (true).
+/// Params `model` (see `ModelConfig`: any layer list — `KernelProgram` — and the fully-connected shorthand) and
+/// `kernel`: `quadrature_nodes` (32; activations without a closed form), `max_memory` (workspace cap, e.g. "2G":
+/// the kernels are computed in row blocks that fit, each checkpointed, so a killed run resumes from the finished
+/// blocks; it also caps the pairs' covariance tiles, 1 GiB without it), `test_test` (true). Metadata `spatial`:
+/// the form the covariances were carried in (`vector`, `diagonal`, `full`).
 public struct AnalyticKernelsStage: StageKind {
     public static let name = "analytic_kernels"
     public static let algorithmVersion = 1
