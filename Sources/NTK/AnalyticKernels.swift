@@ -130,7 +130,9 @@ public enum AnalyticKernels {
         /// K(a, a) and Θ(a, a), by the same formulas with exactly equal variances (no √ε error at c = 1).
         static func selfChain(_ x: Matrix, _ program: KernelProgram, _ offsets: [Int], _ ntk: Bool,
                               _ quad: QuadratureRule?, _ workers: Int) -> (v: [Double], k: [Double], t: [Double]) {
-            let n = x.rows, capacity = program.maxEntries, arrays = KernelTile.Buffers.count(program)
+            // square tiles of g samples against themselves (the diagonal kept): few, larger BLAS and C calls
+            let g = program.form == .vector ? 64 : program.form == .diagonal ? 16 : 1
+            let n = x.rows, capacity = program.maxEntries * g * g, arrays = KernelTile.Buffers.count(program)
             var v = [Double](repeating: 0, count: offsets.last!), k = [Double](repeating: 0, count: n)
             var t = [Double](repeating: 0, count: n)
             let scratch = UnsafeMutablePointer<Double>.allocate(capacity: workers * arrays * capacity)
@@ -141,13 +143,16 @@ public enum AnalyticKernels {
                         t.withUnsafeMutableBufferPointer { tp in
                             let side = KernelTile.Side(x: xp.baseAddress!, v: vp.baseAddress!, offsets: offsets, n: n)
                             let tile = KernelTile(program: program, rows: side, cols: side, computeNTK: ntk, quad: quad)
-                            OwnThreads.forEach(n, workers: workers) { wk, a in
+                            OwnThreads.forEach((n + g - 1) / g, workers: workers) { wk, group in
                                 var b = KernelTile.Buffers(scratch + wk * arrays * capacity, capacity: capacity,
                                                            depth: program.maxDepth)
-                                let out = tile.run(r0: a, r: 1, c0: a, c1: a + 1, skip: [0], square: false,
-                                                   record: true, &b)
-                                kp[a] = out.k[0]
-                                if ntk { tp[a] = out.t[0] }
+                                let a0 = group * g, r = min(g, n - a0)
+                                let out = tile.run(r0: a0, r: r, c0: a0, c1: a0 + r, skip: Array(0..<r),
+                                                   square: true, record: true, &b)
+                                for i in 0..<r {
+                                    kp[a0 + i] = out.k[i * r + i]
+                                    if ntk { tp[a0 + i] = out.t[i * r + i] }
+                                }
                             }
                         }
                     }

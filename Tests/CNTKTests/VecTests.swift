@@ -152,6 +152,32 @@ final class KernelRowTests: XCTestCase {
         for avx in [avx2] + (ntk_vec_table_avx512().map { [$0] } ?? []) { try rowsAgree(avx) }
     }
 
+    /// The covariance axis map (conv / pooling of a covariance, CSR terms) against the scalar reference and a
+    /// direct sum, for inner sizes around the 16- and 4-wide steps, with repeated and absent sources.
+    func testAxisMapAgreesWithScalarReference() throws {
+        guard let avx2 = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2 on this CPU") }
+        let scalar = ntk_vec_table_scalar()!
+        // 3 outputs from 4 inputs: out0 = 0.5·in1 + 0.25·in3, out1 = nothing, out2 = 2·in0 − in0 + 0.125·in2
+        let offsets: [UInt32] = [0, 2, 2, 5], src: [UInt32] = [1, 3, 0, 0, 2], w = [0.5, 0.25, 2, -1, 0.125]
+        for inner in [1, 3, 4, 5, 15, 16, 17, 37] {
+            let outer = 2, x = (0..<(outer * 4 * inner)).map { Double(($0 * 7919) % 101) / 7 - 6 }
+            var a = [Double](repeating: .nan, count: outer * 3 * inner), b = a
+            scalar.pointee.kern.axis_map(&a, x, outer, 4, 3, inner, offsets, src, w)
+            avx2.pointee.kern.axis_map(&b, x, outer, 4, 3, inner, offsets, src, w)
+            for o in 0..<outer {
+                for e in 0..<inner {
+                    let xi = { (i: Int) in x[(o * 4 + i) * inner + e] }
+                    let want = [0.5 * xi(1) + 0.25 * xi(3), 0, 2 * xi(0) - xi(0) + 0.125 * xi(2)]
+                    for k in 0..<3 {
+                        let j = (o * 3 + k) * inner + e
+                        XCTAssertEqual(a[j], want[k], accuracy: 1e-14, "scalar inner=\(inner)")
+                        XCTAssertEqual(b[j], a[j], accuracy: 1e-14, "avx2 inner=\(inner)")
+                    }
+                }
+            }
+        }
+    }
+
     func rowsAgree(_ avx: UnsafePointer<ntk_vec_table>) throws {
         let scalar = ntk_vec_table_scalar()!
         let table = String(cString: avx.pointee.name)

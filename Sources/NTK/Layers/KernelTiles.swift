@@ -38,8 +38,9 @@ struct KernelTile {
     /// Runs every step for rows r0..<r0 + r against columns c0..<c1; row i needs only the columns from
     /// c0 + skip[i] (the symmetric case; the others are left unspecified). `square`: the first r columns are the
     /// rows themselves (symmetric), whose Gram block is an upper-triangular SYRK. `record`: the self chain — the
-    /// tile is the pair (a, a) of one set (r = nb = 1, rows = cols) and each slot's variances are written from the
-    /// state's diagonal before the step reads them. Returns K and Θ, [r][nb].
+    /// tile is samples r0..<r0 + r of one set against themselves (rows = cols, square; r = 1 for the full form),
+    /// and each slot's variances are written from the state's diagonal before the step reads them.
+    /// Returns K and Θ, [r][nb].
     func run(r0: Int, r: Int, c0: Int, c1: Int, skip: [Int], square: Bool, record: Bool,
              _ b: inout Buffers)
         -> (k: UnsafeMutablePointer<Double>, t: UnsafeMutablePointer<Double>, gramNanoseconds: UInt64) {
@@ -105,10 +106,14 @@ struct KernelTile {
         return (b.k, b.t, gramNanoseconds)
 
         func recordVariances(_ slot: Int, _ h: Int, _ w: Int) {
-            let v = rows.v + rows.offsets[slot]
-            for p in 0..<(h * w) {
+            let v = rows.v + rows.offsets[slot], positions = h * w
+            for p in 0..<positions {
                 let (i, j) = (p / w, p % w)
-                v[p * rows.n + r0] = program.form == .full ? b.k[((i * h + i) * w + j) * w + j] : b.k[p]
+                if program.form == .full {
+                    v[p * rows.n + r0] = b.k[((i * h + i) * w + j) * w + j]
+                } else {
+                    for row in 0..<r { v[p * rows.n + r0 + row] = b.k[(row * positions + p) * nb + row] }
+                }
             }
         }
     }
@@ -178,9 +183,12 @@ struct KernelTile {
                 cblasGemmNT(r, nb, d, alpha, xa, xb, b.k, nb)
             }
         case .diagonal:
-            for p in 0..<positions {
-                for col in 0..<nb {
-                    b.k[p * nb + col] = Double.dot(xa + p * c, xb + col * d + p * c, c) / Double(c)
+            for row in 0..<r {
+                for p in 0..<positions {
+                    for col in 0..<nb {
+                        b.k[(row * positions + p) * nb + col] = Double.dot(xa + row * d + p * c, xb + col * d + p * c, c)
+                            / Double(c)
+                    }
                 }
             }
         case .full:
