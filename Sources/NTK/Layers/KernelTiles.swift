@@ -186,8 +186,8 @@ struct KernelTile {
             for row in 0..<r {
                 for p in 0..<positions {
                     for col in 0..<nb {
-                        b.k[(row * positions + p) * nb + col] = Double.dot(xa + row * d + p * c, xb + col * d + p * c, c)
-                            / Double(c)
+                        let dot = Double.dot(xa + row * d + p * c, xb + col * d + p * c, c)
+                        b.k[(row * positions + p) * nb + col] = dot / Double(c)
                     }
                 }
             }
