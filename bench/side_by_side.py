@@ -18,6 +18,8 @@ Workloads (all float64 unless stated, all on the first N images of data/mnist's 
              one training step on 256 images vs PyTorch (CPU, eager, same threads) and the traced empirical NTK of 128
              vs neural-tangents' fastest implementation (1, 2 and 3 timed on N = 32, the fastest at N = 128).
              `ONLY=cnn python3 bench/side_by_side.py` runs this section alone and replaces it in BENCHMARKS.md.
+  cnn_kernels  CNN-GP / CNTK (ONLY=cnn_kernels, its own section): a flatten CNN (N = 1,000) and a Myrtle-style
+             pooled CNN (N = 64) vs neural-tangents' jitted kernel_fn per kernel entry, float64
 
 ISA=avx2 runs every process on AVX2 kernels (an AVX2-only CPU's, reproduced on an AVX-512 machine): ntk with
 OPENBLAS_CORETYPE=Haswell and NTK_SIMD=avx2, PyTorch with ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2
@@ -378,6 +380,88 @@ def cnn_section(py, tmp):
     return lines, {"ours": ours, "torch": torch_res, "neural_tangents_n32": small, "neural_tangents_n128": big}
 
 
+NT_CNN_KERNELS = r"""
+import sys, time, json, numpy as np, jax
+jax.config.update("jax_enable_x64", True)
+from neural_tangents import stax
+kind, n, path, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def conv(): return stax.Conv(1, (3, 3), padding="SAME", W_std=1.4, b_std=0.1)
+pool = stax.AvgPool((2, 2), (2, 2))
+if kind == "flatten":
+    layers = [conv(), stax.Relu(), conv(), stax.Relu(), conv(), stax.Relu(), stax.Flatten()]
+else:
+    layers = [conv(), stax.Relu(), conv(), stax.Relu(), pool, conv(), stax.Relu(), pool, conv(), stax.Relu(), pool,
+              stax.GlobalAvgPool()]
+_, _, kf = stax.serial(*layers, stax.Dense(1, W_std=1.4, b_std=0.1))
+kf = jax.jit(kf, static_argnames="get")
+x = np.load(path)["x1"][:n]
+t = time.time(); k = kf(x, None, ("nngp", "ntk")); jax.block_until_ready(k); first = time.time() - t
+t = time.time(); k = kf(x, None, ("nngp", "ntk")); jax.block_until_ready(k); warm = time.time() - t
+np.savez(out, nngp=np.asarray(k.nngp), ntk=np.asarray(k.ntk))
+print(json.dumps({"first_s": first, "warm_s": warm}))
+"""
+
+CNN_KERNEL_NETS = {
+    "flatten": [{"conv": {"channels": 1, "filter": [3, 3], "padding": "SAME"}}, "relu"] * 3
+    + ["flatten", {"dense": {"out": 1}}],
+    "myrtle": [{"conv": {"channels": 1, "filter": [3, 3], "padding": "SAME"}}, "relu",
+               {"conv": {"channels": 1, "filter": [3, 3], "padding": "SAME"}}, "relu",
+               {"avg_pool": {"window": [2, 2], "strides": [2, 2]}},
+               {"conv": {"channels": 1, "filter": [3, 3], "padding": "SAME"}}, "relu",
+               {"avg_pool": {"window": [2, 2], "strides": [2, 2]}},
+               {"conv": {"channels": 1, "filter": [3, 3], "padding": "SAME"}}, "relu",
+               {"avg_pool": {"window": [2, 2], "strides": [2, 2]}}, "global_avg_pool", {"dense": {"out": 1}}],
+}
+
+
+def cnn_kernels_section(py, tmp):
+    """CNN-GP / CNTK (issue 17): ours (`ntk exec analytic_kernels`, a fresh process: wall time and peak RSS) at N,
+    neural-tangents jitted and warm at a smaller N_nt (its memory grows as N² per spatial entry), compared per kernel
+    entry; ours is also run at N_nt and checked against NT's values (max relative error, off the diagonal)."""
+    import numpy as np
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    sizes = {"flatten": (int(os.environ.get("N_FLAT", "1000")), int(os.environ.get("NT_N_FLAT", "200"))),
+             "myrtle": (int(os.environ.get("N_MYRTLE", "64")), int(os.environ.get("NT_N_MYRTLE", "8")))}
+    x = mnist(max(n for n, _ in sizes.values())).reshape(-1, 28, 28, 1).astype(np.float64)
+    rows = []
+    for kind, (n, n_nt) in sizes.items():
+        def ours(m):
+            np.savez(os.path.join(tmp, f"x{m}.npz"), x1=x[:m])
+            out = os.path.join(tmp, f"ours_{kind}_{m}.npz")
+            t = time.time()
+            r = subprocess.run(["/usr/bin/time", "-f", "rss_kb %M", NTK, "exec", "analytic_kernels", "--in",
+                                os.path.join(tmp, f"x{m}.npz"), "--out", out,
+                                "--set", "model.layers=" + json.dumps(CNN_KERNEL_NETS[kind]), "--set", "model.w_std=1.4",
+                                "--set", "model.b_std=0.1"], cwd=ROOT, capture_output=True, text=True, check=True)
+            rss = int(r.stderr.split("rss_kb ")[-1].split()[0]) / 1024
+            return time.time() - t, rss, out
+        big_s, big_rss, _ = ours(n)
+        small_s, _, small_out = ours(n_nt)
+        nt_out = os.path.join(tmp, f"nt_{kind}_{n_nt}.npz")
+        nt = json.loads(sh([py, "-c", NT_CNN_KERNELS, kind, str(n_nt), os.path.join(tmp, f"x{n_nt}.npz"), nt_out],
+                           env=env).strip().splitlines()[-1])
+        a, b = np.load(small_out), np.load(nt_out)
+        off = ~np.eye(n_nt, dtype=bool)
+        err = max(np.abs(a[k] - b[k])[off].max() / np.abs(b[k]).max() for k in ("nngp", "ntk"))
+        ours_entry, nt_entry = big_s / n ** 2 * 1e3, nt["warm_s"] / n_nt ** 2 * 1e3
+        ratio = nt_entry / ours_entry
+        rows.append(f"| {kind} | {n} | {big_s:.2f} s ({ours_entry:.4f} ms/entry), {big_rss:.0f} MB peak RSS | {n_nt} | "
+                    f"{nt['warm_s']:.2f} s warm ({nt_entry:.4f} ms/entry; first call {nt['first_s']:.1f} s); ours "
+                    f"{small_s:.2f} s | {err:.1e} | **{ratio:.1f}×** | ≥ 10×: {'**met**' if ratio >= 10 else '**not met**'} |")
+    return [
+        "## Infinite-width CNN kernels (CNN-GP / CNTK), float64, 28×28 MNIST", "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores ({cpu_name()}; "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
+        f"NTK_SIMD={os.environ.get('NTK_SIMD', 'unset')}), one run. "
+        "flatten: 3 × (conv 3×3 SAME, relu), flatten, dense (spatial diagonal); myrtle: 4 × (conv 3×3 SAME, relu) with "
+        "2×2 average pools after the 2nd, 3rd and 4th, global average pool, dense (full spatial covariance). W_std 1.4, "
+        "b_std 0.1, NNGP and NTK of x with itself. Ours: a fresh `ntk exec analytic_kernels` process (start-up "
+        "included); neural-tangents: `jit(kernel_fn)(x, None, ('nngp', 'ntk'))`, warm, at the smaller N its memory "
+        "allows; ratio per kernel entry. Fractions of the flop peak: not yet measured.", "",
+        "| network | N (ours) | ntk | N (peer) | neural-tangents; ntk at that N | max rel. error vs NT (off-diagonal) "
+        "| ratio per entry | goal |", "|---|---|---|---|---|---|---|---|"] + rows + [""], {"rows": rows}
+
+
 def replace_section(text, title, lines):
     """BENCHMARKS.md with the section starting `title` replaced by `lines` (inserted before the goals if absent)."""
     parts = text.split("\n## ")
@@ -392,6 +476,15 @@ def replace_section(text, title, lines):
 
 def main():
     import numpy as np
+    if os.environ.get("ONLY") == "cnn_kernels":
+        subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, capture_output=True)
+        lines, results = cnn_kernels_section(peer_python(), tempfile.mkdtemp(prefix="ntk-side-"))
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+        with open(path, "w") as f:
+            f.write(replace_section(text, "Infinite-width CNN kernels", lines))
+        print("\n".join(lines))
+        return
     if os.environ.get("ONLY") == "cnn":
         subprocess.run(["swift", "build", "-c", "release"], cwd=ROOT, check=True, capture_output=True)
         py = peer_python()
