@@ -225,14 +225,16 @@ public enum AnalyticKernels {
             let started = DispatchTime.now().uptimeNanoseconds
             x1.data.withUnsafeBufferPointer { ap in
                 x2.data.withUnsafeBufferPointer { bp in
-                    var v1 = var1, v2 = var2
-                    v1.withUnsafeMutableBufferPointer { v1p in
-                        v2.withUnsafeMutableBufferPointer { v2p in
+                    // the variances are only read here (record: false): no copy of them
+                    var1.withUnsafeBufferPointer { v1b in
+                        var2.withUnsafeBufferPointer { v2b in
+                            let v1p = UnsafeMutablePointer(mutating: v1b.baseAddress!)
+                            let v2p = UnsafeMutablePointer(mutating: v2b.baseAddress!)
                             busy.withUnsafeMutableBufferPointer { busy in
                                 let tile = KernelTile(
                                     program: program,
-                                    rows: .init(x: ap.baseAddress!, v: v1p.baseAddress!, offsets: offsets1, n: x1.rows),
-                                    cols: .init(x: bp.baseAddress!, v: v2p.baseAddress!, offsets: offsets2, n: n2),
+                                    rows: .init(x: ap.baseAddress!, v: v1p, offsets: offsets1, n: x1.rows),
+                                    cols: .init(x: bp.baseAddress!, v: v2p, offsets: offsets2, n: n2),
                                     computeNTK: computeNTK, quad: quad)
                                 OwnThreads.forEach(tiles.count, workers: workers) { w, index in
                                     let t0 = DispatchTime.now().uptimeNanoseconds
@@ -362,17 +364,8 @@ extension AnalyticKernels {
         var d = d2
         let (a, b) = act.arcCosine ?? (0, 0)
         var c = ntk_layer_coef(w_var: 1, b_var: 0, ntk_t_scale: 0, ntk_shift: 0, a: a, b: b)
-        if let m = quadratureNodes ?? (act.hasClosedFormKernel ? nil : 32) {
-            let rule = try QuadratureRule(nodes: m)
-            let (ca, alpha) = act.c
-            rule.withRule { ntk_kernel_quadrature_row(&k, &t, &d, d1, 1, &c, ca, alpha, $0) }
-        } else if act == .gelu {
-            ntk_kernel_gelu_row(&k, &t, &d, d1, 1, &c)
-        } else if act == .erf {
-            ntk_kernel_erf_row(&k, &t, &d, d1, 1, &c)
-        } else {
-            ntk_kernel_abrelu_row(&k, &t, &d, d1, 1, &c)
-        }
+        let rule = try (quadratureNodes ?? (act.hasClosedFormKernel ? nil : 32)).map { try QuadratureRule(nodes: $0) }
+        KernelTile.activationRow(act, rule, &k, &t, &d, d1, 1, &c)
         return (k, t)
     }
 }

@@ -72,17 +72,9 @@ struct KernelTile {
                 if c.w_var != 1 || c.b_var != 0 { Double.affine(b.k, c.w_var, c.b_var, m) }
             case .activation(let act, var c, let slot):
                 if record { recordVariances(slot, h, w) }
+                let rule = act.hasClosedFormKernel ? nil : quad
                 runs(r: r, r0: r0, c0: c0, nb: nb, skip: skip, slot: slot, h, w, b) { k, t, d2, d1, len in
-                    if act == .gelu {
-                        ntk_kernel_gelu_row(k, t, d2, d1, len, &c)
-                    } else if !act.hasClosedFormKernel, let quad {
-                        let (a, alpha) = act.c
-                        quad.withRule { ntk_kernel_quadrature_row(k, t, d2, d1, len, &c, a, alpha, $0) }
-                    } else if act == .erf {
-                        ntk_kernel_erf_row(k, t, d2, d1, len, &c)
-                    } else {
-                        ntk_kernel_abrelu_row(k, t, d2, d1, len, &c)
-                    }
+                    Self.activationRow(act, rule, k, t, d2, d1, len, &c)
                 }
             case .layerNorm(let eps, let slot):
                 if record { recordVariances(slot, h, w) }
@@ -115,6 +107,22 @@ struct KernelTile {
                     for row in 0..<r { v[p * rows.n + r0 + row] = b.k[(row * positions + p) * nb + row] }
                 }
             }
+        }
+    }
+
+    /// φ's C row kernel (see `ntk_layer_coef`): by the quadrature `rule` when given, else by φ's closed form.
+    static func activationRow(_ act: Activation, _ rule: QuadratureRule?, _ k: UnsafeMutablePointer<Double>,
+                              _ t: UnsafeMutablePointer<Double>?, _ d2: UnsafePointer<Double>, _ d1: Double, _ n: Int,
+                              _ c: inout ntk_layer_coef) {
+        if let rule {
+            let (a, alpha) = act.c
+            rule.withRule { ntk_kernel_quadrature_row(k, t, d2, d1, n, &c, a, alpha, $0) }
+        } else if act == .gelu {
+            ntk_kernel_gelu_row(k, t, d2, d1, n, &c)
+        } else if act == .erf {
+            ntk_kernel_erf_row(k, t, d2, d1, n, &c)
+        } else {
+            ntk_kernel_abrelu_row(k, t, d2, d1, n, &c)
         }
     }
 

@@ -48,9 +48,10 @@ public struct AnalyticKernelsStage: StageKind {
         var meta = ctx.metadata(kind: Self.name)
         meta["source"] = .string("analytic")
         if let plain = try Self.plainInputs(ctx) {
-            let net = try model.kernelNetwork(input: DatasetArtifact.shape(of: plain.sample, features: plain.x1.cols))
+            let (net, program) = try model.kernelNetwork(input: DatasetArtifact.shape(of: plain.sample,
+                                                                                       features: plain.x1.cols))
             let k = try compute("x1_x2", plain.x1, plain.x2, net, ctx)
-            meta["spatial"] = .string(try KernelProgram(net).form.rawValue)
+            meta["spatial"] = .string(program.form.rawValue)
             let n2 = plain.x2?.rows ?? plain.x1.rows
             return [ArtifactFile(kind: .kernels, metadata: meta, tensors: [
                 Tensor(name: "nngp", shape: [plain.x1.rows, n2], values: k.nngp.data),
@@ -59,8 +60,8 @@ public struct AnalyticKernelsStage: StageKind {
         }
         let (path, file) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: file, path: path)
-        let net = try model.kernelNetwork(input: ds.inputShape)
-        meta["spatial"] = .string(try KernelProgram(net).form.rawValue)
+        let (net, program) = try model.kernelNetwork(input: ds.inputShape)
+        meta["spatial"] = .string(program.form.rawValue)
         let (n, m) = (ds.nTrain, ds.nTest)
         // NNGP and NTK of train×train and test×train (and test×test), float64, each held as a matrix and a tensor.
         if let excess = MemoryBudget.excess([2, 2 * n * (n + m) + (testTest ? m * m : 0), 8]) {

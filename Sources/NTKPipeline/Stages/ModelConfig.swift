@@ -123,12 +123,11 @@ public struct ModelConfig: Equatable, Sendable {
     /// The network whose infinite-width kernels `analytic_kernels` computes, on samples of shape `input`: any
     /// layer list (its read-out width is free: the kernels are per logit), checked for what the kernel rules need
     /// (`KernelProgram`: Gaussian inputs to activations, layer norms and residual sums).
-    public func kernelNetwork(input: Shape) throws -> Network {
+    public func kernelNetwork(input: Shape) throws -> (network: Network, program: KernelProgram) {
         let net = try network(input: input, outputs: nil)
-        do { _ = try KernelProgram(net) } catch let e as LayerError {
+        do { return (net, try KernelProgram(net)) } catch let e as LayerError {
             throw NTKError(e.message, key: e.path + (e.key.map { "." + $0 } ?? ""))
         }
-        return net
     }
 
     /// The fully-connected network for inputs of dimension `inputDim` and `outputs` logits — what
