@@ -423,6 +423,8 @@ def cnn_kernels_section(py, tmp):
     sizes = {"flatten": (int(os.environ.get("N_FLAT", "1000")), int(os.environ.get("NT_N_FLAT", "200"))),
              "myrtle": (int(os.environ.get("N_MYRTLE", "64")), int(os.environ.get("NT_N_MYRTLE", "8")))}
     x = mnist(max(n for n, _ in sizes.values())).reshape(-1, 28, 28, 1).astype(np.float64)
+    peaks = {r["name"].split()[0]: r for r in json.loads(sh([NTK, "bench", "--json", "--peak"], cwd=ROOT))["results"]}
+    dpeak = peaks["dgemm"]["gflops"]
     rows = []
     for kind, (n, n_nt) in sizes.items():
         def ours(m):
@@ -435,7 +437,9 @@ def cnn_kernels_section(py, tmp):
                                 "--set", "model.b_std=0.1"], cwd=ROOT, capture_output=True, text=True, check=True)
             rss = int(r.stderr.split("rss_kb ")[-1].split()[0]) / 1024
             return time.time() - t, rss, out
-        big_s, big_rss, _ = ours(n)
+        big_s, big_rss, big_out = ours(n)
+        meta = json.loads(zip_member(big_out, "metadata.json"))
+        gflops = meta["flops"] / big_s / 1e9
         small_s, _, small_out = ours(n_nt)
         nt_out = os.path.join(tmp, f"nt_{kind}_{n_nt}.npz")
         nt = json.loads(sh([py, "-c", NT_CNN_KERNELS, kind, str(n_nt), os.path.join(tmp, f"x{n_nt}.npz"), nt_out],
@@ -445,7 +449,9 @@ def cnn_kernels_section(py, tmp):
         err = max(np.abs(a[k] - b[k])[off].max() / np.abs(b[k]).max() for k in ("nngp", "ntk"))
         ours_entry, nt_entry = big_s / n ** 2 * 1e3, nt["warm_s"] / n_nt ** 2 * 1e3
         ratio = nt_entry / ours_entry
-        rows.append(f"| {kind} | {n} | {big_s:.2f} s ({ours_entry:.4f} ms/entry), {big_rss:.0f} MB peak RSS | {n_nt} | "
+        rows.append(f"| {kind} | {n} | {big_s:.2f} s ({ours_entry:.4f} ms/entry), {big_rss:.0f} MB peak RSS; "
+                    f"{meta['flops'] / 1e9:.0f} GFLOP → {gflops:.1f} GFLOP/s = {100 * gflops / dpeak:.0f} % of the "
+                    f"dgemm peak | {n_nt} | "
                     f"{nt['warm_s']:.2f} s warm ({nt_entry:.4f} ms/entry; first call {nt['first_s']:.1f} s); ours "
                     f"{small_s:.2f} s | {err:.1e} | **{ratio:.1f}×** | ≥ 10×: {'**met**' if ratio >= 10 else '**not met**'} |")
     return [
@@ -457,9 +463,20 @@ def cnn_kernels_section(py, tmp):
         "2×2 average pools after the 2nd, 3rd and 4th, global average pool, dense (full spatial covariance). W_std 1.4, "
         "b_std 0.1, NNGP and NTK of x with itself. Ours: a fresh `ntk exec analytic_kernels` process (start-up "
         "included); neural-tangents: `jit(kernel_fn)(x, None, ('nngp', 'ntk'))`, warm, at the smaller N its memory "
-        "allows; ratio per kernel entry. Fractions of the flop peak: not yet measured.", "",
+        "allows; ratio per kernel entry. GFLOP: the recursion's operations as `KernelProgram.flopsPerPair` counts "
+        "them (input covariance, axis maps and affine steps exactly; the activations at their C kernels' count per "
+        "entry), over the wall time including start-up; % of the dgemm 4096³ peak of the same run "
+        f"({dpeak:.0f} GFLOP/s, `ntk bench --peak`). These passes are bound by memory traffic and by divisions and "
+        "square roots, not by multiply-adds: the fraction says how far from the machine's arithmetic they run.", "",
         "| network | N (ours) | ntk | N (peer) | neural-tangents; ntk at that N | max rel. error vs NT (off-diagonal) "
         "| ratio per entry | goal |", "|---|---|---|---|---|---|---|---|"] + rows + [""], {"rows": rows}
+
+
+def zip_member(path, name):
+    """One member of a zip (an artifact's metadata.json) as text."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        return z.read(name).decode()
 
 
 def replace_section(text, title, lines):

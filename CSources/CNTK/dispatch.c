@@ -120,3 +120,7 @@ void ntk_cov_axis_map(double *out, const double *in, size_t outer, size_t n_in, 
                       const uint32_t *offsets, const uint32_t *src, const double *weights) {
     active()->kern.axis_map(out, in, outer, n_in, n_out, inner, offsets, src, weights);
 }
+void ntk_cov_axis_map_f32(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                          const uint32_t *offsets, const uint32_t *src, const float *weights) {
+    active()->kern.axis_map_f32(out, in, outer, n_in, n_out, inner, offsets, src, weights);
+}

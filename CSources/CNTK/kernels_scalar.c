@@ -45,6 +45,47 @@ void ntk_cov_axis_map_scalar(double *out, const double *in, size_t outer, size_t
     }
 }
 
+void ntk_cov_axis_map_f32_scalar(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                                 const uint32_t *offsets, const uint32_t *src, const float *weights) {
+    for (size_t a = 0; a < outer; ++a) {
+        const float *ia = in + a * n_in * inner;
+        float *oa = out + a * n_out * inner;
+        for (size_t o = 0; o < n_out; ++o) {
+            float *y = oa + o * inner;
+            for (size_t x = 0; x < inner; ++x) y[x] = 0;
+            for (uint32_t t = offsets[o]; t < offsets[o + 1]; ++t) {
+                const float w = weights[t], *s = ia + (size_t)src[t] * inner;
+                for (size_t x = 0; x < inner; ++x) y[x] += w * s[x];
+            }
+        }
+    }
+}
+
+void ntk_kernel_row_f32(ntk_row_kind kind, float *nngp, float *ntk, const float *d2, double d1, size_t n,
+                        const ntk_layer_coef *c, ntk_activation act, double alpha, const ntk_quadrature_rule *rule) {
+    enum { CHUNK = 256 };
+    double k[CHUNK], t[CHUNK], v[CHUNK];
+    for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
+        const size_t m = n - j0 < CHUNK ? n - j0 : CHUNK;
+        for (size_t j = 0; j < m; ++j) {
+            k[j] = nngp[j0 + j];
+            v[j] = d2[j0 + j];
+            if (ntk) t[j] = ntk[j0 + j];
+        }
+        double *tp = ntk ? t : NULL;
+        switch (kind) {
+        case NTK_ROW_ABRELU: ntk_kernel_abrelu_row(k, tp, v, d1, m, c); break;
+        case NTK_ROW_ERF: ntk_kernel_erf_row(k, tp, v, d1, m, c); break;
+        case NTK_ROW_GELU: ntk_kernel_gelu_row(k, tp, v, d1, m, c); break;
+        case NTK_ROW_QUADRATURE: ntk_kernel_quadrature_row(k, tp, v, d1, m, c, act, alpha, rule); break;
+        }
+        for (size_t j = 0; j < m; ++j) {
+            nngp[j0 + j] = (float)k[j];
+            if (ntk) ntk[j0 + j] = (float)t[j];
+        }
+    }
+}
+
 /* φ = gelu(x) = x·Φ(x) (Tsuchida et al. 2020, as neural-tangents writes it): with P = d1·d2,
  * P₁ = (1 + d1)(1 + d2), Δ = √(P₁ − q²) and θ = atan2(q, Δ),
  *   T = q/4 + ((q² + P·Δ²)/(P₁·Δ) + q·θ)/(2π),

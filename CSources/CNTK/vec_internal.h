@@ -21,6 +21,10 @@ void ntk_cov_axis_map_scalar(double *out, const double *in, size_t outer, size_t
                              const uint32_t *offsets, const uint32_t *src, const double *weights);
 void ntk_cov_axis_map_avx2(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
                            const uint32_t *offsets, const uint32_t *src, const double *weights);
+void ntk_cov_axis_map_f32_scalar(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                                 const uint32_t *offsets, const uint32_t *src, const float *weights);
+void ntk_cov_axis_map_f32_avx2(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                               const uint32_t *offsets, const uint32_t *src, const float *weights);
 void ntk_kernel_abrelu_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 void ntk_kernel_erf_row_scalar(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);
 

@@ -23,6 +23,9 @@ public enum AnalyticKernels {
         public var quadratureNodes = 32
         /// Workspace cap in bytes (row blocks of the Gram matrix); nil: one block.
         public var maxWorkspaceBytes: Int? = nil
+        /// The recursion's state: float64, or float32 (half the memory traffic and tile size; each activation's T
+        /// and Ṫ still evaluated in float64, then rounded). The results are returned in float64 either way.
+        public var float32 = false
         public var computeNTK = true
         public var threads = ProcessInfo.processorCount
         public init() {}
@@ -71,11 +74,12 @@ public enum AnalyticKernels {
         public let program: KernelProgram
         let options: Options
         let quad: QuadratureRule?
-        /// Variances V_a(p) of both sets at every slot (`KernelTile.Side`), and K, Θ of each pair (a, a) of set 1.
-        let var1: [Double], var2: [Double], offsets1: [Int], offsets2: [Int]
-        let self1: [Double], selfNTK: [Double]
+        /// Where each slot's variances start in `KernelTile.Side.v`, for each set.
+        let offsets1: [Int], offsets2: [Int]
+        /// The sets in the state's precision, their variances, the tiles' fill (`TileSets`).
+        let tiles: any KernelTileSets
         /// Rows per tile (256 for vectors: the Gram product is a GEMM; 1 for images) and columns per tile (as many
-        /// as the state of `KernelTile.Buffers.count` arrays per worker allows under the workspace cap).
+        /// as the state of `KernelProgram.tileArrays` arrays per worker allows under the workspace cap).
         let rowGroup: Int, columnBlock: Int, workers: Int
         /// Row ranges of the blocks, in order.
         public let blocks: [Range<Int>]
@@ -89,6 +93,21 @@ public enum AnalyticKernels {
             /// Wall seconds spent in the Gram product (BLAS) and in the layer recursion (C, all cores).
             public var gramSeconds = 0.0, layerSeconds = 0.0
             public init(rows: Range<Int>, nngp: [Double], ntk: [Double]) { self.rows = rows; self.nngp = nngp; self.ntk = ntk }
+        }
+
+        /// State entries computed per row block (2²⁸: a fraction of a second of the recursion on 2 cores).
+        static let blockWork = 1 << 28
+
+        /// The tiles' cap without `maxWorkspaceBytes`.
+        public static let defaultTileBytes = 1 << 30
+
+        /// The cap is smaller than one column of one worker's tile (the covariance states of one pair of samples).
+        public struct WorkspaceTooSmall: Error, CustomStringConvertible, Sendable {
+            public let needed: Int, cap: Int, entries: Int
+            public var description: String {
+                "one pair of samples needs \(MemoryBudget.size(needed)) of covariance state (\(entries) spatial "
+                    + "entries per array), more than the workspace cap of \(MemoryBudget.size(cap))"
+            }
         }
 
         public init(x1: Matrix, x2: Matrix?, spec: NetworkSpec, options: Options = Options()) throws {
@@ -107,58 +126,44 @@ public enum AnalyticKernels {
             let program = try KernelProgram(network)
             self.program = program
             quad = program.needsQuadrature ? try QuadratureRule(nodes: options.quadratureNodes) : nil
-            workers = max(1, min(options.threads, OwnThreads.workers))
-            let arrays = KernelTile.Buffers.count(program)
-            let budget = options.maxWorkspaceBytes ?? (1 << 30)
+            let arrays = program.tileArrays
+            let budget = options.maxWorkspaceBytes ?? Self.defaultTileBytes
+            // one column of one worker's tile: `arrays` covariance states of `maxEntries` spatial entries
+            let column = arrays * program.maxEntries * (options.float32 ? 4 : 8)
+            guard column <= budget else { throw WorkspaceTooSmall(needed: column, cap: budget, entries: program.maxEntries) }
+            workers = max(1, min(options.threads, OwnThreads.workers, budget / column))
             var group = program.form == .vector ? 256 : 1
-            let perColumn = workers * arrays * program.maxEntries * 8
-            columnBlock = max(1, min(self.x2.rows, budget / max(perColumn * group, 1)))
+            let perColumn = workers * column
+            // images: at least one tile per worker in every row (a block may be a single row)
+            let share = program.form == .vector ? self.x2.rows : (self.x2.rows + workers - 1) / workers
+            columnBlock = max(1, min(share, budget / max(perColumn * group, 1)))
             if program.form == .vector { group = min(group, columnBlock) }
             rowGroup = group
             func offsets(_ n: Int) -> [Int] { program.slotPositions.reduce(into: [0]) { $0.append($0.last! + $1 * n) } }
             offsets1 = offsets(x1.rows)
             offsets2 = offsets(self.x2.rows)
-            let first = Self.selfChain(x1, program, offsets1, options.computeNTK, quad, workers)
-            (var1, self1, selfNTK) = first
-            var2 = symmetric ? var1 : Self.selfChain(self.x2, program, offsets2, false, quad, workers).v
+            if options.float32 {
+                tiles = TileSets<Float>(x1: x1, x2: self.x2, symmetric: symmetric, program: program, offsets1: offsets1,
+                                        offsets2: offsets2, computeNTK: options.computeNTK, quad: quad, workers: workers)
+            } else {
+                tiles = TileSets<Double>(x1: x1, x2: self.x2, symmetric: symmetric, program: program, offsets1: offsets1,
+                                         offsets2: offsets2, computeNTK: options.computeNTK, quad: quad, workers: workers)
+            }
+            // rows per block: what the cap allows, and (for checkpoints a killed run resumes from) about
+            // `blockWork` state entries of work — a fraction of a second for the spatial forms
             let bytesPerRow = 8 * self.x2.rows * (options.computeNTK ? 2 : 1)
-            let size = max(1, (options.maxWorkspaceBytes ?? Int.max) / max(bytesPerRow, 1))
+            let byWork = Self.blockWork / max(1, self.x2.rows * program.workPerPair)
+            let size = max(1, min((options.maxWorkspaceBytes ?? Int.max) / max(bytesPerRow, 1), byWork))
             blocks = stride(from: 0, to: x1.rows, by: size).map { $0..<min(x1.rows, $0 + size) }
         }
 
-        /// Runs the program on every pair (a, a) of a set, recording the variances at every slot; also returns
-        /// K(a, a) and Θ(a, a), by the same formulas with exactly equal variances (no √ε error at c = 1).
-        static func selfChain(_ x: Matrix, _ program: KernelProgram, _ offsets: [Int], _ ntk: Bool,
-                              _ quad: QuadratureRule?, _ workers: Int) -> (v: [Double], k: [Double], t: [Double]) {
-            // square tiles of g samples against themselves (the diagonal kept): few, larger BLAS and C calls
-            let g = program.form == .vector ? 64 : program.form == .diagonal ? 16 : 1
-            let n = x.rows, capacity = program.maxEntries * g * g, arrays = KernelTile.Buffers.count(program)
-            var v = [Double](repeating: 0, count: offsets.last!), k = [Double](repeating: 0, count: n)
-            var t = [Double](repeating: 0, count: n)
-            let scratch = UnsafeMutablePointer<Double>.allocate(capacity: workers * arrays * capacity)
-            defer { scratch.deallocate() }
-            x.data.withUnsafeBufferPointer { xp in
-                v.withUnsafeMutableBufferPointer { vp in
-                    k.withUnsafeMutableBufferPointer { kp in
-                        t.withUnsafeMutableBufferPointer { tp in
-                            let side = KernelTile.Side(x: xp.baseAddress!, v: vp.baseAddress!, offsets: offsets, n: n)
-                            let tile = KernelTile(program: program, rows: side, cols: side, computeNTK: ntk, quad: quad)
-                            OwnThreads.forEach((n + g - 1) / g, workers: workers) { wk, group in
-                                var b = KernelTile.Buffers(scratch + wk * arrays * capacity, capacity: capacity,
-                                                           depth: program.maxDepth)
-                                let a0 = group * g, r = min(g, n - a0)
-                                let out = tile.run(r0: a0, r: r, c0: a0, c1: a0 + r, skip: Array(0..<r),
-                                                   square: true, record: true, &b)
-                                for i in 0..<r {
-                                    kp[a0 + i] = out.k[i * r + i]
-                                    if ntk { tp[a0 + i] = out.t[i * r + i] }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            return (v, k, t)
+        /// Floating-point operations of the whole result (`KernelProgram.flopsPerPair` per pair computed: the
+        /// upper triangle when symmetric, plus the self chains of both sets).
+        public var flops: Double {
+            let pairs = symmetric ? Double(x1.rows) * Double(x1.rows + 1) / 2 : Double(x1.rows) * Double(x2.rows)
+            let q = options.quadratureNodes, each = program.flopsPerPair(ntk: options.computeNTK, quadratureNodes: q)
+            return each * (pairs + Double(x1.rows))
+                + (symmetric ? 0 : program.flopsPerPair(ntk: false, quadratureNodes: q) * Double(x2.rows))
         }
 
         /// Computes one block into fresh storage (for callers that keep blocks, e.g. to checkpoint them).
@@ -204,71 +209,10 @@ public enum AnalyticKernels {
             return (Result(nngp: nngp, ntk: ntk, quadratureError: nil), gram, layers)
         }
 
-        /// Fills rows `rows` (kOut/tOut point at the first of them, row length N2): tiles of `rowGroup` rows ×
-        /// `columnBlock` columns spread over our own threads (`OwnThreads`, OpenBLAS single-threaded inside), each
-        /// run by `KernelTile` in its worker's scratch and copied out — symmetric: only the upper trapezoid, the
-        /// diagonal from the self chain. Returns the wall seconds split between the Gram product and the recursion
-        /// in proportion to the threads' time in each.
+        /// Fills rows `rows` (kOut/tOut point at the first of them, row length N2; `TileSets.fill`). Returns the
+        /// wall seconds spent in the Gram product and in the recursion.
         func fill(_ rows: Range<Int>, _ kOut: UnsafeMutablePointer<Double>, _ tOut: UnsafeMutablePointer<Double>?) -> (Double, Double) {
-            let n2 = x2.rows, computeNTK = options.computeNTK
-            var tiles: [(r0: Int, r: Int, c0: Int, c1: Int)] = []
-            for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: rowGroup) {  // costliest (top) first
-                let r = min(rowGroup, rows.upperBound - r0)
-                for c0 in stride(from: symmetric ? r0 : 0, to: n2, by: columnBlock) {
-                    tiles.append((r0, r, c0, min(n2, c0 + columnBlock)))
-                }
-            }
-            let arrays = KernelTile.Buffers.count(program), capacity = rowGroup * program.maxEntries * columnBlock
-            let scratch = UnsafeMutablePointer<Double>.allocate(capacity: workers * arrays * capacity)
-            defer { scratch.deallocate() }
-            var busy = [(gram: UInt64, layers: UInt64)](repeating: (0, 0), count: workers)
-            let started = DispatchTime.now().uptimeNanoseconds
-            x1.data.withUnsafeBufferPointer { ap in
-                x2.data.withUnsafeBufferPointer { bp in
-                    // the variances are only read here (record: false): no copy of them
-                    var1.withUnsafeBufferPointer { v1b in
-                        var2.withUnsafeBufferPointer { v2b in
-                            let v1p = UnsafeMutablePointer(mutating: v1b.baseAddress!)
-                            let v2p = UnsafeMutablePointer(mutating: v2b.baseAddress!)
-                            busy.withUnsafeMutableBufferPointer { busy in
-                                let tile = KernelTile(
-                                    program: program,
-                                    rows: .init(x: ap.baseAddress!, v: v1p, offsets: offsets1, n: x1.rows),
-                                    cols: .init(x: bp.baseAddress!, v: v2p, offsets: offsets2, n: n2),
-                                    computeNTK: computeNTK, quad: quad)
-                                OwnThreads.forEach(tiles.count, workers: workers) { w, index in
-                                    let t0 = DispatchTime.now().uptimeNanoseconds
-                                    let (r0, r, c0, c1) = tiles[index]
-                                    let square = symmetric && c0 == r0
-                                    let skip = (0..<r).map { square ? $0 : 0 }
-                                    var b = KernelTile.Buffers(scratch + w * arrays * capacity, capacity: capacity,
-                                                               depth: program.maxDepth)
-                                    let out = tile.run(r0: r0, r: r, c0: c0, c1: c1, skip: skip, square: square,
-                                                       record: false, &b)
-                                    let nb = c1 - c0
-                                    for i in 0..<r {
-                                        let a = r0 + i, dst = (a - rows.lowerBound) * n2 + c0 + skip[i]
-                                        (kOut + dst).update(from: out.k + i * nb + skip[i], count: nb - skip[i])
-                                        if let tOut {
-                                            (tOut + dst).update(from: out.t + i * nb + skip[i], count: nb - skip[i])
-                                        }
-                                        if square {
-                                            kOut[dst] = self1[a]
-                                            if let tOut { tOut[dst] = selfNTK[a] }
-                                        }
-                                    }
-                                    busy[w].gram += out.gramNanoseconds
-                                    busy[w].layers += DispatchTime.now().uptimeNanoseconds - t0 - out.gramNanoseconds
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-            let gram = Double(busy.reduce(0) { $0 + $1.gram }), layerTime = Double(busy.reduce(0) { $0 + $1.layers })
-            let share = gram + layerTime > 0 ? gram / (gram + layerTime) : 1
-            return (wall * share, wall * (1 - share))
+            tiles.fill(self, rows, kOut, tOut)
         }
 
         /// The full [N1, N2] kernels from all blocks (mirroring the upper triangle when symmetric). The blocks'
@@ -365,7 +309,7 @@ extension AnalyticKernels {
         let (a, b) = act.arcCosine ?? (0, 0)
         var c = ntk_layer_coef(w_var: 1, b_var: 0, ntk_t_scale: 0, ntk_shift: 0, a: a, b: b)
         let rule = try (quadratureNodes ?? (act.hasClosedFormKernel ? nil : 32)).map { try QuadratureRule(nodes: $0) }
-        KernelTile.activationRow(act, rule, &k, &t, &d, d1, 1, &c)
+        Double.kernelRow(act, rule, &k, &t, &d, d1, 1, &c)
         return (k, t)
     }
 }

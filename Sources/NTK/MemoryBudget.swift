@@ -34,4 +34,11 @@ public enum MemoryBudget {
     }
 
     public static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f GB", Double(bytes) / 1e9) }
+
+    /// A size in the unit that reads best: "512 B", "16.4 kB", "3.1 MB", "1.1 GB" (powers of 1000).
+    public static func size(_ bytes: Int) -> String {
+        let b = Double(bytes)
+        return b < 1e3 ? "\(bytes) B" : b < 1e6 ? String(format: "%.1f kB", b / 1e3)
+            : b < 1e9 ? String(format: "%.1f MB", b / 1e6) : gigabytes(bytes)
+    }
 }

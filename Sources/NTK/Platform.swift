@@ -7,6 +7,14 @@ public enum Platform {
     /// "avx2+fma" or "scalar": the kernel table every `ntk_vec_*` call uses (fixed for the process;
     /// `NTK_SIMD=scalar` forces the scalar reference). Recorded in every artifact.
     public static var simdPath: String { String(cString: ntk_simd_name()) }
+    /// This process's peak resident set since its last exec (VmHWM of /proc/self/status; nil where unreadable).
+    /// Not getrusage's ru_maxrss, which Linux carries over an exec from the forking parent.
+    public static var peakResidentBytes: Int? {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ")[0]) else { return nil }
+        return kb * 1024
+    }
     public static var cpuHasAVX2: Bool { ntk_cpu_has_avx2() != 0 }
     public static var cpuHasFMA: Bool { ntk_cpu_has_fma() != 0 }
     /// OpenBLAS build configuration string, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64".

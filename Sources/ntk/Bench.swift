@@ -34,6 +34,9 @@ extension NTKCommand {
         @Flag(help: "Only the convolutional rows: a Myrtle-style CNN on 28×28 MNIST, f32 — one training step on 256 images and the traced empirical NTK of 128, with the sgemm peak of the same run.")
         var cnn = false
 
+        @Flag(help: "Only the GEMM peaks (dgemm and sgemm 4096³, all cores): the reference other tools' rates are compared with.")
+        var peak = false
+
         @Option(help: "Data directory (IDX) for realistic inputs.")
         var data = "data/mnist"
 
@@ -84,6 +87,7 @@ extension NTKCommand {
                 report("dgemm \(g)³ (peak reference)", seconds: dPeak.seconds, flops: dPeak.flops)
                 let sPeak = try gemmPeak(n: g, double: false)
                 report("sgemm \(g)³ (peak reference)", seconds: sPeak.seconds, flops: sPeak.flops)
+                if peak { return printJSON() }
                 let dgemmPeak = dPeak.flops / dPeak.seconds / 1e9
 
                 // Analytic NNGP + NTK, relu depth 3, on real MNIST digits.

@@ -178,6 +178,46 @@ final class KernelRowTests: XCTestCase {
         }
     }
 
+    /// The float32 axis map: the scalar reference against the map's definition (in float64), the AVX2 twin
+    /// against the reference, across every tail length of its 32- and 8-wide loops.
+    func testFloat32AxisMapAgreesWithScalarReference() throws {
+        guard let avx2 = ntk_vec_table_avx2() else { throw XCTSkip("no AVX2 on this CPU") }
+        let scalar = ntk_vec_table_scalar()!
+        let offsets: [UInt32] = [0, 2, 2, 5], src: [UInt32] = [1, 3, 0, 0, 2]
+        let w: [Float] = [0.5, 0.25, 2, -1, 0.125]
+        for inner in [1, 7, 8, 9, 31, 32, 33, 77] {
+            let outer = 2, x = (0..<(outer * 4 * inner)).map { Float(($0 * 7919) % 101) / 7 - 6 }
+            var a = [Float](repeating: .nan, count: outer * 3 * inner), b = a
+            scalar.pointee.kern.axis_map_f32(&a, x, outer, 4, 3, inner, offsets, src, w)
+            avx2.pointee.kern.axis_map_f32(&b, x, outer, 4, 3, inner, offsets, src, w)
+            for o in 0..<outer {
+                for e in 0..<inner {
+                    let xi = { (i: Int) in Double(x[(o * 4 + i) * inner + e]) }
+                    let want = [0.5 * xi(1) + 0.25 * xi(3), 0, 2 * xi(0) - xi(0) + 0.125 * xi(2)]
+                    for k in 0..<3 {
+                        let j = (o * 3 + k) * inner + e
+                        XCTAssertEqual(Double(a[j]), want[k], accuracy: 1e-5, "scalar inner=\(inner)")
+                        XCTAssertEqual(b[j], a[j], accuracy: 1e-5, "avx2 inner=\(inner)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// ntk_kernel_row_f32 is the float64 row on widened inputs, rounded: exactly that, across chunk boundaries.
+    func testFloat32RowIsTheFloat64RowRounded() {
+        let n = 600, d1 = 1.3
+        let q = (0..<n).map { Float(sin(Double($0))) }, d2 = (0..<n).map { Float(1.5 + cos(Double($0))) }
+        let t0 = (0..<n).map { Float(Double($0 % 7) / 7) }
+        var c = ntk_layer_coef(w_var: 1.7, b_var: 0.1, ntk_t_scale: 1.7, ntk_shift: 0.1, a: 0, b: 1)
+        var k32 = q, t32 = t0
+        ntk_kernel_row_f32(NTK_ROW_ABRELU, &k32, &t32, d2, d1, n, &c, NTK_ACT_RELU, 0, nil)
+        var k64 = q.map(Double.init), t64 = t0.map(Double.init)
+        ntk_kernel_abrelu_row(&k64, &t64, d2.map(Double.init), d1, n, &c)
+        XCTAssertEqual(k32, k64.map { Float($0) })
+        XCTAssertEqual(t32, t64.map { Float($0) })
+    }
+
     func rowsAgree(_ avx: UnsafePointer<ntk_vec_table>) throws {
         let scalar = ntk_vec_table_scalar()!
         let table = String(cString: avx.pointee.name)

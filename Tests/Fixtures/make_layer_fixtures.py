@@ -103,7 +103,7 @@ for index, (name, c) in enumerate(CASES.items()):
                       record_steps=np.asarray([0, 1, 10, 100]), **common), f"{name}_train.npz")
 
 # Infinite-width kernels (`reference.py analytic` with layers): NNGP and NTK of x1 [4, ...] with x2 [3, ...], and of
-# x1 with itself (x2 absent: NT's x2 = None), in float64, per logit. The grammar's four kinds of network: conv +
+# x1 with itself (x2 absent: NT's x2 = None), in float64, per logit; and x1 with x2 in float32 (`_f32`). The grammar's four kinds of network: conv +
 # flatten (NT's diagonal_spatial), pooling (the full spatial covariance), a pre-activation residual network with
 # layer_norm and gelu, standard parameterization with strided VALID convs (a 1×1 conv in the first).
 ANALYTIC = {
@@ -129,4 +129,5 @@ for index, (name, c) in enumerate(ANALYTIC.items()):
     x1, x2 = f32(4, *c["shape"]), f32(3, *c["shape"])
     run("analytic", dict(x1=x1, x2=x2, **common), f"{name}.npz")
     run("analytic", dict(x1=x1, **common), f"{name}_sym.npz")
+    run("analytic", dict(x1=x1, x2=x2, **common), f"{name}_f32.npz", args=("--dtype", "float32"))
 print("wrote", sorted(os.listdir(OUT)))

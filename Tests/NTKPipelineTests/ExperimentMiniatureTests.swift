@@ -104,4 +104,51 @@ final class ExperimentMiniatureTests: XCTestCase {
         let section = "Figure 4 — WRN (N = 1, constant channels, pre-activation), MSE, SGD with momentum 0.9, batch 8"
         check(try run("fig4", yaml, section: section), "fig4")
     }
+
+    /// Figure S9 for CNNs in miniature (8 digits, 8 draws, channels 8, 32, 128): the mean empirical kernels of
+    /// finite CNNs (flatten: spatial diagonal; pooled: full spatial covariance) approach the infinite-width CNN-GP /
+    /// CNTK, one draw's error falling about as 1/√channels, and averaging draws lowers it.
+    func testFigureS9CNNKernelsConvergeInMiniature() throws {
+        let yaml = try shrunk("figS9-cnn", [(#"channels: \[[0-9, ]+\]"#, "channels: [8, 32, 128]"),
+                                            ("inputs: 32", "inputs: 8"), ("draws: 32", "draws: 8"),
+                                            ("n_train: 32", "n_train: 8"), ("M32", "M8"), ("M = 32", "M = 8")])
+        let metrics = try runMetrics("figS9-cnn", yaml)
+        guard case .array(let sections)? = metrics["sections"] else { return XCTFail("no sections") }
+        XCTAssertEqual(sections.compactMap { $0["from"]?.text }, ["flatten", "pooled"])
+        for sec in sections {
+            let from = sec["from"]?.text ?? "?"
+            guard case .object(let fits)? = sec["fits"], case .object(let runs)? = sec["artifacts"] else {
+                XCTFail("\(from): no fits"); continue
+            }
+            for kernel in ["Θ̂ − Θ", "K̂ − K"] {
+                let key = fits.keys.first { $0.contains(kernel) && $0.hasSuffix("/ M = 1") }
+                let slope = key.flatMap { fits[$0]?.number } ?? .nan
+                XCTAssertTrue((-0.8 ... -0.3).contains(slope), "\(from) ‖\(kernel)‖ slope at M = 1: \(slope) \(fits)")
+            }
+            for (stage, summary) in runs {
+                let one = summary["ntk_error_M1"]?.number ?? .nan, eight = summary["ntk_error_M8"]?.number ?? .nan
+                XCTAssertLessThan(eight, one, "\(stage): averaging 8 draws lowers the error")
+            }
+        }
+    }
+
+    /// The Myrtle-style kernel-regression experiment in miniature on the embedded MNIST digits (CI has no
+    /// Fashion-MNIST): the closed-form predictions of both kernels reach the report with their t = ∞ accuracies, above
+    /// chance.
+    func testMyrtleKernelRegressionRunsInMiniature() throws {
+        // 20 + 10 digits, and the CNN's input pooled to 14×14 first (its full covariance is 16× smaller)
+        let yaml = try shrunk("myrtle-fashion", [("/usr/share/datasets/fashion-mnist", "../data/mnist"),
+                                                 ("n_train: [0-9]+", "n_train: 20"), ("n_test: [0-9]+", "n_test: 10"),
+                                                 (#"layers: \[\{conv"#, "layers: [{avg_pool: {window: 2, strides: 2}}, {conv")])
+        let metrics = try runMetrics("myrtle-fashion", yaml)
+        guard case .array(let sections)? = metrics["sections"] else { return XCTFail("no sections") }
+        XCTAssertEqual(sections.compactMap { $0["from"]?.text }, ["cnn_predict", "fc_predict"])
+        for sec in sections {
+            for key in ["nngp_infinite_test_accuracy", "ntkgp_infinite_test_accuracy"] {
+                let v = sec["headline"]?[key]?.number ?? -1
+                print("myrtle-fashion miniature, \(sec["from"]?.text ?? "?"): \(key) = \(v)")
+                XCTAssertTrue((0.3...1).contains(v), "\(sec["from"]?.text ?? "?"): \(key) = \(v) (chance is 0.1)")
+            }
+        }
+    }
 }

@@ -104,6 +104,75 @@ final class KernelStageTests: XCTestCase {
         XCTAssertEqual(TestSupport.read(d + "/artifacts/kernels.npz"), TestSupport.read(reference + "/artifacts/kernels.npz"))
     }
 
+    /// A CNN whose kernels carry the full spatial covariance (28×28 digits: 614,656 entries per pair and array at the
+    /// input): under `kernel.max_memory` the peak RSS (as `ntk run` reports it) stays within the same stage's on a
+    /// tiny network plus the kernels plus the cap (and a larger cap is what lets the tiles grow); the rows run in
+    /// checkpointed blocks, so a run killed mid-way resumes and ends byte-identical; a cap below one pair's state is
+    /// refused, naming the key.
+    func testCNNKernelsStayWithinMaxMemoryAndResumeAfterKill() throws {
+        func yaml(_ model: String, _ cap: String, nTrain: Int = 8) -> String {
+            Self.yaml(nTrain: nTrain, maxMemory: cap)
+                .replacingOccurrences(of: "path: data, n_train", with: "path: \(TestSupport.embeddedMNIST), n_train")
+                .replacingOccurrences(of: "num_classes: 3, ", with: "")
+                .replacingOccurrences(of: "l2_normalize: true", with: "l2_normalize: false")
+                .replacingOccurrences(of: "{depth: 2, activation: relu, w_std: 1.4, b_std: 0.1}", with: model)
+        }
+        // the input covariance is 28×28 full (the largest state); the convs run on the input pooled to 14×14
+        let cnn = "{layers: [{avg_pool: {window: 2, strides: 2}}, {conv: {channels: 1, filter: 3, padding: SAME}}, "
+            + "relu, {conv: {channels: 1, filter: 3, padding: SAME}}, relu, {avg_pool: {window: 2, strides: 2}}, "
+            + "global_avg_pool, {dense: {out: 1}}], w_std: 1.4, b_std: 0.1}"
+        func peak(_ model: String, _ cap: String) throws -> (Int, String) {
+            let d = project(yaml(model, cap))
+            XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: d).status, 0)
+            let r = try TestSupport.ntk(["run", "kernels"], in: d)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return (try XCTUnwrap(TestSupport.peakMemory(r.stderr), r.stderr), d)
+        }
+        let (base, _) = try peak("{depth: 1, width: 8}", "40M")
+        let (capped, d) = try peak(cnn, "40M")
+        let (wide, _) = try peak(cnn, "400M")
+        let kernels = try ArtifactFile.read(d + "/artifacts/kernels.npz").tensors.reduce(0) { $0 + 8 * $1.shape.reduce(1, *) }
+        let state = 3 * 28 * 28 * 28 * 28 * 8  // one pair's tile: K, Θ and a scratch array
+        print("peak RSS: tiny network \(base >> 20) MB, CNN with max_memory 40M \(capped >> 20) MB, with 400M \(wide >> 20) MB")
+        XCTAssertLessThanOrEqual(capped, base + (40 << 20) + kernels, "RSS \(capped), baseline \(base)")
+        // 400M: 4 columns per tile (half of a row of 8) on each of 2 workers
+        XCTAssertGreaterThan(wide, capped + 4 * state, "a 400M cap lets the tiles grow (RSS \(wide), 40M: \(capped))")
+
+        // killed after a few checkpointed blocks, resumed, byte-identical to the uninterrupted run
+        let k = project(yaml(cnn, "40M", nTrain: 24)), reference = project(yaml(cnn, "40M", nTrain: 24))
+        XCTAssertEqual(try TestSupport.ntk(["run", "kernels"], in: reference).status, 0)
+        XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: k).status, 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
+        p.arguments = ["run", "kernels"]
+        p.currentDirectoryURL = URL(fileURLWithPath: k)
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var blocks = 0
+        for _ in 0..<20000 where blocks < 2 {
+            Thread.sleep(forTimeInterval: 0.002)
+            let files = (try? FileManager.default.subpathsOfDirectory(atPath: k + "/.ntk/checkpoints")) ?? []
+            blocks = files.filter { $0.hasSuffix(".npz") }.count
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertGreaterThanOrEqual(blocks, 2, "blocks should have been checkpointed before the kill")
+        XCTAssertFalse(Files.exists(k + "/artifacts/kernels.npz"))
+        let r = try TestSupport.ntk(["run", "kernels"], in: k)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("train_train: resumed"), r.stderr)
+        XCTAssertEqual(TestSupport.read(k + "/artifacts/kernels.npz"), TestSupport.read(reference + "/artifacts/kernels.npz"))
+
+        // a cap below one pair's state: refused before any work, naming the key and the size it needs
+        let small = project(yaml(cnn, "8M"))
+        XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: small).status, 0)
+        let e = try TestSupport.ntk(["run", "kernels"], in: small)
+        XCTAssertEqual(e.status, 1, e.stderr)
+        XCTAssertTrue(e.stderr.contains("params.kernel.max_memory") && e.stderr.contains("raise kernel.max_memory"), e.stderr)
+        XCTAssertFalse(Files.exists(small + "/artifacts/kernels.npz"))
+    }
+
     /// `ntk exec analytic_kernels` on a plain .npz with x1 and x2.
     func testExecOnPlainArrays() throws {
         let d = TestSupport.tempDir()

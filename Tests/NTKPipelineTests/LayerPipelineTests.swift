@@ -178,7 +178,7 @@ final class LayerPipelineTests: XCTestCase {
     func testBadLayerListsAreNamed() throws {
         let cases: [(model: String, stage: String, expect: [String])] = [
             ("{layers: [{dense: {out: 8}}, relu, {dense: {out: 3}}]}", "init",
-             ["params.model.layers[0]", "dense on an image [4, 4, 1]", "flatten"]),
+             ["params.model.layers", "the network ends with an image [4, 4, 3]", "flatten"]),
             ("{layers: [{conv: {channels: 2, filter: 3}}, {residual: [{conv: {channels: 3, filter: 1}}]}, flatten, {dense: {out: 3}}]}",
              "init", ["params.model.layers[1]", "residual"]),
             ("{layers: [{avg_pool: {window: 5}}, flatten, {dense: {out: 3}}]}", "init", ["params.model.layers[0]", "window"]),

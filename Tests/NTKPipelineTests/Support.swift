@@ -56,6 +56,15 @@ enum TestSupport {
         return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
+    /// The peak memory `ntk run` reports on its last line ("…; peak memory 60.1 MB"), in bytes.
+    static func peakMemory(_ stderr: String) -> Int? {
+        guard let r = stderr.range(of: "; peak memory ", options: .backwards) else { return nil }
+        let parts = stderr[r.upperBound...].split(whereSeparator: \.isWhitespace)
+        guard parts.count >= 2, let v = Double(parts[0]) else { return nil }
+        let unit: [Substring: Double] = ["B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9]
+        return unit[parts[1]].map { Int(v * $0) }
+    }
+
     /// A gzip file (RFC 1952) of `data`: header, raw deflate, CRC-32, size.
     static func gzip(_ data: [UInt8]) -> [UInt8] {
         let body = try! data.withUnsafeBytes { try Compression.deflateRaw($0, level: 6) }

@@ -240,10 +240,33 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// dense on an image acts on the channels at every position (neural-tangents' Dense): the same θ layout,
+    /// outputs, empirical NTK and infinite-width kernels as the 1×1 conv it is.
+    func testDenseOnAnImageIsAPointwiseConv() throws {
+        let img = Shape(spatial: [5, 4], channels: 3)
+        let a = try Network(layers: [.dense(out: 6, wStd: 1.3, bStd: 0.2), .activation(.relu), .flatten, dense(2)],
+                            input: img)
+        let b = try Network(layers: [.conv(channels: 6, filter: [1, 1], strides: [1, 1], padding: .valid, wStd: 1.3,
+                                           bStd: 0.2), .activation(.relu), .flatten, dense(2)], input: img)
+        XCTAssertEqual(a.parameterCount, b.parameterCount)
+        XCTAssertEqual(a.nodes[0].outShape, Shape(spatial: [5, 4], channels: 6))
+        let theta = a.initialize(seed: 3)
+        XCTAssertEqual(theta, b.initialize(seed: 3))
+        var rng = SplitMix64(seed: 9)
+        let x = Matrix(rows: 3, cols: img.count, data: (0..<(3 * img.count)).map { _ in rng.normal() })
+        let ea = EmpiricalNTK<Double>(network: a, theta: theta), eb = EmpiricalNTK<Double>(network: b, theta: theta)
+        XCTAssertEqual(ea.compute(x1: x, output: .full).ntk, eb.compute(x1: x, output: .full).ntk)
+        XCTAssertEqual(ea.nngp(x1: x), eb.nngp(x1: x))
+        let ka = try AnalyticKernels.compute(x1: x, network: a), kb = try AnalyticKernels.compute(x1: x, network: b)
+        XCTAssertEqual(ka.ntk.data, kb.ntk.data)
+        XCTAssertEqual(ka.nngp.data, kb.nngp.data)
+    }
+
     func testLayerListsThatDoNotFitAreErrorsNamingTheLayer() {
         let img = Shape(spatial: [4, 4], channels: 2)
         let bad: [([Layer], Shape, String)] = [
-            ([.dense(out: 3, wStd: 1, bStd: 0)], img, "layers[0]: dense on an image"),
+            ([.dense(out: 0, wStd: 1, bStd: 0), .flatten, dense(2)], img, "layers[0].out: must be ≥ 1"),
+            ([.dense(out: 3, wStd: 1, bStd: 0)], img, "layers: the network ends with an image [4, 4, 3]"),
             ([conv(2, [3, 3]), .residual([conv(3, [1, 1])]), .flatten, dense(2)], img, "layers[1]: the residual branch changes"),
             ([.avgPool(window: [5, 5], strides: [1, 1], padding: .valid, normalizeEdges: false), .flatten, dense(2)], img,
              "layers[0].window: [5, 5] is larger than its input"),

@@ -186,4 +186,38 @@ final class NeuralTangentsLayerTests: XCTestCase {
             }
         }
     }
+
+    /// The float32 path (`Options.float32`: float32 state, float64 activation maths per entry) against neural-tangents
+    /// run in float32 on the same cases, and against our own float64 kernels: both float32 results are within float32
+    /// rounding (≈ 2e-7 of the largest entry, measured) of the float64 kernels and of each other.
+    func testFloat32AnalyticKernelsMatchNeuralTangentsInFloat32() throws {
+        for name in ["analytic_conv_flatten", "analytic_conv_pool_gap", "analytic_resnet_layer_norm",
+                     "analytic_standard_valid", "analytic_standard_flatten"] {
+            let z = try UserArrays.read(Self.dir + name + "_f32.npz")
+            func text(_ key: String) throws -> String {
+                String(decoding: try XCTUnwrap(z[key], key).doubles().map { UInt8($0) }, as: UTF8.self)
+            }
+            XCTAssertEqual(z["nngp"]?.dtype, .float32, "\(name): neural-tangents ran in float32")
+            let layers = try LayerGrammar.parse(JSONValue.parse(try text("cfg_layers_resolved")), key: "layers",
+                                                wStd: 1, bStd: 0)
+            let x1 = try XCTUnwrap(z["in_x1"]), x2 = try XCTUnwrap(z["in_x2"])
+            let shape = Shape(spatial: Array(x1.shape.dropFirst().dropLast()), channels: x1.shape.last!)
+            let network = try Network(layers: layers, input: shape,
+                                      parameterization: Parameterization(rawValue: try text("in_parameterization"))!)
+            var o = AnalyticKernels.Options()
+            o.float32 = true
+            let k32 = try AnalyticKernels.compute(x1: matrix(x1), x2: matrix(x2), network: network, options: o)
+            let k64 = try AnalyticKernels.compute(x1: matrix(x1), x2: matrix(x2), network: network)
+            for (label, ours, exact, theirs) in [("NNGP", k32.nngp.data, k64.nngp.data, try XCTUnwrap(z["nngp"]).doubles()),
+                                                 ("NTK", k32.ntk.data, k64.ntk.data, try XCTUnwrap(z["ntk"]).doubles())] {
+                let scale = exact.map(abs).max()!
+                func error(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { abs($0 - $1) }.max()! / scale }
+                let vsNT = error(ours, theirs), ours64 = error(ours, exact), nt64 = error(theirs, exact)
+                print("\(name) \(label) float32: \(vsNT) relative to neural-tangents float32; vs float64: ours \(ours64), "
+                      + "neural-tangents \(nt64)")
+                XCTAssertLessThan(vsNT, 1e-6, "\(name) \(label)")
+                XCTAssertLessThan(ours64, 1e-6, "\(name) \(label)")
+            }
+        }
+    }
 }

@@ -80,6 +80,9 @@ typedef struct {
      * ntk_cov_axis_map). */
     void (*axis_map)(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
                      const uint32_t *offsets, const uint32_t *src, const double *weights);
+    /* The same on float32 state (float32 weights, float32 accumulation). */
+    void (*axis_map_f32)(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                         const uint32_t *offsets, const uint32_t *src, const float *weights);
 } ntk_kernel_ops;
 
 typedef struct {
@@ -183,6 +186,22 @@ void ntk_kernel_quadrature_row(double *nngp, double *ntk, const double *d2, doub
  * (i, k) with 1/H². */
 void ntk_cov_axis_map(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
                       const uint32_t *offsets, const uint32_t *src, const double *weights);
+
+void ntk_cov_axis_map_f32(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
+                          const uint32_t *offsets, const uint32_t *src, const float *weights);
+
+/* A row of the recursion on float32 state: which float64 row kernel ntk_kernel_row_f32 runs. */
+typedef enum {
+    NTK_ROW_ABRELU = 0,     /* ntk_kernel_abrelu_row */
+    NTK_ROW_ERF = 1,        /* ntk_kernel_erf_row */
+    NTK_ROW_GELU = 2,       /* ntk_kernel_gelu_row */
+    NTK_ROW_QUADRATURE = 3, /* ntk_kernel_quadrature_row with act, alpha, rule */
+} ntk_row_kind;
+
+/* The float64 row kernel `kind` on float32 arrays: chunks of 256 entries widened to float64, the (dispatched)
+ * float64 row, rounded back — the transcendental part runs in float64, the state's traffic in float32. */
+void ntk_kernel_row_f32(ntk_row_kind kind, float *nngp, float *ntk, const float *d2, double d1, size_t n,
+                        const ntk_layer_coef *c, ntk_activation act, double alpha, const ntk_quadrature_rule *rule);
 
 /* Dispatched analytic-kernel rows (see ntk_kernel_ops). */
 void ntk_kernel_abrelu_row(double *nngp, double *ntk, const double *d2, double d1, size_t n, const ntk_layer_coef *c);

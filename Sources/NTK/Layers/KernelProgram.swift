@@ -21,7 +21,7 @@ internal import CNTK
 ///     residual      K' = K + K_branch,  Θ' = Θ + Θ_branch
 ///
 /// V_a(p) = K_aa(p, p), the variance at that layer, is recorded by running the same steps on the pair (a, a) first
-/// (`KernelTiles.selfChain`). φ and layer_norm need Gaussian inputs (a dense or conv before them; pooling, flatten
+/// (`TileSets.selfChain`). φ and layer_norm need Gaussian inputs (a dense or conv before them; pooling, flatten
 /// and sums keep it), as in neural-tangents. An activation followed by dense runs as one fused C row pass.
 public struct KernelProgram: Sendable {
     public enum Form: String, Sendable { case vector, diagonal, full }
@@ -29,9 +29,9 @@ public struct KernelProgram: Sendable {
     /// out[o] = Σ_t weights[t]·in[src[t]] for t in offsets[o]..<offsets[o+1], along one axis (`ntk_cov_axis_map`).
     struct AxisMap: Sendable {
         let nIn, nOut: Int
-        var offsets: [UInt32] = [0], src: [UInt32] = [], weights: [Double] = []
+        var offsets: [UInt32] = [0], src: [UInt32] = [], weights: [Double] = [], weights32: [Float] = []
         init(nIn: Int, nOut: Int) { self.nIn = nIn; self.nOut = nOut }
-        mutating func add(_ s: Int, _ w: Double) { src.append(UInt32(s)); weights.append(w) }
+        mutating func add(_ s: Int, _ w: Double) { src.append(UInt32(s)); weights.append(w); weights32.append(Float(w)) }
         mutating func endOutput() { offsets.append(UInt32(src.count)) }
     }
 
@@ -52,6 +52,8 @@ public struct KernelProgram: Sendable {
     let slotPositions: [Int]
     /// Entries per pair of the largest state, and the deepest nesting of residual blocks.
     let maxEntries: Int, maxDepth: Int
+    /// State entries written per pair, summed over the steps (the input's included): a measure of the work per pair.
+    let workPerPair: Int
     /// Whether an activation without a closed-form kernel (tanh, gelu, softplus) needs the quadrature rule.
     public let needsQuadrature: Bool
     public let parameterization: Parameterization
@@ -76,7 +78,7 @@ public struct KernelProgram: Sendable {
         var steps: [Step] = [], slots: [Int] = [], gaussian = false, forks: [Bool] = [], depth = 0, maxDepth = 0
         var h = inShape.isImage ? inShape.spatial[0] : 1, w = inShape.isImage ? inShape.spatial[1] : 1
         var maxEntries = full ? h * h * w * w : h * w
-        var quadrature = false
+        var quadrature = false, work = h * w * (full ? h * w : 1)
         let identity = ntk_layer_coef(w_var: 1, b_var: 0, ntk_t_scale: 0, ntk_shift: 0, a: 0, b: 0)
         func affine(_ p: ParameterLayer) -> ntk_layer_coef {
             let wv = p.wStd * p.wStd, bv = p.bStd * p.bStd
@@ -156,10 +158,12 @@ public struct KernelProgram: Sendable {
                 steps.append(.join)
             }
             maxEntries = max(maxEntries, full ? h * h * w * w : h * w)
+            work += full ? h * h * w * w : h * w
         }
         self.steps = steps
         slotPositions = slots
         self.maxEntries = maxEntries
+        workPerPair = work
         self.maxDepth = maxDepth
         needsQuadrature = quadrature
     }
@@ -221,6 +225,41 @@ public struct KernelProgram: Sendable {
         for i in 0..<(n * n) { map.add(i, 1 / Double(n * n)) }
         map.endOutput()
         return map
+    }
+
+    /// Floating-point operations of one pair's recursion as `KernelTile.run` performs them, for K and (`ntk`) Θ:
+    /// the input covariance 2·C per entry, 2 per tap of each axis map and entry it writes, 2 per affine entry, the
+    /// activations at their C kernels' count per entry (a division or square root counted as one; quadrature
+    /// ≈ 10 per node pair and entry), layer norm 4, a residual sum 1. A measure for throughput reports.
+    public func flopsPerPair(ntk: Bool, quadratureNodes: Int) -> Double {
+        let arrays = ntk ? 2.0 : 1.0, image = input.isImage
+        var h = image ? input.spatial[0] : 1, w = image ? input.spatial[1] : 1
+        var flops = 2 * Double(input.channels) * Double(entries(h, w))
+        for step in steps {
+            let n = Double(entries(h, w))
+            switch step {
+            case .linear(let maps, let c, let out):
+                var sizes = form == .full ? [h * h, w * w] : form == .diagonal ? [h, w] : []
+                for (axis, map) in maps.enumerated() {
+                    guard let map else { continue }
+                    let outer = sizes[..<axis].reduce(1, *), inner = sizes[(axis + 1)...].reduce(1, *)
+                    flops += arrays * 2 * Double(map.src.count * outer * inner)
+                    sizes[axis] = map.nOut
+                }
+                (h, w) = out
+                let m = Double(entries(h, w))
+                if c.w_var != 1 || c.b_var != 0 { flops += 2 * m }
+                if ntk { flops += (c.w_var != 1 || c.ntk_shift != 0 ? 2 : 0) * m + (c.ntk_t_scale != 0 ? 2 : 0) * m }
+            case .activation(let act, _, _):
+                let closed: Double = act == .gelu ? 60 : act == .erf ? 47 : 44
+                let each = act.hasClosedFormKernel ? closed : 10 * Double(quadratureNodes * quadratureNodes)
+                flops += n * (each + (ntk ? 5 : 0))
+            case .layerNorm: flops += n * (3 + arrays)
+            case .join: flops += n * arrays
+            case .fork: break
+            }
+        }
+        return flops
     }
 
     /// Entries per pair of a state of spatial size h × w.

@@ -1,7 +1,8 @@
 /// The layers a network is built from — the grammar of neural-tangents' stax as the reference harness takes it
 /// (`layers` in pipeline.yaml and in `peers/reference.py`), applied in order to one sample at a time:
 ///
-///     dense(out)          z = s_w·h·W + s_b·b over the last axis of a vector [d]; W [d, out], b [out]
+///     dense(out)          z = s_w·h·W + s_b·b over the last axis: a vector [d], W [d, out], b [out]; on an image,
+///                         the channels at every position (a 1×1 conv, W stored [1, 1, C, out])
 ///     conv(channels, …)   z[i,j,o] = s_w·Σ_{a,b,c} h_pad[i·sh + a, j·sw + b, c]·W[a,b,c,o] + s_b·b[o]  (HWIO W)
 ///     avg_pool(window, …) window means (padding as for conv; divisor ph·pw, or the real pixels with normalize_edges)
 ///     global_avg_pool     mean over all positions: [H, W, C] → [C]

@@ -116,12 +116,19 @@ public struct Network: Sendable {
             let p = "\(path)[\(i)]"
             switch layer {
             case .dense(let out, let ws, let bs):
-                guard !shape.isImage else {
-                    throw LayerError(p, "dense on an image \(shape): add flatten or global_avg_pool before it")
-                }
                 try check(out >= 1, p, "out", "must be ≥ 1, found \(out)")
                 try checkStds(ws, bs, p)
                 try checkSize([shape.channels, out], p, "out", "weights")
+                if shape.isImage {  // on the channels at every position (neural-tangents' Dense): a 1×1 conv
+                    try checkSize([shape.positions, out], p, "out", "outputs per sample")
+                    let g = try window([1, 1], [1, 1], .valid, shape, p, sizeKey: "out")
+                    let l = addParameters(.conv, p, fanIn: shape.channels, fanOut: out,
+                                          wShape: [1, 1, shape.channels, out], ws, bs)
+                    let image = Shape(spatial: shape.spatial, channels: out)
+                    add(.conv(l, g), p, shape, image, &value)
+                    shape = image
+                    continue
+                }
                 let l = addParameters(.dense, p, fanIn: shape.channels, fanOut: out, wShape: [shape.channels, out], ws, bs)
                 add(.dense(l), p, shape, .vector(out), &value)
                 shape = .vector(out)

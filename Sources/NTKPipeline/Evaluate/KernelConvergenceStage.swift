@@ -2,7 +2,8 @@ import Foundation
 import NTK
 
 /// `kernel_convergence`: how fast the empirical kernels of finite networks approach the infinite-width ones
-/// (PAPER Figures S9/S10, §4.2): draws `draws` independently initialised single-output networks of `params.model`,
+/// (PAPER Figures S9/S10, §4.2): draws `draws` independently initialised single-output networks of `params.model`
+/// (any layer list the analytic kernels take: fully-connected, convolutional, residual),
 /// computes Θ̂ and K̂ (read-out features) on the first `inputs` training inputs, and for M = 1, 2, 4, … ≤ draws the
 /// relative Frobenius error of the average of M draws against the analytic Θ and K,
 ///     e_Θ(M) = ‖mean of M Θ̂ − Θ‖_F / ‖Θ‖_F,
@@ -41,14 +42,14 @@ public struct KernelConvergenceStage: StageKind {
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         guard ds.nTrain >= inputs else { throw NTKError("needs \(inputs) training inputs, the dataset has \(ds.nTrain)", at: dpath, key: "params.convergence.inputs") }
         let x = Matrix(rows: inputs, cols: ds.features, data: Array(ds.xTrain[0..<inputs * ds.features]))
-        let spec = try model.spec(inputDim: ds.features, outputs: 1)
-        let exact = try AnalyticKernels.compute(x1: x, spec: spec)
+        let (net, _) = try model.kernelNetwork(input: ds.inputShape, singleOutput: true)
+        let exact = try AnalyticKernels.compute(x1: x, network: net)
         var ntkDraws: [[Double]] = [], nngpDraws: [[Double]] = []
-        let task = ctx.reporter.begin("empirical kernels of \(draws) networks \(spec.widths)", total: draws, unit: "draws")
+        let task = ctx.reporter.begin("empirical kernels of \(draws) networks \(describe(net))", total: draws, unit: "draws")
         for i in 0..<draws {
-            let net = MLP.initialize(spec, seed: UInt64(bitPattern: Int64(seed + i)))
+            let theta = net.initialize(seed: UInt64(bitPattern: Int64(seed + i)))
             func kernels<T: NTKFloat>(_: T.Type) -> ([Double], [Double]) {
-                let e = EmpiricalNTK<T>(net)
+                let e = EmpiricalNTK<T>(network: net, theta: theta)
                 return (e.compute(x1: x, output: .traced).ntk.map { Double($0) }, e.nngp(x1: x).map { Double($0) })
             }
             let (a, b) = dtype == .float32 ? kernels(Float.self) : kernels(Double.self)
@@ -76,7 +77,8 @@ public struct KernelConvergenceStage: StageKind {
             summary["ntk_error_M\(m)"] = .double(ntkErr[i])
             summary["nngp_error_M\(m)"] = .double(nngpErr[i])
         }
-        ctx.reporter.log(String(format: "widths %@: ‖Θ̂ − Θ‖/‖Θ‖ = %.4f (M = 1), %.4f (M = %d)", "\(spec.widths)", ntkErr[0], ntkErr.last!, ms.last!))
+        ctx.reporter.log(String(format: "%@: ‖Θ̂ − Θ‖/‖Θ‖ = %.4f (M = 1), %.4f (M = %d)", describe(net), ntkErr[0],
+                                ntkErr.last!, ms.last!))
         var meta = ctx.metadata(kind: Self.name)
         meta["summary"] = .object(summary)
         meta["settings"] = .object(["model": model.json, "convergence": .object(["inputs": .int(inputs), "draws": .int(draws), "dtype": .string(dtype.rawValue)])])
@@ -85,5 +87,12 @@ public struct KernelConvergenceStage: StageKind {
             Tensor(name: "ntk_error", shape: [ms.count], values: ntkErr),
             Tensor(name: "nngp_error", shape: [ms.count], values: nngpErr),
         ])]
+    }
+
+    /// The layers' kinds and widths in one line: "784 → dense 512 → relu → dense 1", "28×28×1 → conv 64 → relu → …".
+    func describe(_ net: Network) -> String {
+        let input = net.inputShape.dims.map(String.init).joined(separator: "×")
+        return ([input] + net.table.map { $0.parameters > 0 ? "\($0.kind) \($0.output.channels)" : $0.kind })
+            .joined(separator: " → ")
     }
 }

@@ -2,12 +2,13 @@ import Foundation
 import NTK
 
 /// `report`: one self-contained HTML page (inline SVG, no scripts, no network) with a section per experiment,
-/// plus every number in `metrics.json` and every plotted series in a CSV — built from the `evaluation` artifacts
-/// among the deps, and rebuilt, like any out, only when one of them (or the report's params) changes.
+/// plus every number in `metrics.json` and every plotted series in a CSV — built from the `evaluation` and
+/// `predictions` artifacts among the deps, and rebuilt, like any out, only when one of them (or the report's params) changes.
 ///
 /// A section shows the artifacts of one stage or sweep group (`from`):
 /// - without `sweep`: each artifact's curves over training time (test outputs at sample points, losses, accuracy,
-///   RMSE between models, per-layer weight change), or its error-vs-M curves (`kernel_convergence`);
+///   RMSE between models, per-layer weight change), its error-vs-M curves (`kernel_convergence`), or the closed-form
+///   predictions' test accuracy and MSE over t (`predict`);
 /// - with `sweep`: scalars of the artifacts' `summary` against a swept param (read from the expansion's name,
 ///   e.g. `fig1_eval@width=256`), on log-log axes with least-squares slopes and reference slopes drawn.
 ///
@@ -91,8 +92,8 @@ public struct ReportStage: StageKind {
     }
 
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
-        let entries = try ctx.artifacts(.evaluation).map { path, f -> Entry in
-            guard case .string(let stage)? = f.metadata["stage"] else { throw NTKError("evaluation artifact without its stage name", at: path) }
+        let entries = try (ctx.artifacts(.evaluation) + ctx.artifacts(.predictions)).map { path, f -> Entry in
+            guard case .string(let stage)? = f.metadata["stage"] else { throw NTKError("artifact without its stage name", at: path) }
             return Entry(stage: stage, values: Self.expansionValues(stage), file: f, path: path)
         }
         var html = Page(title: title)
@@ -200,6 +201,9 @@ public struct ReportStage: StageKind {
             p.guides = [(-0.5, "∝ 1/√M")]
             return [p]
         }
+        if f.kind == .predictions, let times = f.tensor("times")?.doubles() {
+            return predictionPlots(f, times: times, suffix: suffix)
+        }
         if let mean = f.tensor("ensemble_mean"), mean.shape.count == 2, let times = f.tensor("snapshot_times")?.doubles() {
             return ensemblePlots(f, mean: mean, times: times, suffix: suffix)
         }
@@ -254,6 +258,27 @@ public struct ReportStage: StageKind {
 }
 
 extension ReportStage {
+    /// A `predict` artifact: test accuracy and MSE of the NTK-GP (solid) and NNGP (dashed) means against the training
+    /// time t (finite times on the axis; t = ∞ is in the section's numbers).
+    func predictionPlots(_ f: ArtifactFile, times: [Double], suffix: String) -> [SVGPlot] {
+        let finite = times.indices.filter { times[$0].isFinite && times[$0] > 0 }
+        guard finite.count >= 2 else { return [] }
+        var acc = SVGPlot(title: "test accuracy of the closed-form predictions" + suffix, xLabel: "t (continuous time)",
+                          yLabel: "test accuracy", logX: true)
+        var mse = SVGPlot(title: "test MSE of the closed-form predictions" + suffix, xLabel: "t (continuous time)",
+                          yLabel: "test MSE", logX: true, logY: true)
+        for (i, (mode, label)) in [("ntk", "NTK-GP mean"), ("nngp", "NNGP mean")].enumerated() {
+            let x = finite.map { times[$0] }
+            if let a = f.tensor(mode + "_test_accuracy")?.doubles(), a.count == times.count {
+                acc.series.append(.init(label: label, x: x, y: finite.map { a[$0] }, color: 4 + i, dashed: i == 1, markers: true))
+            }
+            if let a = f.tensor(mode + "_test_mse")?.doubles(), a.count == times.count {
+                mse.series.append(.init(label: label, x: x, y: finite.map { a[$0] }, color: 4 + i, dashed: i == 1, markers: true))
+            }
+        }
+        return [acc, mse]
+    }
+
     /// One plot per snapshot time: the ensemble's mean ± 2 std against the NTK-GP and NNGP means ± 2σ (Figure 2).
     func ensemblePlots(_ f: ArtifactFile, mean: Tensor, times: [Double], suffix: String) -> [SVGPlot] {
         let (sCount, p) = (mean.shape[0], mean.shape[1])

@@ -15,8 +15,11 @@ import NTK
 /// Params `model` (see `ModelConfig`: any layer list — `KernelProgram` — and the fully-connected shorthand) and
 /// `kernel`: `quadrature_nodes` (32; activations without a closed form), `max_memory` (workspace cap, e.g. "2G":
 /// the kernels are computed in row blocks that fit, each checkpointed, so a killed run resumes from the finished
-/// blocks; it also caps the pairs' covariance tiles, 1 GiB without it), `test_test` (true). Metadata `spatial`:
-/// the form the covariances were carried in (`vector`, `diagonal`, `full`).
+/// blocks; it also caps the pairs' covariance tiles, 1 GiB without it), `test_test` (true), `dtype` (float64 |
+/// float32: the recursion's state and the stored kernels in float32; each activation's expectations are still
+/// evaluated in float64 per entry). Metadata `spatial`:
+/// the form the covariances were carried in (`vector`, `diagonal`, `full`); `flops`: the recursion's floating-point
+/// operations (`KernelProgram.flopsPerPair`), for throughput.
 public struct AnalyticKernelsStage: StageKind {
     public static let name = "analytic_kernels"
     public static let algorithmVersion = 1
@@ -26,6 +29,7 @@ public struct AnalyticKernelsStage: StageKind {
     public let model: ModelConfig
     public let options: AnalyticKernels.Options
     public let testTest: Bool
+    public let dtype: DataConfig.Precision
 
     public init(params: StageParams) throws {
         var m = try params.reader("model")
@@ -38,6 +42,8 @@ public struct AnalyticKernelsStage: StageKind {
             o.maxWorkspaceBytes = bytes
         }
         testTest = try k.bool("test_test", default: true)
+        dtype = try k.choice("dtype", default: .float64)
+        o.float32 = dtype == .float32
         try k.finish()
         options = o
     }
@@ -47,15 +53,17 @@ public struct AnalyticKernelsStage: StageKind {
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
         var meta = ctx.metadata(kind: Self.name)
         meta["source"] = .string("analytic")
+        meta["dtype"] = .string(dtype.rawValue)
         if let plain = try Self.plainInputs(ctx) {
             let (net, program) = try model.kernelNetwork(input: DatasetArtifact.shape(of: plain.sample,
                                                                                        features: plain.x1.cols))
-            let k = try compute("x1_x2", plain.x1, plain.x2, net, ctx)
+            var flops = 0.0
+            let k = try compute("x1_x2", plain.x1, plain.x2, net, ctx, flops: &flops)
             meta["spatial"] = .string(program.form.rawValue)
+            meta["flops"] = .double(flops)
             let n2 = plain.x2?.rows ?? plain.x1.rows
             return [ArtifactFile(kind: .kernels, metadata: meta, tensors: [
-                Tensor(name: "nngp", shape: [plain.x1.rows, n2], values: k.nngp.data),
-                Tensor(name: "ntk", shape: [plain.x1.rows, n2], values: k.ntk.data),
+                tensor("nngp", [plain.x1.rows, n2], k.nngp.data), tensor("ntk", [plain.x1.rows, n2], k.ntk.data),
             ])]
         }
         let (path, file) = try ctx.artifact(.dataset)
@@ -69,23 +77,31 @@ public struct AnalyticKernelsStage: StageKind {
                            hint: "use fewer samples (the data's n_train, n_test)")
         }
         let xtr = Matrix(rows: ds.nTrain, cols: ds.features, data: ds.xTrain), xte = Matrix(rows: ds.nTest, cols: ds.features, data: ds.xTest)
-        let tt = try compute("train_train", xtr, nil, net, ctx)
-        let st = try compute("test_train", xte, xtr, net, ctx)
+        var flops = 0.0
+        let tt = try compute("train_train", xtr, nil, net, ctx, flops: &flops)
+        let st = try compute("test_train", xte, xtr, net, ctx, flops: &flops)
         var tensors = [
-            Tensor(name: "nngp_train_train", shape: [ds.nTrain, ds.nTrain], values: tt.nngp.data),
-            Tensor(name: "ntk_train_train", shape: [ds.nTrain, ds.nTrain], values: tt.ntk.data),
-            Tensor(name: "nngp_test_train", shape: [ds.nTest, ds.nTrain], values: st.nngp.data),
-            Tensor(name: "ntk_test_train", shape: [ds.nTest, ds.nTrain], values: st.ntk.data),
+            tensor("nngp_train_train", [ds.nTrain, ds.nTrain], tt.nngp.data),
+            tensor("ntk_train_train", [ds.nTrain, ds.nTrain], tt.ntk.data),
+            tensor("nngp_test_train", [ds.nTest, ds.nTrain], st.nngp.data),
+            tensor("ntk_test_train", [ds.nTest, ds.nTrain], st.ntk.data),
         ]
         if testTest {
             var o = options
             o.computeNTK = false
-            let ss = try compute("test_test", xte, nil, net, ctx, options: o)
-            tensors.append(Tensor(name: "nngp_test_test", shape: [ds.nTest, ds.nTest], values: ss.nngp.data))
+            let ss = try compute("test_test", xte, nil, net, ctx, options: o, flops: &flops)
+            tensors.append(tensor("nngp_test_test", [ds.nTest, ds.nTest], ss.nngp.data))
         }
         if let e = tt.quadratureError { meta["quadrature_error"] = .double(e) }
         meta["model"] = model.json
+        meta["flops"] = .double(flops)
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
+    }
+
+    /// A kernel as stored: in `kernel.dtype`.
+    func tensor(_ name: String, _ shape: [Int], _ values: [Double]) -> Tensor {
+        dtype == .float32 ? Tensor(name: name, shape: shape, values: values.map { Float($0) })
+            : Tensor(name: name, shape: shape, values: values)
     }
 
     /// x1 (and x2) from a plain .npz dep, if the stage runs on explicit files.
@@ -111,9 +127,17 @@ public struct AnalyticKernelsStage: StageKind {
 
     /// One kernel pair, block by block, resuming finished blocks from checkpoints.
     func compute(_ name: String, _ x1: Matrix, _ x2: Matrix?, _ net: Network, _ ctx: StageContext,
-                 options o: AnalyticKernels.Options? = nil) throws -> AnalyticKernels.Result {
+                 options o: AnalyticKernels.Options? = nil, flops: inout Double) throws -> AnalyticKernels.Result {
         let opts = o ?? options
-        let plan = try AnalyticKernels.Plan(x1: x1, x2: x2, network: net, options: opts)
+        let plan: AnalyticKernels.Plan
+        do {
+            plan = try AnalyticKernels.Plan(x1: x1, x2: x2, network: net, options: opts)
+        } catch let e as AnalyticKernels.Plan.WorkspaceTooSmall {
+            throw NTKError(e.description, key: "params.kernel.max_memory",
+                           hint: "raise kernel.max_memory to at least \(MemoryBudget.size(e.needed))"
+                               + (opts.maxWorkspaceBytes == nil ? " (the default is 1 GiB)" : ""))
+        }
+        flops += plan.flops
         let store = plan.blocks.count > 1 ? ctx.checkpoints : nil
         let task = ctx.reporter.begin("\(Self.name) \(name) (\(x1.rows)×\(x2?.rows ?? x1.rows))", total: x1.rows, unit: "rows")
         var blocks: [AnalyticKernels.Plan.Block] = []

@@ -122,29 +122,22 @@ public struct ModelConfig: Equatable, Sendable {
 
     /// The network whose infinite-width kernels `analytic_kernels` computes, on samples of shape `input`: any
     /// layer list (its read-out width is free: the kernels are per logit), checked for what the kernel rules need
-    /// (`KernelProgram`: Gaussian inputs to activations, layer norms and residual sums).
-    public func kernelNetwork(input: Shape) throws -> (network: Network, program: KernelProgram) {
-        let net = try network(input: input, outputs: nil)
+    /// (`KernelProgram`: Gaussian inputs to activations, layer norms and residual sums). `singleOutput`: the read-out
+    /// made one logit wide — what `kernel_convergence` draws (every logit has the same kernels; one is k× cheaper).
+    public func kernelNetwork(input: Shape, singleOutput: Bool = false) throws -> (network: Network, program: KernelProgram) {
+        var model = self
+        if singleOutput, var list = layers {
+            guard case .dense(_, let w, let b)? = list.last else {
+                throw NTKError("kernel_convergence needs a layer list that ends with a dense read-out",
+                               key: key + ".layers[\(max(list.count - 1, 0))]")
+            }
+            list[list.count - 1] = .dense(out: 1, wStd: w, bStd: b)
+            model.layers = list
+        }
+        let net = try model.network(input: input, outputs: singleOutput ? 1 : nil)
         do { return (net, try KernelProgram(net)) } catch let e as LayerError {
             throw NTKError(e.message, key: e.path + (e.key.map { "." + $0 } ?? ""))
         }
-    }
-
-    /// The fully-connected network for inputs of dimension `inputDim` and `outputs` logits — what
-    /// `kernel_convergence` takes today. A `layers` list must be [flatten?, dense, φ, …, dense] with one φ
-    /// throughout; its read-out width is replaced by `outputs` (the infinite-width kernels do not depend on it).
-    public func spec(inputDim: Int, outputs: Int) throws -> NetworkSpec {
-        guard let layers else {
-            return NetworkSpec(inputDim: inputDim, widths: widths, outputs: outputs, activation: activation, wStd: wStd, bStd: bStd,
-                               parameterization: parameterization)
-        }
-        guard var spec = NetworkSpec(layers: layers, inputDim: inputDim, parameterization: parameterization) else {
-            throw NTKError("kernel_convergence of this layer list is not implemented yet (only [flatten?, dense, φ, …, "
-                           + "dense] with one activation φ); analytic_kernels takes any layer list",
-                           key: key + ".layers")
-        }
-        spec.outputs = outputs  // the kernels do not depend on the read-out's width
-        return spec
     }
 }
 

@@ -7,8 +7,10 @@ import NTK
 /// `predict.times` (continuous time in steps of `learning_rate`; `inf` for ∞).
 ///
 /// Output (kind `predictions`): `times` [T]; `ntk_mean_test`, `nngp_mean_test` [T, m, k]; `ntk_var_test`,
-/// `nngp_var_test` [T, m] (with nngp_test_test in the kernels); metadata `metrics`: test accuracy and MSE per
-/// mode and time, and any kernel repairs. With a `trained` artifact among the deps (and an empirical kernel at
+/// `nngp_var_test` [T, m] (with nngp_test_test in the kernels), `ntk_test_accuracy`, `ntk_test_mse`,
+/// `nngp_test_accuracy`, `nngp_test_mse` [T]; metadata `metrics`: test accuracy and MSE per mode and time, `summary`
+/// the same as scalars for the report (`ntkgp_infinite_test_accuracy`, `nngp_test_mse_t100`, …), and any kernel
+/// repairs. With a `trained` artifact among the deps (and an empirical kernel at
 /// θ₀, traced or full), also the linearized dynamics in closed form from the trained run's f₀ at its recorded
 /// steps: `closed_steps`, `closed_fx_train` [R, n, k], `closed_fx_test` [R, m, k], and `metrics.closed_form`
 /// (test RMSE against the network and against the trained linearization).
@@ -17,7 +19,7 @@ import NTK
 /// mean diagonal, as neural-tangents).
 public struct PredictStage: StageKind {
     public static let name = "predict"
-    public static let algorithmVersion = 2
+    public static let algorithmVersion = 3
     public static let summary = "NTK-GP and NNGP predictions in closed form → predictions artifact"
     public static let outputs: [ArtifactKind] = [.predictions]
 
@@ -62,7 +64,7 @@ public struct PredictStage: StageKind {
         let n = ds.nTrain, m = ds.nTest, k = ds.outputs
         let y = Matrix(rows: n, cols: k, data: ds.yTrain), yTest = Matrix(rows: m, cols: k, data: ds.yTest)
         var tensors: [Tensor] = []
-        var metrics: [String: JSONValue] = [:]
+        var metrics: [String: JSONValue] = [:], summary: [String: JSONValue] = [:]
         var repairs: [String] = []
         let traced = kfile.tensor("ntk_train_train")?.shape == [n, n]
         if traced {
@@ -72,7 +74,7 @@ public struct PredictStage: StageKind {
             let gtt = kfile.tensor("nngp_test_test") != nil ? try kernel("nngp_test_test", m, m) : nil
             tensors.append(Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity }))
             for mode in EnsemblePredictor.Mode.allCases {
-                var means: [Double] = [], vars: [Double] = []
+                var means: [Double] = [], vars: [Double] = [], accuracies: [Double] = [], errors: [Double] = []
                 var rows: [JSONValue] = []
                 for t in times {
                     let g = try ens.predict(mode, t: t, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: gtt)
@@ -82,10 +84,18 @@ public struct PredictStage: StageKind {
                     let acc = Scores.accuracy(g.mean.data, k: k, labels: ds.labelsTest, classes: ds.classes)
                     let mse = Scores.mse(g.mean.data, yTest.data)
                     rows.append(.object(["t": t.map { .double($0) } ?? .string("inf"), "test_accuracy": .double(acc), "test_mse": .double(mse)]))
+                    accuracies.append(acc)
+                    errors.append(mse)
+                    // the report's names (as `evaluate`'s): ntkgp_/nngp_infinite_test_accuracy, …_test_accuracy_t100
+                    let name = mode == .ntk ? "ntkgp" : "nngp", at = t.map { "_t" + SVGPlot.short($0) }
+                    summary[at.map { name + "_test_accuracy" + $0 } ?? name + "_infinite_test_accuracy"] = .double(acc)
+                    summary[at.map { name + "_test_mse" + $0 } ?? name + "_infinite_test_mse"] = .double(mse)
                     ctx.reporter.log(String(format: "%@ t=%@: test accuracy %.4f, MSE %.5f", mode == .ntk ? "NTK-GP" : "NNGP  ", t.map { String(format: "%g", $0) } ?? "∞", acc, mse))
                 }
                 tensors.append(Tensor(name: "\(mode.rawValue)_mean_test", shape: [times.count, m, k], values: means))
                 if !vars.isEmpty { tensors.append(Tensor(name: "\(mode.rawValue)_var_test", shape: [times.count, m], values: vars)) }
+                tensors.append(Tensor(name: "\(mode.rawValue)_test_accuracy", shape: [times.count], values: accuracies))
+                tensors.append(Tensor(name: "\(mode.rawValue)_test_mse", shape: [times.count], values: errors))
                 metrics[mode.rawValue] = .array(rows)
             }
             repairs += ens.repairs
@@ -100,6 +110,7 @@ public struct PredictStage: StageKind {
         for r in repairs { ctx.reporter.log("repair: " + r) }
         var meta = ctx.metadata(kind: Self.name)
         meta["metrics"] = .object(metrics)
+        meta["summary"] = .object(summary)
         meta["repairs"] = .array(repairs.map { .string($0) })
         meta["learning_rate"] = .double(learningRate)
         return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
