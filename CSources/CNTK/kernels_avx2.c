@@ -98,88 +98,52 @@ AVX2_FN void ntk_kernel_erf_row_avx2(double *nngp, double *ntk, const double *d2
 }
 
 
-/* The axis map with the terms accumulated in registers, 16 doubles of x at a time (4 accumulators hide the FMA
- * latency); the x tail and inner < 16 in 4-wide steps, then scalar. The order of the terms per element is the
- * scalar twin's, but FMA rounds once: the two agree to a few ulp. */
-AVX2_FN void ntk_cov_axis_map_avx2(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
-                                   const uint32_t *offsets, const uint32_t *src, const double *weights) {
-    for (size_t a = 0; a < outer; ++a) {
-        const double *ia = in + a * n_in * inner;
-        double *oa = out + a * n_out * inner;
-        for (size_t o = 0; o < n_out; ++o) {
-            double *y = oa + o * inner;
-            const uint32_t t0 = offsets[o], t1 = offsets[o + 1];
-            size_t x = 0;
-            for (; x + 16 <= inner; x += 16) {
-                __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
-                for (uint32_t t = t0; t < t1; ++t) {
-                    const __m256d w = _mm256_set1_pd(weights[t]);
-                    const double *p = ia + (size_t)src[t] * inner + x;
-                    s0 = _mm256_fmadd_pd(w, _mm256_loadu_pd(p), s0);
-                    s1 = _mm256_fmadd_pd(w, _mm256_loadu_pd(p + 4), s1);
-                    s2 = _mm256_fmadd_pd(w, _mm256_loadu_pd(p + 8), s2);
-                    s3 = _mm256_fmadd_pd(w, _mm256_loadu_pd(p + 12), s3);
-                }
-                _mm256_storeu_pd(y + x, s0);
-                _mm256_storeu_pd(y + x + 4, s1);
-                _mm256_storeu_pd(y + x + 8, s2);
-                _mm256_storeu_pd(y + x + 12, s3);
-            }
-            for (; x + 4 <= inner; x += 4) {
-                __m256d s0 = _mm256_setzero_pd();
-                for (uint32_t t = t0; t < t1; ++t)
-                    s0 = _mm256_fmadd_pd(_mm256_set1_pd(weights[t]), _mm256_loadu_pd(ia + (size_t)src[t] * inner + x),
-                                         s0);
-                _mm256_storeu_pd(y + x, s0);
-            }
-            for (; x < inner; ++x) {
-                double s0 = 0;
-                for (uint32_t t = t0; t < t1; ++t) s0 = fma(weights[t], ia[(size_t)src[t] * inner + x], s0);
-                y[x] = s0;
-            }
-        }
+/* The axis map with the terms accumulated in registers, 4 vectors of x at a time (4 accumulators hide the FMA
+ * latency: 16 doubles or 32 floats); the x tail and short inner sizes one vector at a time, then scalar. The order
+ * of the terms per element is the scalar twin's (kernels_scalar.c), but FMA rounds once: the two agree to a few
+ * ulp. One body for both element types: VT the vector type, W its lanes. */
+#define NTK_AXIS_MAP_AVX2(NAME, T, VT, W, ZERO, SET1, LOAD, STORE, FMADD, FMA1)                                  \
+    AVX2_FN void NAME(T *out, const T *in, size_t outer, size_t n_in, size_t n_out, size_t inner,                \
+                      const uint32_t *offsets, const uint32_t *src, const T *weights) {                          \
+        for (size_t a = 0; a < outer; ++a) {                                                                     \
+            const T *ia = in + a * n_in * inner;                                                                 \
+            T *oa = out + a * n_out * inner;                                                                     \
+            for (size_t o = 0; o < n_out; ++o) {                                                                 \
+                T *y = oa + o * inner;                                                                           \
+                const uint32_t t0 = offsets[o], t1 = offsets[o + 1];                                             \
+                size_t x = 0;                                                                                    \
+                for (; x + 4 * W <= inner; x += 4 * W) {                                                         \
+                    VT s0 = ZERO(), s1 = s0, s2 = s0, s3 = s0;                                                   \
+                    for (uint32_t t = t0; t < t1; ++t) {                                                         \
+                        const VT w = SET1(weights[t]);                                                           \
+                        const T *p = ia + (size_t)src[t] * inner + x;                                            \
+                        s0 = FMADD(w, LOAD(p), s0);                                                              \
+                        s1 = FMADD(w, LOAD(p + W), s1);                                                          \
+                        s2 = FMADD(w, LOAD(p + 2 * W), s2);                                                      \
+                        s3 = FMADD(w, LOAD(p + 3 * W), s3);                                                      \
+                    }                                                                                            \
+                    STORE(y + x, s0);                                                                            \
+                    STORE(y + x + W, s1);                                                                        \
+                    STORE(y + x + 2 * W, s2);                                                                    \
+                    STORE(y + x + 3 * W, s3);                                                                    \
+                }                                                                                                \
+                for (; x + W <= inner; x += W) {                                                                 \
+                    VT s0 = ZERO();                                                                              \
+                    for (uint32_t t = t0; t < t1; ++t)                                                           \
+                        s0 = FMADD(SET1(weights[t]), LOAD(ia + (size_t)src[t] * inner + x), s0);                 \
+                    STORE(y + x, s0);                                                                            \
+                }                                                                                                \
+                for (; x < inner; ++x) {                                                                         \
+                    T s0 = 0;                                                                                    \
+                    for (uint32_t t = t0; t < t1; ++t) s0 = FMA1(weights[t], ia[(size_t)src[t] * inner + x], s0); \
+                    y[x] = s0;                                                                                   \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
     }
-}
-
-/* The float32 twin: 8 floats per register, 32 of x at a time in 4 accumulators (ntk_cov_axis_map_f32_scalar is the
- * reference; FMA rounds once, so they agree to a few float32 ulp). */
-AVX2_FN void ntk_cov_axis_map_f32_avx2(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
-                                       const uint32_t *offsets, const uint32_t *src, const float *weights) {
-    for (size_t a = 0; a < outer; ++a) {
-        const float *ia = in + a * n_in * inner;
-        float *oa = out + a * n_out * inner;
-        for (size_t o = 0; o < n_out; ++o) {
-            float *y = oa + o * inner;
-            const uint32_t t0 = offsets[o], t1 = offsets[o + 1];
-            size_t x = 0;
-            for (; x + 32 <= inner; x += 32) {
-                __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-                for (uint32_t t = t0; t < t1; ++t) {
-                    const __m256 w = _mm256_set1_ps(weights[t]);
-                    const float *p = ia + (size_t)src[t] * inner + x;
-                    s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p), s0);
-                    s1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 8), s1);
-                    s2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 16), s2);
-                    s3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + 24), s3);
-                }
-                _mm256_storeu_ps(y + x, s0);
-                _mm256_storeu_ps(y + x + 8, s1);
-                _mm256_storeu_ps(y + x + 16, s2);
-                _mm256_storeu_ps(y + x + 24, s3);
-            }
-            for (; x + 8 <= inner; x += 8) {
-                __m256 s0 = _mm256_setzero_ps();
-                for (uint32_t t = t0; t < t1; ++t)
-                    s0 = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), _mm256_loadu_ps(ia + (size_t)src[t] * inner + x), s0);
-                _mm256_storeu_ps(y + x, s0);
-            }
-            for (; x < inner; ++x) {
-                float s0 = 0;
-                for (uint32_t t = t0; t < t1; ++t) s0 = fmaf(weights[t], ia[(size_t)src[t] * inner + x], s0);
-                y[x] = s0;
-            }
-        }
-    }
-}
+NTK_AXIS_MAP_AVX2(ntk_cov_axis_map_avx2, double, __m256d, 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd,
+                  _mm256_storeu_pd, _mm256_fmadd_pd, fma)
+NTK_AXIS_MAP_AVX2(ntk_cov_axis_map_f32_avx2, float, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+                  _mm256_storeu_ps, _mm256_fmadd_ps, fmaf)
 
 #endif

@@ -29,37 +29,25 @@ void ntk_kernel_erf_row_scalar(double *nngp, double *ntk, const double *d2, doub
     }
 }
 
-void ntk_cov_axis_map_scalar(double *out, const double *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
-                             const uint32_t *offsets, const uint32_t *src, const double *weights) {
-    for (size_t a = 0; a < outer; ++a) {
-        const double *ia = in + a * n_in * inner;
-        double *oa = out + a * n_out * inner;
-        for (size_t o = 0; o < n_out; ++o) {
-            double *y = oa + o * inner;
-            for (size_t x = 0; x < inner; ++x) y[x] = 0;
-            for (uint32_t t = offsets[o]; t < offsets[o + 1]; ++t) {
-                const double w = weights[t], *s = ia + (size_t)src[t] * inner;
-                for (size_t x = 0; x < inner; ++x) y[x] += w * s[x];
-            }
-        }
+/* The axis map (contract in CNTK.h) for element type T, accumulated in T in the SIMD twins' term order. */
+#define NTK_AXIS_MAP_SCALAR(NAME, T)                                                                             \
+    void NAME(T *out, const T *in, size_t outer, size_t n_in, size_t n_out, size_t inner, const uint32_t *offsets, \
+              const uint32_t *src, const T *weights) {                                                           \
+        for (size_t a = 0; a < outer; ++a) {                                                                     \
+            const T *ia = in + a * n_in * inner;                                                                 \
+            T *oa = out + a * n_out * inner;                                                                     \
+            for (size_t o = 0; o < n_out; ++o) {                                                                 \
+                T *y = oa + o * inner;                                                                           \
+                for (size_t x = 0; x < inner; ++x) y[x] = 0;                                                     \
+                for (uint32_t t = offsets[o]; t < offsets[o + 1]; ++t) {                                         \
+                    const T w = weights[t], *s = ia + (size_t)src[t] * inner;                                    \
+                    for (size_t x = 0; x < inner; ++x) y[x] += w * s[x];                                         \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
     }
-}
-
-void ntk_cov_axis_map_f32_scalar(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
-                                 const uint32_t *offsets, const uint32_t *src, const float *weights) {
-    for (size_t a = 0; a < outer; ++a) {
-        const float *ia = in + a * n_in * inner;
-        float *oa = out + a * n_out * inner;
-        for (size_t o = 0; o < n_out; ++o) {
-            float *y = oa + o * inner;
-            for (size_t x = 0; x < inner; ++x) y[x] = 0;
-            for (uint32_t t = offsets[o]; t < offsets[o + 1]; ++t) {
-                const float w = weights[t], *s = ia + (size_t)src[t] * inner;
-                for (size_t x = 0; x < inner; ++x) y[x] += w * s[x];
-            }
-        }
-    }
-}
+NTK_AXIS_MAP_SCALAR(ntk_cov_axis_map_scalar, double)
+NTK_AXIS_MAP_SCALAR(ntk_cov_axis_map_f32_scalar, float)
 
 void ntk_kernel_row_f32(ntk_row_kind kind, float *nngp, float *ntk, const float *d2, double d1, size_t n,
                         const ntk_layer_coef *c, ntk_activation act, double alpha, const ntk_quadrature_rule *rule) {

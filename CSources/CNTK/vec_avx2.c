@@ -68,13 +68,15 @@
 const ntk_vec_table ntk_vec_table_avx2_impl = {
     .name = "avx2+fma",
     AVX2_VEC_OPS,
-    .kern = {ntk_kernel_abrelu_row_avx2, ntk_kernel_erf_row_avx2, ntk_cov_axis_map_avx2, ntk_cov_axis_map_f32_avx2},  /* kernels_avx2.c */
+    /* kernels_avx2.c */
+    .kern = {ntk_kernel_abrelu_row_avx2, ntk_kernel_erf_row_avx2, ntk_cov_axis_map_avx2, ntk_cov_axis_map_f32_avx2},
 };
 
 /* The same with the arc-cosine rows 8-wide (kernels_avx512.c), for CPUs with AVX-512. */
 const ntk_vec_table ntk_vec_table_avx512_impl = {
     .name = "avx2+fma+avx512",
     AVX2_VEC_OPS,
-    .kern = {ntk_kernel_abrelu_row_avx512, ntk_kernel_erf_row_avx2, ntk_cov_axis_map_avx2, ntk_cov_axis_map_f32_avx2},
+    .kern = {ntk_kernel_abrelu_row_avx512, ntk_kernel_erf_row_avx2, ntk_cov_axis_map_avx2,
+             ntk_cov_axis_map_f32_avx2},
 };
 #endif

@@ -45,7 +45,8 @@ const ntk_vec_table ntk_vec_table_scalar_impl = {
     .name = "scalar",
     .f64 = {dot_f64, sum_f64, sumsq_f64, axpy_f64, scale_f64, affine_f64, hadamard_acc_f64, hadamard_f64, map_f64, ntk_act_smooth_f64_scalar},
     .f32 = {dot_f32, sum_f32, sumsq_f32, axpy_f32, scale_f32, affine_f32, hadamard_acc_f32, hadamard_f32, map_f32, ntk_act_smooth_f32_scalar},
-    .kern = {ntk_kernel_abrelu_row_scalar, ntk_kernel_erf_row_scalar, ntk_cov_axis_map_scalar, ntk_cov_axis_map_f32_scalar},
+    .kern = {ntk_kernel_abrelu_row_scalar, ntk_kernel_erf_row_scalar, ntk_cov_axis_map_scalar,
+             ntk_cov_axis_map_f32_scalar},
 };
 
 void ntk_convert_u8_f64(double *y, const uint8_t *x, double scale, size_t n) {

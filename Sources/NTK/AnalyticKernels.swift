@@ -26,6 +26,8 @@ public enum AnalyticKernels {
         /// The recursion's state: float64, or float32 (half the memory traffic and tile size; each activation's T
         /// and Ṫ still evaluated in float64, then rounded). The results are returned in float64 either way.
         public var float32 = false
+        /// Rows per block (each checkpointed by the stage); nil: about `Plan.blockWork` state entries of work each.
+        public var blockRows: Int? = nil
         public var computeNTK = true
         public var threads = ProcessInfo.processorCount
         public init() {}
@@ -77,7 +79,7 @@ public enum AnalyticKernels {
         /// Where each slot's variances start in `KernelTile.Side.v`, for each set.
         let offsets1: [Int], offsets2: [Int]
         /// The sets in the state's precision, their variances, the tiles' fill (`TileSets`).
-        let tiles: any KernelTileSets
+        let tiles: KernelTileSets
         /// Rows per tile (256 for vectors: the Gram product is a GEMM; 1 for images) and columns per tile (as many
         /// as the state of `KernelProgram.tileArrays` arrays per worker allows under the workspace cap).
         let rowGroup: Int, columnBlock: Int, workers: Int
@@ -95,8 +97,8 @@ public enum AnalyticKernels {
             public init(rows: Range<Int>, nngp: [Double], ntk: [Double]) { self.rows = rows; self.nngp = nngp; self.ntk = ntk }
         }
 
-        /// State entries computed per row block (2²⁸: a fraction of a second of the recursion on 2 cores).
-        static let blockWork = 1 << 28
+        /// State entries computed per row block (2³⁰: about a second of the recursion on 2 cores).
+        static let blockWork = 1 << 30
 
         /// The tiles' cap without `maxWorkspaceBytes`.
         public static let defaultTileBytes = 1 << 30
@@ -130,31 +132,36 @@ public enum AnalyticKernels {
             let budget = options.maxWorkspaceBytes ?? Self.defaultTileBytes
             // one column of one worker's tile: `arrays` covariance states of `maxEntries` spatial entries
             let column = arrays * program.maxEntries * (options.float32 ? 4 : 8)
-            guard column <= budget else { throw WorkspaceTooSmall(needed: column, cap: budget, entries: program.maxEntries) }
+            guard column <= budget else {
+                throw WorkspaceTooSmall(needed: column, cap: budget, entries: program.maxEntries)
+            }
             workers = max(1, min(options.threads, OwnThreads.workers, budget / column))
             var group = program.form == .vector ? 256 : 1
             let perColumn = workers * column
-            // images: at least one tile per worker in every row (a block may be a single row)
-            let share = program.form == .vector ? self.x2.rows : (self.x2.rows + workers - 1) / workers
-            columnBlock = max(1, min(share, budget / max(perColumn * group, 1)))
+            columnBlock = max(1, min(self.x2.rows, budget / max(perColumn * group, 1)))
             if program.form == .vector { group = min(group, columnBlock) }
             rowGroup = group
             func offsets(_ n: Int) -> [Int] { program.slotPositions.reduce(into: [0]) { $0.append($0.last! + $1 * n) } }
             offsets1 = offsets(x1.rows)
             offsets2 = offsets(self.x2.rows)
-            if options.float32 {
-                tiles = TileSets<Float>(x1: x1, x2: self.x2, symmetric: symmetric, program: program, offsets1: offsets1,
-                                        offsets2: offsets2, computeNTK: options.computeNTK, quad: quad, workers: workers)
-            } else {
-                tiles = TileSets<Double>(x1: x1, x2: self.x2, symmetric: symmetric, program: program, offsets1: offsets1,
-                                         offsets2: offsets2, computeNTK: options.computeNTK, quad: quad, workers: workers)
-            }
+            tiles = Self.tileSets(x1, self.x2, symmetric, program, offsets1, offsets2, options, quad, workers)
             // rows per block: what the cap allows, and (for checkpoints a killed run resumes from) about
-            // `blockWork` state entries of work — a fraction of a second for the spatial forms
+            // `blockWork` state entries of work — about a second for the spatial forms
             let bytesPerRow = 8 * self.x2.rows * (options.computeNTK ? 2 : 1)
-            let byWork = Self.blockWork / max(1, self.x2.rows * program.workPerPair)
+            let byWork = options.blockRows ?? Self.blockWork / max(1, self.x2.rows * program.workPerPair)
             let size = max(1, min((options.maxWorkspaceBytes ?? Int.max) / max(bytesPerRow, 1), byWork))
             blocks = stride(from: 0, to: x1.rows, by: size).map { $0..<min(x1.rows, $0 + size) }
+        }
+
+        /// The self chains of both sets and their tile engine, in the precision the options ask for.
+        static func tileSets(_ x1: Matrix, _ x2: Matrix, _ symmetric: Bool, _ program: KernelProgram, _ o1: [Int],
+                             _ o2: [Int], _ options: Options, _ quad: QuadratureRule?, _ workers: Int)
+            -> KernelTileSets {
+            func sets<T: KernelFloat>(_: T.Type) -> TileSets<T> {
+                TileSets(x1: x1, x2: x2, symmetric: symmetric, program: program, offsets1: o1, offsets2: o2,
+                         computeNTK: options.computeNTK, quad: quad, workers: workers)
+            }
+            return options.float32 ? .float32(sets(Float.self)) : .float64(sets(Double.self))
         }
 
         /// Floating-point operations of the whole result (`KernelProgram.flopsPerPair` per pair computed: the

@@ -12,7 +12,9 @@ public enum Platform {
     public static var peakResidentBytes: Int? {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
               let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kb = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ")[0]) else { return nil }
+              let kb = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ")[0]) else {
+            return nil
+        }
         return kb * 1024
     }
     public static var cpuHasAVX2: Bool { ntk_cpu_has_avx2() != 0 }

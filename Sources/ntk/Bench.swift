@@ -34,7 +34,7 @@ extension NTKCommand {
         @Flag(help: "Only the convolutional rows: a Myrtle-style CNN on 28×28 MNIST, f32 — one training step on 256 images and the traced empirical NTK of 128, with the sgemm peak of the same run.")
         var cnn = false
 
-        @Flag(help: "Only the GEMM peaks (dgemm and sgemm 4096³, all cores): the reference other tools' rates are compared with.")
+        @Flag(help: "Only the GEMM peaks (dgemm and sgemm 4096³, all cores), the reference for other tools' rates.")
         var peak = false
 
         @Option(help: "Data directory (IDX) for realistic inputs.")

@@ -90,7 +90,8 @@ extension NTKCommand {
                 let ran = outcomes.filter(\.ran).count
                 reporter.log(ran == 0
                     ? String(format: "everything is up to date; nothing to do (%.2f s)", Date().timeIntervalSince(started))
-                    : String(format: "ran %d of %d stage(s) in %.2f s", ran, outcomes.count, Date().timeIntervalSince(started))
+                    : String(format: "ran %d of %d stage(s) in %.2f s", ran, outcomes.count,
+                             Date().timeIntervalSince(started))
                         + (Platform.peakResidentBytes.map { "; peak memory " + MemoryBudget.size($0) } ?? ""))
                 for line in try runner.reportSummary(stages: outcomes.map(\.stage)) { reporter.log(line) }
             }

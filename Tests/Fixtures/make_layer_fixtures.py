@@ -103,9 +103,10 @@ for index, (name, c) in enumerate(CASES.items()):
                       record_steps=np.asarray([0, 1, 10, 100]), **common), f"{name}_train.npz")
 
 # Infinite-width kernels (`reference.py analytic` with layers): NNGP and NTK of x1 [4, ...] with x2 [3, ...], and of
-# x1 with itself (x2 absent: NT's x2 = None), in float64, per logit; and x1 with x2 in float32 (`_f32`). The grammar's four kinds of network: conv +
-# flatten (NT's diagonal_spatial), pooling (the full spatial covariance), a pre-activation residual network with
-# layer_norm and gelu, standard parameterization with strided VALID convs (a 1×1 conv in the first).
+# x1 with itself (x2 absent: NT's x2 = None), in float64, per logit; and x1 with x2 in float32 (`_f32`). The
+# grammar's four kinds of network: conv + flatten (NT's diagonal_spatial), pooling (the full spatial covariance), a
+# pre-activation residual network with layer_norm and gelu, standard parameterization with strided VALID convs (a
+# 1×1 conv in the first).
 ANALYTIC = {
     "analytic_conv_flatten": dict(shape=(7, 6, 2), param="ntk", layers=[
         conv(4, 3, 1, "SAME"), "relu", conv(3, [2, 3], [2, 1], "CIRCULAR", b_std=0.5), "erf",

@@ -137,9 +137,10 @@ final class ExperimentMiniatureTests: XCTestCase {
     /// chance.
     func testMyrtleKernelRegressionRunsInMiniature() throws {
         // 20 + 10 digits, and the CNN's input pooled to 14×14 first (its full covariance is 16× smaller)
+        let pooled = "layers: [{avg_pool: {window: 2, strides: 2}}, {conv"
         let yaml = try shrunk("myrtle-fashion", [("/usr/share/datasets/fashion-mnist", "../data/mnist"),
                                                  ("n_train: [0-9]+", "n_train: 20"), ("n_test: [0-9]+", "n_test: 10"),
-                                                 (#"layers: \[\{conv"#, "layers: [{avg_pool: {window: 2, strides: 2}}, {conv")])
+                                                 (#"layers: \[\{conv"#, pooled)])
         let metrics = try runMetrics("myrtle-fashion", yaml)
         guard case .array(let sections)? = metrics["sections"] else { return XCTFail("no sections") }
         XCTAssertEqual(sections.compactMap { $0["from"]?.text }, ["cnn_predict", "fc_predict"])

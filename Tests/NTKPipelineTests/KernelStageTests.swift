@@ -80,22 +80,8 @@ final class KernelStageTests: XCTestCase {
 
         let d = project(yaml, perClass: 80)
         XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: d).status, 0)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
-        p.arguments = ["run", "kernels"]
-        p.currentDirectoryURL = URL(fileURLWithPath: d)
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
         // Wait until a few blocks are checkpointed, then kill.
-        var blocks = 0
-        for _ in 0..<4000 where blocks < 4 {
-            Thread.sleep(forTimeInterval: 0.005)
-            let dirs = (try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []
-            blocks = dirs.filter { $0.hasSuffix(".npz") }.count
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        let blocks = try TestSupport.killAfterCheckpoints(["run", "kernels"], in: d, count: 4)
         XCTAssertGreaterThanOrEqual(blocks, 4, "blocks should have been checkpointed before the kill")
         XCTAssertFalse(Files.exists(d + "/artifacts/kernels.npz"))
         let r = try TestSupport.ntk(["run", "kernels"], in: d)
@@ -131,45 +117,37 @@ final class KernelStageTests: XCTestCase {
         let (base, _) = try peak("{depth: 1, width: 8}", "40M")
         let (capped, d) = try peak(cnn, "40M")
         let (wide, _) = try peak(cnn, "400M")
-        let kernels = try ArtifactFile.read(d + "/artifacts/kernels.npz").tensors.reduce(0) { $0 + 8 * $1.shape.reduce(1, *) }
+        let kernels = try ArtifactFile.read(d + "/artifacts/kernels.npz").tensors
+            .reduce(0) { $0 + 8 * $1.shape.reduce(1, *) }
         let state = 3 * 28 * 28 * 28 * 28 * 8  // one pair's tile: K, Θ and a scratch array
-        print("peak RSS: tiny network \(base >> 20) MB, CNN with max_memory 40M \(capped >> 20) MB, with 400M \(wide >> 20) MB")
+        print("peak RSS: tiny network \(base >> 20) MB, CNN with max_memory 40M \(capped >> 20) MB, "
+              + "with 400M \(wide >> 20) MB")
         XCTAssertLessThanOrEqual(capped, base + (40 << 20) + kernels, "RSS \(capped), baseline \(base)")
         // 400M: 4 columns per tile (half of a row of 8) on each of 2 workers
         XCTAssertGreaterThan(wide, capped + 4 * state, "a 400M cap lets the tiles grow (RSS \(wide), 40M: \(capped))")
 
         // killed after a few checkpointed blocks, resumed, byte-identical to the uninterrupted run
-        let k = project(yaml(cnn, "40M", nTrain: 24)), reference = project(yaml(cnn, "40M", nTrain: 24))
+        let blocks4 = yaml(cnn, "40M", nTrain: 24)
+            .replacingOccurrences(of: "max_memory: 40M", with: "max_memory: 40M, checkpoint_rows: 4")
+        let k = project(blocks4), reference = project(blocks4)
         XCTAssertEqual(try TestSupport.ntk(["run", "kernels"], in: reference).status, 0)
         XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: k).status, 0)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
-        p.arguments = ["run", "kernels"]
-        p.currentDirectoryURL = URL(fileURLWithPath: k)
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        var blocks = 0
-        for _ in 0..<20000 where blocks < 2 {
-            Thread.sleep(forTimeInterval: 0.002)
-            let files = (try? FileManager.default.subpathsOfDirectory(atPath: k + "/.ntk/checkpoints")) ?? []
-            blocks = files.filter { $0.hasSuffix(".npz") }.count
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        let blocks = try TestSupport.killAfterCheckpoints(["run", "kernels"], in: k, count: 2)
         XCTAssertGreaterThanOrEqual(blocks, 2, "blocks should have been checkpointed before the kill")
         XCTAssertFalse(Files.exists(k + "/artifacts/kernels.npz"))
         let r = try TestSupport.ntk(["run", "kernels"], in: k)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("train_train: resumed"), r.stderr)
-        XCTAssertEqual(TestSupport.read(k + "/artifacts/kernels.npz"), TestSupport.read(reference + "/artifacts/kernels.npz"))
+        XCTAssertEqual(TestSupport.read(k + "/artifacts/kernels.npz"),
+                       TestSupport.read(reference + "/artifacts/kernels.npz"))
 
         // a cap below one pair's state: refused before any work, naming the key and the size it needs
         let small = project(yaml(cnn, "8M"))
         XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: small).status, 0)
         let e = try TestSupport.ntk(["run", "kernels"], in: small)
         XCTAssertEqual(e.status, 1, e.stderr)
-        XCTAssertTrue(e.stderr.contains("params.kernel.max_memory") && e.stderr.contains("raise kernel.max_memory"), e.stderr)
+        XCTAssertTrue(e.stderr.contains("params.kernel.max_memory") && e.stderr.contains("raise kernel.max_memory"),
+                      e.stderr)
         XCTAssertFalse(Files.exists(small + "/artifacts/kernels.npz"))
     }
 

@@ -174,6 +174,39 @@ final class LayerPipelineTests: XCTestCase {
         XCTAssertFalse(Files.exists(bad + "/artifacts/analytic.npz"))
     }
 
+    /// Downstream of CNN kernels, unchanged: `evaluate` puts a trained CNN beside the closed form with its CNTK and
+    /// the NTK-GP / NNGP of its CNN-GP, and `predict` takes the same kernels.
+    func testEvaluateAndPredictTakeCNNKernels() throws {
+        let cnn = "{layers: [{conv: {channels: 8, filter: 3, padding: SAME}}, relu, {avg_pool: {window: 2, strides: 2}},"
+            + " {conv: {channels: 8, filter: 1}}, erf, global_avg_pool, {dense: {out: 3}}], w_std: 1.3, b_std: 0.2}"
+        let d = project((Self.yaml(model: cnn) + """
+
+              analytic:
+                kind: analytic_kernels
+                deps: [artifacts/dataset.npz]
+                params: [model, kernel]
+                outs: [artifacts/analytic.npz]
+              eval:
+                kind: evaluate
+                deps: [artifacts/dataset.npz, artifacts/trained.npz, artifacts/analytic.npz]
+                outs: [artifacts/evaluation.npz]
+              predict:
+                deps: [artifacts/dataset.npz, artifacts/analytic.npz]
+                params: [predict]
+                outs: [artifacts/predictions.npz]
+            """).replacingOccurrences(of: "  kernel: {}", with: "  kernel: {}\n  predict: {times: [1, inf]}"))
+        let r = try TestSupport.ntk(["run", "eval", "predict"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try ArtifactFile.read(d + "/artifacts/analytic.npz").metadata["spatial"], .string("full"))
+        let e = try ArtifactFile.read(d + "/artifacts/evaluation.npz")
+        guard case .object(let summary)? = e.metadata["summary"] else { return XCTFail("no summary") }
+        for key in ["test_loss_closed_analytic", "ntkgp_infinite_test_accuracy", "nngp_infinite_test_accuracy"] {
+            XCTAssertTrue(summary[key]?.number?.isFinite == true, "\(key): \(summary.keys.sorted())")
+        }
+        let p = try ArtifactFile.read(d + "/artifacts/predictions.npz")
+        XCTAssertEqual(p.tensor("ntk_test_accuracy")?.shape, [2])
+    }
+
     /// Bad layer lists and weights: exit 1, the message names the layer's path and key, nothing is written.
     func testBadLayerListsAreNamed() throws {
         let cases: [(model: String, stage: String, expect: [String])] = [

@@ -56,6 +56,28 @@ enum TestSupport {
         return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
+    /// Starts `ntk args` in `dir`, waits until at least `count` checkpoint files whose path contains `matching` exist
+    /// under .ntk/checkpoints (polling, up to ~30 s), then kills it with SIGKILL; returns how many it saw.
+    static func killAfterCheckpoints(_ args: [String], in dir: String, count: Int, matching: String = ".npz") throws
+        -> Int {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ntkBinary)
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var seen = 0
+        for _ in 0..<10000 where seen < count {
+            Thread.sleep(forTimeInterval: 0.003)
+            let files = (try? FileManager.default.subpathsOfDirectory(atPath: dir + "/.ntk/checkpoints")) ?? []
+            seen = files.filter { $0.contains(matching) }.count
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        return seen
+    }
+
     /// The peak memory `ntk run` reports on its last line ("…; peak memory 60.1 MB"), in bytes.
     static func peakMemory(_ stderr: String) -> Int? {
         guard let r = stderr.range(of: "; peak memory ", options: .backwards) else { return nil }

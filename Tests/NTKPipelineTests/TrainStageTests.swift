@@ -275,20 +275,7 @@ final class EmpiricalKernelsStageTests: XCTestCase {
         TestSupport.tinyIDX(at: d + "/data", perClass: 80)
         try yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
         XCTAssertEqual(try TestSupport.ntk(["run", "init"], in: d).status, 0)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.ntkBinary)
-        p.arguments = ["run", "ntk0"]
-        p.currentDirectoryURL = URL(fileURLWithPath: d)
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        var tiles = 0
-        for _ in 0..<4000 where tiles < 2 {
-            Thread.sleep(forTimeInterval: 0.003)
-            tiles = ((try? FileManager.default.subpathsOfDirectory(atPath: d + "/.ntk/checkpoints")) ?? []).filter { $0.contains("train_train-x1") }.count
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        let tiles = try TestSupport.killAfterCheckpoints(["run", "ntk0"], in: d, count: 2, matching: "train_train-x1")
         let r = try TestSupport.ntk(["run", "ntk0"], in: d)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("tiles of"), r.stderr)

@@ -208,13 +208,14 @@ final class NeuralTangentsLayerTests: XCTestCase {
             o.float32 = true
             let k32 = try AnalyticKernels.compute(x1: matrix(x1), x2: matrix(x2), network: network, options: o)
             let k64 = try AnalyticKernels.compute(x1: matrix(x1), x2: matrix(x2), network: network)
-            for (label, ours, exact, theirs) in [("NNGP", k32.nngp.data, k64.nngp.data, try XCTUnwrap(z["nngp"]).doubles()),
-                                                 ("NTK", k32.ntk.data, k64.ntk.data, try XCTUnwrap(z["ntk"]).doubles())] {
+            let nt = (nngp: try XCTUnwrap(z["nngp"]).doubles(), ntk: try XCTUnwrap(z["ntk"]).doubles())
+            for (label, ours, exact, theirs) in [("NNGP", k32.nngp.data, k64.nngp.data, nt.nngp),
+                                                 ("NTK", k32.ntk.data, k64.ntk.data, nt.ntk)] {
                 let scale = exact.map(abs).max()!
                 func error(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { abs($0 - $1) }.max()! / scale }
                 let vsNT = error(ours, theirs), ours64 = error(ours, exact), nt64 = error(theirs, exact)
-                print("\(name) \(label) float32: \(vsNT) relative to neural-tangents float32; vs float64: ours \(ours64), "
-                      + "neural-tangents \(nt64)")
+                print("\(name) \(label) float32: \(vsNT) relative to neural-tangents float32; vs float64: "
+                      + "ours \(ours64), neural-tangents \(nt64)")
                 XCTAssertLessThan(vsNT, 1e-6, "\(name) \(label)")
                 XCTAssertLessThan(ours64, 1e-6, "\(name) \(label)")
             }

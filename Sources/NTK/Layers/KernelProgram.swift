@@ -31,7 +31,11 @@ public struct KernelProgram: Sendable {
         let nIn, nOut: Int
         var offsets: [UInt32] = [0], src: [UInt32] = [], weights: [Double] = [], weights32: [Float] = []
         init(nIn: Int, nOut: Int) { self.nIn = nIn; self.nOut = nOut }
-        mutating func add(_ s: Int, _ w: Double) { src.append(UInt32(s)); weights.append(w); weights32.append(Float(w)) }
+        mutating func add(_ s: Int, _ w: Double) {
+            src.append(UInt32(s))
+            weights.append(w)
+            weights32.append(Float(w))
+        }
         mutating func endOutput() { offsets.append(UInt32(src.count)) }
     }
 

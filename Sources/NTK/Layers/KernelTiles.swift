@@ -181,8 +181,8 @@ struct KernelTile<T: KernelFloat> {
             }
         case .full:
             // tmp[p][b·P + q] = x_a[p]·x_b[q] / C, then K[(i·H + k)·W² + j·W + l][b]
-            T.blasGemm(transA: false, transB: true, m: positions, n: nb * positions, k: c, alpha: 1 / T(c), a: xa, lda: c,
-                       b: xb, ldb: c, beta: 0, c: b.tmp, ldc: nb * positions)
+            T.blasGemm(transA: false, transB: true, m: positions, n: nb * positions, k: c, alpha: 1 / T(c), a: xa,
+                       lda: c, b: xb, ldb: c, beta: 0, c: b.tmp, ldc: nb * positions)
             let (h, w) = (program.input.spatial[0], program.input.spatial[1])
             for i in 0..<h {
                 for k in 0..<h {
@@ -219,7 +219,8 @@ extension Double: KernelFloat {
         m.offsets.withUnsafeBufferPointer { o in
             m.src.withUnsafeBufferPointer { s in
                 m.weights.withUnsafeBufferPointer { w in
-                    ntk_cov_axis_map(out, input, outer, m.nIn, m.nOut, inner, o.baseAddress, s.baseAddress, w.baseAddress)
+                    ntk_cov_axis_map(out, input, outer, m.nIn, m.nOut, inner, o.baseAddress, s.baseAddress,
+                                     w.baseAddress)
                 }
             }
         }
@@ -276,13 +277,31 @@ extension Float: KernelFloat {
     }
 }
 
-/// The per-precision part of an `AnalyticKernels.Plan`: both sets in T, every sample's variances at every slot
-/// (the self chain), K(a, a) and Θ(a, a) of the first set, and the tiles' fill.
-protocol KernelTileSets: Sendable {
-    var self1: [Double] { get }
-    var selfNTK: [Double] { get }
+/// The per-precision part of an `AnalyticKernels.Plan` (`TileSets`), as concrete types — so that every call into
+/// it is specialised (a protocol existential would run the generic code, ~20 % slower on the full form).
+enum KernelTileSets: Sendable {
+    case float64(TileSets<Double>)
+    case float32(TileSets<Float>)
+
+    var self1: [Double] {
+        switch self {
+        case .float64(let t): t.self1
+        case .float32(let t): t.self1
+        }
+    }
+    var selfNTK: [Double] {
+        switch self {
+        case .float64(let t): t.selfNTK
+        case .float32(let t): t.selfNTK
+        }
+    }
     func fill(_ plan: AnalyticKernels.Plan, _ rows: Range<Int>, _ kOut: UnsafeMutablePointer<Double>,
-              _ tOut: UnsafeMutablePointer<Double>?) -> (Double, Double)
+              _ tOut: UnsafeMutablePointer<Double>?) -> (Double, Double) {
+        switch self {
+        case .float64(let t): t.fill(plan, rows, kOut, tOut)
+        case .float32(let t): t.fill(plan, rows, kOut, tOut)
+        }
+    }
 }
 
 /// The arrays of one worker's tile: K, Θ, a scratch array and two per residual level (`KernelTile.Buffers`).
@@ -290,7 +309,23 @@ extension KernelProgram {
     var tileArrays: Int { 3 + 2 * maxDepth }
 }
 
-struct TileSets<T: KernelFloat>: KernelTileSets {
+struct TileSets<T: KernelFloat>: Sendable {
+    /// The workers' tile scratch, allocated at the first fill and kept for the next ones (a plan's blocks are
+    /// filled one after the other): a block of a CNN kernel may be one row, and a fresh gigabyte per row would be
+    /// page-faulted in every time.
+    final class Scratch: @unchecked Sendable {
+        private var base: UnsafeMutablePointer<T>?, count = 0
+        func pointer(_ n: Int) -> UnsafeMutablePointer<T> {
+            if count < n {
+                base?.deallocate()
+                base = .allocate(capacity: n)
+                count = n
+            }
+            return base!
+        }
+        deinit { base?.deallocate() }
+    }
+    let scratch = Scratch()
     let x1: [T], x2: [T]
     /// Variances V_a(p) of both sets at every slot (`KernelTile.Side`).
     let var1: [T], var2: [T]
@@ -300,7 +335,9 @@ struct TileSets<T: KernelFloat>: KernelTileSets {
          computeNTK: Bool, quad: QuadratureRule?, workers: Int) {
         func cast(_ m: Matrix) -> [T] {
             [T](unsafeUninitializedCapacity: m.data.count) { out, c in
-                m.data.withUnsafeBufferPointer { if $0.count > 0 { T.convert(out.baseAddress!, from: $0.baseAddress!, $0.count) } }
+                m.data.withUnsafeBufferPointer { x in
+                    if x.count > 0 { T.convert(out.baseAddress!, from: x.baseAddress!, x.count) }
+                }
                 c = m.data.count
             }
         }
@@ -358,14 +395,15 @@ struct TileSets<T: KernelFloat>: KernelTileSets {
         let rowGroup = plan.rowGroup, columnBlock = plan.columnBlock
         var tiles: [(r0: Int, r: Int, c0: Int, c1: Int)] = []
         for r0 in stride(from: rows.lowerBound, to: rows.upperBound, by: rowGroup) {  // costliest (top) first
-            let r = min(rowGroup, rows.upperBound - r0)
-            for c0 in stride(from: symmetric ? r0 : 0, to: n2, by: columnBlock) {
-                tiles.append((r0, r, c0, min(n2, c0 + columnBlock)))
-            }
+            let r = min(rowGroup, rows.upperBound - r0), start = symmetric ? r0 : 0, count = n2 - start
+            // images (one row per tile, a block may be one row): at least one tile per worker in every row
+            var pieces = (count + columnBlock - 1) / columnBlock
+            if program.form != .vector { pieces = min(count, max(pieces, workers)) }
+            let width = (count + pieces - 1) / max(pieces, 1)
+            for c0 in stride(from: start, to: n2, by: max(width, 1)) { tiles.append((r0, r, c0, min(n2, c0 + width))) }
         }
         let arrays = program.tileArrays, capacity = rowGroup * program.maxEntries * columnBlock
-        let scratch = UnsafeMutablePointer<T>.allocate(capacity: workers * arrays * capacity)
-        defer { scratch.deallocate() }
+        let scratch = self.scratch.pointer(workers * arrays * capacity)
         var busy = [(gram: UInt64, layers: UInt64)](repeating: (0, 0), count: workers)
         let started = DispatchTime.now().uptimeNanoseconds
         x1.withUnsafeBufferPointer { ap in

@@ -45,7 +45,8 @@ public struct KernelConvergenceStage: StageKind {
         let (net, _) = try model.kernelNetwork(input: ds.inputShape, singleOutput: true)
         let exact = try AnalyticKernels.compute(x1: x, network: net)
         var ntkDraws: [[Double]] = [], nngpDraws: [[Double]] = []
-        let task = ctx.reporter.begin("empirical kernels of \(draws) networks \(describe(net))", total: draws, unit: "draws")
+        let task = ctx.reporter.begin("empirical kernels of \(draws) networks \(describe(net))", total: draws,
+                                      unit: "draws")
         for i in 0..<draws {
             let theta = net.initialize(seed: UInt64(bitPattern: Int64(seed + i)))
             func kernels<T: NTKFloat>(_: T.Type) -> ([Double], [Double]) {

@@ -3,7 +3,8 @@ import NTK
 
 /// `report`: one self-contained HTML page (inline SVG, no scripts, no network) with a section per experiment,
 /// plus every number in `metrics.json` and every plotted series in a CSV — built from the `evaluation` and
-/// `predictions` artifacts among the deps, and rebuilt, like any out, only when one of them (or the report's params) changes.
+/// `predictions` artifacts among the deps, and rebuilt, like any out, only when one of them (or the report's
+/// params) changes.
 ///
 /// A section shows the artifacts of one stage or sweep group (`from`):
 /// - without `sweep`: each artifact's curves over training time (test outputs at sample points, losses, accuracy,
@@ -93,7 +94,9 @@ public struct ReportStage: StageKind {
 
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
         let entries = try (ctx.artifacts(.evaluation) + ctx.artifacts(.predictions)).map { path, f -> Entry in
-            guard case .string(let stage)? = f.metadata["stage"] else { throw NTKError("artifact without its stage name", at: path) }
+            guard case .string(let stage)? = f.metadata["stage"] else {
+                throw NTKError("artifact without its stage name", at: path)
+            }
             return Entry(stage: stage, values: Self.expansionValues(stage), file: f, path: path)
         }
         var html = Page(title: title)
@@ -269,11 +272,11 @@ extension ReportStage {
                           yLabel: "test MSE", logX: true, logY: true)
         for (i, (mode, label)) in [("ntk", "NTK-GP mean"), ("nngp", "NNGP mean")].enumerated() {
             let x = finite.map { times[$0] }
-            if let a = f.tensor(mode + "_test_accuracy")?.doubles(), a.count == times.count {
-                acc.series.append(.init(label: label, x: x, y: finite.map { a[$0] }, color: 4 + i, dashed: i == 1, markers: true))
-            }
-            if let a = f.tensor(mode + "_test_mse")?.doubles(), a.count == times.count {
-                mse.series.append(.init(label: label, x: x, y: finite.map { a[$0] }, color: 4 + i, dashed: i == 1, markers: true))
+            for (name, plot) in [("_test_accuracy", 0), ("_test_mse", 1)] {
+                guard let a = f.tensor(mode + name)?.doubles(), a.count == times.count else { continue }
+                let series = SVGPlot.Series(label: label, x: x, y: finite.map { a[$0] }, color: 4 + i, dashed: i == 1,
+                                            markers: true)
+                if plot == 0 { acc.series.append(series) } else { mse.series.append(series) }
             }
         }
         return [acc, mse]

@@ -15,7 +15,8 @@ import NTK
 /// Params `model` (see `ModelConfig`: any layer list — `KernelProgram` — and the fully-connected shorthand) and
 /// `kernel`: `quadrature_nodes` (32; activations without a closed form), `max_memory` (workspace cap, e.g. "2G":
 /// the kernels are computed in row blocks that fit, each checkpointed, so a killed run resumes from the finished
-/// blocks; it also caps the pairs' covariance tiles, 1 GiB without it), `test_test` (true), `dtype` (float64 |
+/// blocks; it also caps the pairs' covariance tiles, 1 GiB without it), `checkpoint_rows` (rows per checkpointed
+/// block; default: about a second of work each, 2³⁰ covariance entries), `test_test` (true), `dtype` (float64 |
 /// float32: the recursion's state and the stored kernels in float32; each activation's expectations are still
 /// evaluated in float64 per entry). Metadata `spatial`:
 /// the form the covariances were carried in (`vector`, `diagonal`, `full`); `flops`: the recursion's floating-point
@@ -41,6 +42,7 @@ public struct AnalyticKernelsStage: StageKind {
             guard let bytes = parseBytes(cap), bytes > 0 else { throw k.fail("max_memory", "expected a size like 512M or 4G, found \"\(cap)\"") }
             o.maxWorkspaceBytes = bytes
         }
+        o.blockRows = try k.int("checkpoint_rows", min: 1)
         testTest = try k.bool("test_test", default: true)
         dtype = try k.choice("dtype", default: .float64)
         o.float32 = dtype == .float32

@@ -124,7 +124,8 @@ public struct ModelConfig: Equatable, Sendable {
     /// layer list (its read-out width is free: the kernels are per logit), checked for what the kernel rules need
     /// (`KernelProgram`: Gaussian inputs to activations, layer norms and residual sums). `singleOutput`: the read-out
     /// made one logit wide — what `kernel_convergence` draws (every logit has the same kernels; one is k× cheaper).
-    public func kernelNetwork(input: Shape, singleOutput: Bool = false) throws -> (network: Network, program: KernelProgram) {
+    public func kernelNetwork(input: Shape, singleOutput: Bool = false) throws
+        -> (network: Network, program: KernelProgram) {
         var model = self
         if singleOutput, var list = layers {
             guard case .dense(_, let w, let b)? = list.last else {
