@@ -164,6 +164,10 @@ public enum AnalyticKernels {
             return options.float32 ? .float32(sets(Float.self)) : .float64(sets(Double.self))
         }
 
+        /// K(a, a) and Θ(a, a) of every sample a of x1: the diagonal a symmetric result carries (the self chain's
+        /// last step), without computing any pair.
+        public var diagonal: (nngp: [Double], ntk: [Double]) { (tiles.self1, tiles.selfNTK) }
+
         /// Floating-point operations of the whole result (`KernelProgram.flopsPerPair` per pair computed: the
         /// upper triangle when symmetric, plus the self chains of both sets).
         public var flops: Double {

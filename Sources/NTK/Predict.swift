@@ -8,6 +8,8 @@ public final class PreparedKernel {
     public let kernel: Matrix
     public private(set) var repairs: [String] = []
     public let name: String
+    /// ε of the diagonal regulariser added to `kernel` (0 without diag_reg).
+    public private(set) var regularizer = 0.0
     private var eigen: (values: [Double], vectors: Matrix)?
     private var factor: Matrix?
 
@@ -32,6 +34,7 @@ public final class PreparedKernel {
         if diagReg != 0 {
             let eps = diagRegAbsolute ? diagReg : diagReg * a.diagonal.reduce(0, +) / Double(max(a.rows, 1))
             for i in 0..<a.rows { a[i, i] += eps }
+            regularizer = eps
         }
         kernel = a
     }
@@ -189,6 +192,8 @@ public struct GradientDescentMSE {
 /// The output distribution of an infinite ensemble of infinitely wide networks trained by gradient descent on
 /// MSE (neural-tangents' `predict.gradient_descent_mse_ensemble`; PAPER Eqs. 13–16, S22–S23), from f₀ = 0.
 ///
+/// `diag_reg` regularises the kernels that are inverted (Θ_dd, K_dd) but not K_dd where the NTK-GP covariance uses
+/// it as it is (neural-tangents' `nngp_dd`).
 /// NTK-GP (the whole network trained), with Θ the NTK, K the NNGP, op_t = Θ⁻¹(I − e^{−ηΘt/(nk)}):
 ///     mean = Θ_td·op_t·y,   cov = K_tt + Θ_td·op_t·K_dd·op_tᵀ·Θ_dt − (Θ_td·op_t·K_dt + transpose)
 /// NNGP (only the read-out trained; t = ∞ is the Bayesian posterior), with op_t = K⁻¹(I − e^{−ηKt/(nk)}):
@@ -234,7 +239,9 @@ public struct EnsemblePredictor {
             guard let ktt = nngpTestTest else { return Gaussian(mean: mean, covariance: nil) }
             let term1 = try op(ntk, t, ntkTestTrain.transposed)  // [n, m]
             let term2 = Matrix.product(ntkTestTrain, try op(ntk, t, nngpTestTrain.transposed))  // [m, m]
-            let quad = Matrix.product(term1, Matrix.product(nngp.kernel, term1), transA: true)
+            // K_dd as it is, without the regulariser (as neural-tangents: only the solves are regularised)
+            let kw = Matrix.product(nngp.kernel, term1) - nngp.regularizer * term1
+            let quad = Matrix.product(term1, kw, transA: true)
             return Gaussian(mean: mean, covariance: ktt + quad - term2 - term2.transposed)
         case .nngp:
             let mean = Matrix.product(nngpTestTrain, try op(nngp, t, yTrain))

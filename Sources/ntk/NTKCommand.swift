@@ -44,9 +44,13 @@ struct NTKCommand: ParsableCommand {
 
     /// Runs a command body, turning every error into a clean message and exit status 1 — the one error boundary:
     /// the libraries' errors (NTKError, and the maths library's through `NTKError(wrapping:)`) all end here.
+    /// In a distributed run an error on any process ends every process (they would wait for it forever).
     static func guarded(_ body: () throws -> Void) throws {
         do { try body() } catch let e as ExitCode { throw e } catch {
-            FileHandle.standardError.write(Data(("error: " + NTKError(wrapping: error).description + "\n").utf8))
+            let grid = ProcessGrid.current
+            let who = grid.map { $0.size > 1 ? "process \($0.rank) of \($0.size): " : "" } ?? ""
+            FileHandle.standardError.write(Data(("error: " + who + NTKError(wrapping: error).description + "\n").utf8))
+            if let grid { grid.abort(code: 1) }
             throw ExitCode(1)
         }
     }
@@ -79,20 +83,55 @@ extension NTKCommand {
         @Flag(help: "Rehash every dep and out first (see `ntk status --verify`): a damaged out is rebuilt.")
         var verify = false
 
+        @Option(help: ArgumentHelp("""
+            Run on P processes (Open MPI's mpirun -np P on this machine; the same as starting `mpirun -np P ntk run …` \
+            yourself, e.g. with a hostfile): analytic_kernels and predict then spread their kernels over the \
+            processes (ScaLAPACK), the other stages run on process 0.
+            """, valueName: "P"))
+        var ranks: Int?
+
+        func validate() throws {
+            if let ranks, ranks < 1 { throw ValidationError("--ranks must be at least 1") }
+            if ranks != nil && ProcessGrid.launchedByMPI {
+                throw ValidationError("--ranks starts mpirun itself; this process already runs under mpirun")
+            }
+        }
+
         func run() throws {
             try NTKCommand.guarded {
-                if let threads { OwnThreads.workers = threads }
+                if let ranks { try Distributed.launch(ranks) }
+                let grid = ProcessGrid.launchedByMPI ? try ProcessGrid.start() : nil
+                if let threads {
+                    OwnThreads.workers = threads
+                } else if let grid {
+                    OwnThreads.workers = grid.threadsPerProcess
+                }
                 let started = Date()
-                let reporter = TerminalReporter()
+                let leader = (grid?.rank ?? 0) == 0
+                let reporter: Reporter = leader ? TerminalReporter() : SilentReporter()
                 let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, reporter: reporter,
                                         verify: verify)
+                runner.grid = grid
+                if let grid, leader {
+                    reporter.log("distributed run: \(grid.size) process\(grid.size == 1 ? "" : "es") on a "
+                                 + "\(grid.rows)×\(grid.cols) grid, "
+                                 + "\(OwnThreads.workers) thread(s) each")
+                }
                 let outcomes = try runner.run(targets: stages, force: force)
+                // every process's peak memory (one number per process of a distributed run)
+                var peaks = [Double](repeating: 0, count: grid?.size ?? 1)
+                peaks[grid?.rank ?? 0] = Double(Platform.peakResidentBytes ?? 0)
+                grid?.sum(&peaks)
+                ProcessGrid.finish()  // MPI_Finalize on success only: an error aborts every process instead
+                guard leader else { return }
                 let ran = outcomes.filter(\.ran).count
+                let memory = peaks.map { MemoryBudget.size(Int($0)) }.joined(separator: ", ")
                 reporter.log(ran == 0
                     ? String(format: "everything is up to date; nothing to do (%.2f s)", Date().timeIntervalSince(started))
                     : String(format: "ran %d of %d stage(s) in %.2f s", ran, outcomes.count,
                              Date().timeIntervalSince(started))
-                        + (Platform.peakResidentBytes.map { "; peak memory " + MemoryBudget.size($0) } ?? ""))
+                        + (peaks[0] > 0 ? (peaks.count > 1 ? "; peak memory per process " : "; peak memory ") + memory
+                                        : ""))
                 for line in try runner.reportSummary(stages: outcomes.map(\.stage)) { reporter.log(line) }
             }
         }

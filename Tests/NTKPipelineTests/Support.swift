@@ -57,7 +57,8 @@ enum TestSupport {
     }
 
     /// Starts `ntk args` in `dir`, waits until at least `count` checkpoint files whose path contains `matching` exist
-    /// under .ntk/checkpoints (polling, up to ~30 s), then kills it with SIGKILL; returns how many it saw.
+    /// under .ntk/checkpoints (polling, up to ~30 s), then kills it — and every process it started (the ranks of a
+    /// distributed run, under mpirun) — with SIGKILL; returns how many it saw.
     static func killAfterCheckpoints(_ args: [String], in dir: String, count: Int, matching: String = ".npz") throws
         -> Int {
         let p = Process()
@@ -73,9 +74,26 @@ enum TestSupport {
             let files = (try? FileManager.default.subpathsOfDirectory(atPath: dir + "/.ntk/checkpoints")) ?? []
             seen = files.filter { $0.contains(matching) }.count
         }
+        for child in descendants(of: p.processIdentifier) { kill(child, SIGKILL) }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         return seen
+    }
+
+    /// Every process below `pid` (from /proc's parent links).
+    static func descendants(of pid: Int32) -> [Int32] {
+        var parents: [Int32: Int32] = [:]
+        for e in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let id = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(e)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let ppid = Int32(fields[1]) { parents[id] = ppid }
+        }
+        var out: [Int32] = [], frontier = [pid]
+        while let next = frontier.popLast() {
+            for (c, pp) in parents where pp == next { out.append(c); frontier.append(c) }
+        }
+        return out
     }
 
     /// The peak memory `ntk run` reports on its last line ("…; peak memory 60.1 MB"), in bytes.

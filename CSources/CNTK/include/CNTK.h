@@ -308,6 +308,36 @@ void ntk_sha256_blocks_scalar(uint32_t h[8], const uint8_t *p, size_t blocks);
 void ntk_sha256_blocks_shani(uint32_t h[8], const uint8_t *p, size_t blocks);
 int ntk_cpu_has_sha(void);
 
+/* ---- Distributed runs: Open MPI + ScaLAPACK, opened at run time (scalapack.c) ----
+ * ntk_dist_load opens libmpi and libscalapack-openmpi (NTK_MPI_LIB / NTK_SCALAPACK_LIB override the names); 0 on
+ * success, else 1 with the reason in `error`. Nothing below may be called before it succeeds. Grids are row-major
+ * BLACS contexts; descriptors are ScaLAPACK's 9 integers (source process 0, 0); matrices are the column-major local
+ * arrays of a 2-D block-cyclic layout. The p* wrappers work on whole matrices (IA = JA = 1), uplo "L" (the lower
+ * triangle is read), and return ScaLAPACK's INFO. The sums add an array over every process of the grid and leave
+ * the result on all of them. pdsyevd's workspace comes from ntk_pdsyevd_workspace (a query, no allocation). */
+int ntk_dist_load(char *error, size_t error_size);
+int ntk_dist_loaded(void);
+void ntk_blacs_pinfo(int *rank, int *size);
+int ntk_blacs_grid(int rows, int cols);
+void ntk_blacs_gridinfo(int ctxt, int *rows, int *cols, int *row, int *col);
+void ntk_blacs_barrier(int ctxt);
+void ntk_blacs_dsum(int ctxt, double *a, size_t n);
+void ntk_blacs_isum(int ctxt, int *a, size_t n);
+void ntk_blacs_abort(int ctxt, int code);
+void ntk_blacs_exit(void);
+int ntk_numroc(int n, int nb, int iproc, int nprocs);
+int ntk_descinit(int desc[9], int m, int n, int mb, int nb, int ctxt, int lld);
+int ntk_pdpotrf(double *a, const int desca[9], int n);
+int ntk_pdpotrs(double *b, const int descb[9], const double *a, const int desca[9], int n, int nrhs);
+void ntk_pdgemm(char transa, char transb, int m, int n, int k, double alpha, const double *a, const int desca[9],
+                const double *b, const int descb[9], double beta, double *c, const int descc[9]);
+void ntk_pdsymm_lower(int m, int n, double alpha, const double *a, const int desca[9], const double *b,
+                      const int descb[9], double beta, double *c, const int descc[9]);
+void ntk_pdsyevd_workspace(int *lwork, int *liwork, double *a, const int desca[9], double *z, const int descz[9],
+                           int n);
+int ntk_pdsyevd(double *w, double *z, const int descz[9], double *a, const int desca[9], int n, double *work,
+                int lwork, int *iwork, int liwork);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,8 @@ public enum ArtifactKind: String, CaseIterable, Sendable {
     case dataset, params, trained, kernels, predictions, evaluation
     /// A stage's partial result (e.g. finished kernel blocks), kept until the stage completes.
     case checkpoint
+    /// One process's blocks of distributed kernels, listed (with its hash) by a `kernels` manifest.
+    case tile
     /// Self-contained HTML, JSON, CSV.
     case report, metrics, table
 

@@ -18,6 +18,9 @@ public final class Runner {
     let reporter: Reporter
     let hasher: ContentHasher
     private var kinds: [String: any StageKind] = [:]
+    /// The processes of a distributed run (`mpirun -np P ntk run`; nil: one process). `distributed` stage kinds
+    /// then run on every process, and their lock entries record `mpi_ranks` (a run with another P reruns them).
+    public var grid: ProcessGrid? = nil
     private var producer: [String: String] = [:]  // normalised out path → stage name
 
     public struct StageStatus: Equatable {
@@ -158,9 +161,8 @@ public final class Runner {
     /// Where stage s keeps its partial results for these inputs: `.ntk/checkpoints/<stage>/<key>`, the key a hash of
     /// its kind, algorithm version, params and dep hashes.
     func checkpointStore(_ s: PipelineSpec.Stage, depHashes: [String]) -> Checkpoints {
-        let params = StageParams(stage: s.name, values: s.values, declared: s.params, locate: spec.locate)
         let key = SHA256.hex(Array((JSONValue.object([
-            "kind": .string(s.kind), "version": .int(type(of: kinds[s.name]!).algorithmVersion), "params": params.locked,
+            "kind": .string(s.kind), "version": .int(type(of: kinds[s.name]!).algorithmVersion), "params": locked(s),
             "deps": .array(depHashes.map { .string($0) }),
         ]).canonical).utf8))
         return Checkpoints(directory: (root.isEmpty ? "." : root) + "/.ntk/checkpoints/\(s.name)/\(key.prefix(16))")
@@ -191,8 +193,7 @@ public final class Runner {
         var r: [String] = []
         if e.kind != s.kind { r.append("kind changed (\(e.kind) → \(s.kind))") }
         if e.algorithmVersion != kind.algorithmVersion { r.append("algorithm version changed (\(e.algorithmVersion) → \(kind.algorithmVersion))") }
-        let now = StageParams(stage: s.name, values: s.values, declared: s.params).locked
-        r += Self.paramDiff(old: e.params, new: now, prefix: "")
+        r += Self.paramDiff(old: e.params, new: locked(s), prefix: "")
         let lockedDeps = Dictionary(e.deps.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         if Set(lockedDeps.keys) != Set(s.deps) { r.append("deps list changed") }
         for d in s.deps {
@@ -207,8 +208,18 @@ public final class Runner {
         for o in s.outs {
             guard let h = try hasher.hash(resolve(o)) else { r.append("out \(o) missing"); continue }
             if let l = lockedOuts[o], l.sha256 != h.sha256 { r.append("out \(o) changed") }
+            if let problem = DistributedKernelsArtifact.tileProblem(resolve(o)) { r.append("out \(o): \(problem)") }
         }
         return r
+    }
+
+    /// The params stage s records in its lock entry (and checkpoint key): its declared params, plus `mpi_ranks`
+    /// for a `distributed` kind run on a grid — its outs are laid out for that many processes.
+    func locked(_ s: PipelineSpec.Stage) -> JSONValue {
+        let params = StageParams(stage: s.name, values: s.values, declared: s.params).locked
+        guard let grid, type(of: kinds[s.name]!).distributed, case .object(var o) = params else { return params }
+        o["mpi_ranks"] = .int(grid.size)
+        return .object(o)
     }
 
     static func paramDiff(old: JSONValue, new: JSONValue, prefix: String) -> [String] {
@@ -236,6 +247,7 @@ public final class Runner {
 
     /// Runs what is stale among the targets (all stages if none) and what they need, in order.
     public func run(targets: [String] = [], force: Bool = false) throws -> [Outcome] {
+        if let grid { return try runDistributed(targets: targets, force: force, grid: grid) }
         let guardFile = try RunGuard(directory: (root.isEmpty ? "." : root) + "/.ntk")
         defer { guardFile.release() }
         removeStalePartials()
@@ -269,6 +281,63 @@ public final class Runner {
         return outcomes
     }
 
+    /// `run` on a process grid. Process 0 does what `run` does — holds the run lock, decides what is stale, hashes,
+    /// writes the outs and the lock — and tells every process which stage runs next and where its checkpoints are;
+    /// a `distributed` kind runs on every process (each computing and writing its own tiles), any other kind on
+    /// process 0 while the rest wait. An error on any process ends the whole run (the caller aborts the grid).
+    func runDistributed(targets: [String], force: Bool, grid: ProcessGrid) throws -> [Outcome] {
+        let leader = grid.rank == 0
+        let guardFile = leader ? try RunGuard(directory: (root.isEmpty ? "." : root) + "/.ntk") : nil
+        defer { guardFile?.release() }
+        if leader { removeStalePartials() }
+        var lock = leader ? try Lock.read(lockPath) : Lock()
+        var outcomes: [Outcome] = []
+        defer { if leader { hasher.save() } }
+        for s in try order(targets: targets) {
+            var reasons: [String] = [], decision = ""
+            if leader {
+                reasons = try self.reasons(s, lock: lock)
+                if force && (targets.isEmpty || targets.contains(s.name) || targets.contains(s.group)) {
+                    reasons.insert("forced", at: 0)
+                }
+                if !reasons.isEmpty {
+                    let hashes = try s.deps.map { d -> String in
+                        guard let h = try hasher.hash(resolve(d)) else {
+                            throw NTKError("dep '\(d)' does not exist", at: spec.locate("stages.\(s.name).deps"),
+                                           key: "stages.\(s.name).deps")
+                        }
+                        return h.sha256
+                    }
+                    decision = checkpointStore(s, depHashes: hashes).directory
+                }
+            }
+            decision = grid.broadcast(decision)  // empty: up to date
+            if decision.isEmpty {
+                if leader { reporter.log("\(s.name): up to date") }
+                outcomes.append(Outcome(stage: s.name, ran: false, reasons: [], seconds: 0))
+                continue
+            }
+            let everywhere = type(of: kinds[s.name]!).distributed
+            if leader {
+                reporter.log("\(s.name): running (\(reasons.joined(separator: "; ")))"
+                             + (everywhere ? " on \(grid.size) process\(grid.size == 1 ? "" : "es")" : ""))
+            }
+            let started = Date()
+            if everywhere || leader {
+                let entry = try execute(s, checkpointDirectory: decision, onGrid: everywhere)
+                if leader { lock.stages[s.name] = entry }
+            }
+            grid.barrier()
+            let secs = Date().timeIntervalSince(started)
+            if leader {
+                try lock.write(lockPath)
+                reporter.log(String(format: "%@: done in %.2f s", s.name, secs))
+            }
+            outcomes.append(Outcome(stage: s.name, ran: true, reasons: reasons, seconds: secs))
+        }
+        return outcomes
+    }
+
     /// The dep of s that `error` is about, when it is an artifact another stage makes and it does not read back
     /// intact (CRC, headers): (dep, its producer, what is wrong). nil for any other error.
     func damagedDep(_ s: PipelineSpec.Stage, _ error: NTKError) -> (String, String, String)? {
@@ -282,11 +351,19 @@ public final class Runner {
         return nil
     }
 
-    /// Runs one stage and writes its outs; returns its new lock entry.
-    func execute(_ s: PipelineSpec.Stage) throws -> Lock.StageEntry {
+    /// Runs one stage and writes its outs; returns its new lock entry. On a grid (`onGrid`: the stage runs on every
+    /// process, with its checkpoints in `checkpointDirectory`) only process 0 hashes, writes the outs the stage
+    /// returns and makes the entry; the others return an entry without outs.
+    func execute(_ s: PipelineSpec.Stage, checkpointDirectory: String? = nil, onGrid: Bool = false) throws
+        -> Lock.StageEntry {
         let kind = kinds[s.name]!
         var deps: [Lock.FileEntry] = []
+        let leader = (grid?.rank ?? 0) == 0
         for d in s.deps {
+            if !leader {
+                deps.append(Lock.FileEntry(path: d, sha256: "", size: 0))
+                continue
+            }
             guard let h = try hasher.hash(resolve(d)) else {
                 throw NTKError("dep '\(d)' does not exist" + (producer[normalise(d)] == nil ? " and no stage makes it" : ""),
                                at: spec.locate("stages.\(s.name).deps"), key: "stages.\(s.name).deps")
@@ -296,13 +373,20 @@ public final class Runner {
         let params = StageParams(stage: s.name, values: s.values, declared: s.params, locate: spec.locate)
         var ctx = StageContext(stage: s.name, params: params,
                                deps: zip(s.deps, deps).map { ($0.0, resolve($0.0), $0.1.sha256) }, reporter: reporter)
-        let checkpoints = checkpointStore(s, depHashes: deps.map(\.sha256))
+        let checkpoints = checkpointDirectory.map(Checkpoints.init)
+            ?? checkpointStore(s, depHashes: deps.map(\.sha256))
         Interruption.stageStarted(s.name)
         defer { Interruption.stageEnded() }
         ctx.checkpoints = checkpoints
         ctx.canonical = normalise
+        ctx.outs = s.outs.map(resolve)
+        if onGrid { ctx.grid = grid }
         let files: [ArtifactFile]
         do { files = try kind.run(ctx) } catch { throw NTKError(wrapping: error, stage: s.name) }
+        if !leader {
+            return Lock.StageEntry(kind: s.kind, algorithmVersion: type(of: kind).algorithmVersion, params: .null,
+                                   deps: deps, outs: [])
+        }
         precondition(files.count == s.outs.count)
         for (i, (o, f)) in zip(s.outs, files).enumerated() {
             guard f.kind == type(of: kind).outputs[i] else {
@@ -311,14 +395,18 @@ public final class Runner {
             }
             if let e = f.nonFiniteError(stage: s.name, out: o) { throw e }
         }
-        for (o, f) in zip(s.outs, files) { try f.write(to: resolve(o)) }
+        for (o, f) in zip(s.outs, files) {
+            try f.write(to: resolve(o))
+            DistributedKernelsArtifact.removeStaleTiles(out: resolve(o), written: f)
+        }
         let outs = try s.outs.map { o -> Lock.FileEntry in
             guard let h = try hasher.hash(resolve(o)) else { throw NTKError("out vanished after writing", at: resolve(o)) }
             return Lock.FileEntry(path: o, sha256: h.sha256, size: h.size)
         }
         // Older checkpoints of this stage (other keys) are stale too.
         try? FileManager.default.removeItem(atPath: (checkpoints.directory as NSString).deletingLastPathComponent)
-        return Lock.StageEntry(kind: s.kind, algorithmVersion: type(of: kind).algorithmVersion, params: params.locked, deps: deps, outs: outs)
+        return Lock.StageEntry(kind: s.kind, algorithmVersion: type(of: kind).algorithmVersion, params: locked(s),
+                               deps: deps, outs: outs)
     }
 }
 

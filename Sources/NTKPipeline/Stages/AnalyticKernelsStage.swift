@@ -26,6 +26,7 @@ public struct AnalyticKernelsStage: StageKind {
     public static let algorithmVersion = 1
     public static let summary = "infinite-width NNGP and NTK → kernels artifact"
     public static let outputs: [ArtifactKind] = [.kernels]
+    public static let distributed = true
 
     public let model: ModelConfig
     public let options: AnalyticKernels.Options
@@ -72,6 +73,8 @@ public struct AnalyticKernelsStage: StageKind {
         let ds = try DatasetArtifact(file: file, path: path)
         let (net, program) = try model.kernelNetwork(input: ds.inputShape)
         meta["spatial"] = .string(program.form.rawValue)
+        meta["model"] = model.json
+        if let grid = ctx.grid { return try runDistributed(ctx, grid, ds, net, meta) }
         let (n, m) = (ds.nTrain, ds.nTest)
         // NNGP and NTK of train×train and test×train (and test×test), float64, each held as a matrix and a tensor.
         if let excess = MemoryBudget.excess([2, 2 * n * (n + m) + (testTest ? m * m : 0), 8]) {
@@ -95,9 +98,88 @@ public struct AnalyticKernelsStage: StageKind {
             tensors.append(tensor("nngp_test_test", [ds.nTest, ds.nTest], ss.nngp.data))
         }
         if let e = tt.quadratureError { meta["quadrature_error"] = .double(e) }
-        meta["model"] = model.json
         meta["flops"] = .double(flops)
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
+    }
+
+    /// The kernels over the processes of a distributed run: K(train, train) (blocks on and below the diagonal)
+    /// and K(train, test), [n, n] and [n, m], block-cyclic; each process computes only its own blocks, band by
+    /// band (each band checkpointed: a killed run resumes from the finished bands) and writes its tile; process 0
+    /// writes the manifest (`DistributedKernelsArtifact`) with K(x, x) of the test samples. Memory per process:
+    /// 2·n·(n + m)·8/P bytes of kernels, plus the engine's workspace (`max_memory`) per band.
+    func runDistributed(_ ctx: StageContext, _ grid: ProcessGrid, _ ds: DatasetArtifact, _ net: Network,
+                        _ metadata: [String: JSONValue]) throws -> [ArtifactFile] {
+        guard dtype == .float64 else {
+            throw NTKError("a distributed run keeps its kernels in float64 (ScaLAPACK's solves are float64)",
+                           key: "params.kernel.dtype", hint: "remove kernel.dtype, or run without mpirun")
+        }
+        let (n, m) = (ds.nTrain, ds.nTest)
+        let perProcess = (2 * n * (n + m) + (testTest ? m * m : 0) + grid.size - 1) / grid.size
+        if let excess = MemoryBudget.excess([perProcess, 8]) {
+            throw NTKError("this process's share of the kernels of \(n) training and \(m) test samples \(excess)",
+                           hint: "use more processes (mpirun -np), or fewer samples")
+        }
+        let xtr = Matrix(rows: n, cols: ds.features, data: ds.xTrain)
+        let xte = Matrix(rows: m, cols: ds.features, data: ds.xTest)
+        let block = Self.block(n, grid)
+        var o = options
+        o.threads = grid.threadsPerProcess
+        var mats: [String: BlockCyclicMatrix] = [:]
+        var pairs: [(String, Matrix, Matrix?)] = [("train_train", xtr, nil), ("train_test", xtr, xte)]
+        if testTest { pairs.append(("test_test", xte, nil)) }
+        for (name, x1, x2) in pairs {
+            var k = BlockCyclicMatrix(grid: grid, rows: x1.rows, cols: (x2 ?? x1).rows, block: block), t = k
+            o.computeNTK = name != "test_test"
+            let plan = AnalyticKernels.DistributedPlan(x1: x1, x2: x2, network: net, options: o, layout: k)
+            let task = ctx.reporter.begin("\(Self.name) \(name) (\(k.globalRows)×\(k.globalCols)), process 0's "
+                                          + "\(plan.bands.count) bands of \(grid.size) processes"
+, total: plan.bands.count,
+                                          unit: "bands")
+            var resumed = 0
+            for (done, band) in plan.bands.enumerated() {
+                let key = "\(name)-process\(grid.rank)-band\(band)"
+                let values: (nngp: [Double], ntk: [Double])
+                if let f = ctx.checkpoints?.load(key), let a = f.tensor("nngp"), let b = f.tensor("ntk") {
+                    values = (a.doubles(), b.doubles())
+                    resumed += 1
+                } else {
+                    values = try plan.band(band)
+                    try ctx.checkpoints?.save(key, [
+                        Tensor(name: "nngp", shape: [values.nngp.count], values: values.nngp),
+                        Tensor(name: "ntk", shape: [values.ntk.count], values: values.ntk),
+                    ])
+                }
+                k.setRows(k.localRow(ofBlock: band), values.nngp)
+                if o.computeNTK { t.setRows(t.localRow(ofBlock: band), values.ntk) }
+                task.update(done + 1)
+            }
+            task.finish()
+            var all: [Int32] = [Int32(resumed)]
+            grid.sum(&all)
+            if all[0] > 0 { ctx.reporter.log("\(name): resumed \(all[0]) bands from checkpoints") }
+            mats["nngp_" + name] = k
+            if o.computeNTK { mats["ntk_" + name] = t }
+        }
+        let tiles = try DistributedKernelsArtifact.writeTiles(mats, out: ctx.outs[0], grid: grid, metadata: [
+            "stage": .string(ctx.stage), "block": .int(block),
+        ])
+        guard grid.rank == 0 else { return [] }
+        DistributedKernelsArtifact.removeUnlisted(out: ctx.outs[0], entries: tiles)
+        var meta = metadata
+        let shapes = mats.mapValues { [$0.globalRows, $0.globalCols] }
+        meta["distributed"] = DistributedKernelsArtifact.record(grid: grid, block: block, shapes: shapes, tiles: tiles)
+        var d = options
+        d.computeNTK = false
+        let diagonal = try AnalyticKernels.Plan(x1: xte, x2: nil, network: net, options: d).diagonal.nngp
+        return [ArtifactFile(kind: .kernels, metadata: meta, tensors: [
+            Tensor(name: "nngp_test_test_diagonal", shape: [m], values: diagonal),
+        ])]
+    }
+
+    /// The block size of a distributed run: 64 (ScaLAPACK's usual), smaller for small sets so that every process
+    /// row and column holds at least two blocks.
+    static func block(_ n: Int, _ grid: ProcessGrid) -> Int {
+        max(1, min(64, (n + 2 * max(grid.rows, grid.cols) - 1) / (2 * max(grid.rows, grid.cols))))
     }
 
     /// A kernel as stored: in `kernel.dtype`.

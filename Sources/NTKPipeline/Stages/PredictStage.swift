@@ -22,6 +22,7 @@ public struct PredictStage: StageKind {
     public static let algorithmVersion = 3
     public static let summary = "NTK-GP and NNGP predictions in closed form → predictions artifact"
     public static let outputs: [ArtifactKind] = [.predictions]
+    public static let distributed = true
 
     public let learningRate: Double
     public let times: [Double?]
@@ -51,9 +52,14 @@ public struct PredictStage: StageKind {
     public var requiredDeps: [String] { [] }
 
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
+        if let grid = ctx.grid { return try runDistributed(ctx, grid) }
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let (kpath, kfile) = try ctx.artifact(.kernels)
+        if let p = DistributedKernelsArtifact.processes(kfile) {
+            throw NTKError("these kernels are distributed over \(p) processes (tiles beside the manifest)", at: kpath,
+                           hint: "run this stage under mpirun with \(p) processes (ntk run --ranks \(p))")
+        }
         func kernel(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
             guard let t = kfile.tensor(name) else { throw NTKError("kernels artifact has no tensor '\(name)'", at: kpath) }
             guard t.shape == [rows, cols] else {
@@ -74,29 +80,11 @@ public struct PredictStage: StageKind {
             let gtt = kfile.tensor("nngp_test_test") != nil ? try kernel("nngp_test_test", m, m) : nil
             tensors.append(Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity }))
             for mode in EnsemblePredictor.Mode.allCases {
-                var means: [Double] = [], vars: [Double] = [], accuracies: [Double] = [], errors: [Double] = []
-                var rows: [JSONValue] = []
-                for t in times {
+                let results = try times.map { t -> (mean: [Double], variance: [Double]?) in
                     let g = try ens.predict(mode, t: t, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: gtt)
-                    guard g.mean.data.allSatisfy(\.isFinite) else { throw NTKError("\(mode.rawValue) predictions are not finite at t = \(t.map { "\($0)" } ?? "∞")") }
-                    means += g.mean.data
-                    if let c = g.covariance { vars += c.diagonal }
-                    let acc = Scores.accuracy(g.mean.data, k: k, labels: ds.labelsTest, classes: ds.classes)
-                    let mse = Scores.mse(g.mean.data, yTest.data)
-                    rows.append(.object(["t": t.map { .double($0) } ?? .string("inf"), "test_accuracy": .double(acc), "test_mse": .double(mse)]))
-                    accuracies.append(acc)
-                    errors.append(mse)
-                    // the report's names (as `evaluate`'s): ntkgp_/nngp_infinite_test_accuracy, …_test_accuracy_t100
-                    let name = mode == .ntk ? "ntkgp" : "nngp", at = t.map { "_t" + SVGPlot.short($0) }
-                    summary[at.map { name + "_test_accuracy" + $0 } ?? name + "_infinite_test_accuracy"] = .double(acc)
-                    summary[at.map { name + "_test_mse" + $0 } ?? name + "_infinite_test_mse"] = .double(mse)
-                    ctx.reporter.log(String(format: "%@ t=%@: test accuracy %.4f, MSE %.5f", mode == .ntk ? "NTK-GP" : "NNGP  ", t.map { String(format: "%g", $0) } ?? "∞", acc, mse))
+                    return (g.mean.data, g.covariance?.diagonal)
                 }
-                tensors.append(Tensor(name: "\(mode.rawValue)_mean_test", shape: [times.count, m, k], values: means))
-                if !vars.isEmpty { tensors.append(Tensor(name: "\(mode.rawValue)_var_test", shape: [times.count, m], values: vars)) }
-                tensors.append(Tensor(name: "\(mode.rawValue)_test_accuracy", shape: [times.count], values: accuracies))
-                tensors.append(Tensor(name: "\(mode.rawValue)_test_mse", shape: [times.count], values: errors))
-                metrics[mode.rawValue] = .array(rows)
+                try record(mode, results, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
             }
             repairs += ens.repairs
         }
@@ -113,6 +101,100 @@ public struct PredictStage: StageKind {
         meta["summary"] = .object(summary)
         meta["repairs"] = .array(repairs.map { .string($0) })
         meta["learning_rate"] = .double(learningRate)
+        return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
+    }
+
+    /// The tensors, metrics and summary numbers of one mode's predictions at each of `times`: means [T, m, k],
+    /// variances [T, m] (if given), test accuracy and MSE [T].
+    func record(_ mode: EnsemblePredictor.Mode, _ results: [(mean: [Double], variance: [Double]?)],
+                _ ds: DatasetArtifact, tensors: inout [Tensor], metrics: inout [String: JSONValue],
+                summary: inout [String: JSONValue], _ reporter: Reporter) throws {
+        let (m, k) = (ds.nTest, ds.outputs)
+        var means: [Double] = [], vars: [Double] = [], accuracies: [Double] = [], errors: [Double] = []
+        var rows: [JSONValue] = []
+        for (t, r) in zip(times, results) {
+            guard r.mean.allSatisfy(\.isFinite) else {
+                throw NTKError("\(mode.rawValue) predictions are not finite at t = \(t.map { "\($0)" } ?? "∞")")
+            }
+            means += r.mean
+            if let v = r.variance { vars += v }
+            let acc = Scores.accuracy(r.mean, k: k, labels: ds.labelsTest, classes: ds.classes)
+            let mse = Scores.mse(r.mean, ds.yTest)
+            rows.append(.object(["t": t.map { .double($0) } ?? .string("inf"), "test_accuracy": .double(acc),
+                                 "test_mse": .double(mse)]))
+            accuracies.append(acc)
+            errors.append(mse)
+            // the report's names (as `evaluate`'s): ntkgp_/nngp_infinite_test_accuracy, …_test_accuracy_t100
+            let name = mode == .ntk ? "ntkgp" : "nngp", at = t.map { "_t" + SVGPlot.short($0) }
+            summary[at.map { name + "_test_accuracy" + $0 } ?? name + "_infinite_test_accuracy"] = .double(acc)
+            summary[at.map { name + "_test_mse" + $0 } ?? name + "_infinite_test_mse"] = .double(mse)
+            reporter.log(String(format: "%@ t=%@: test accuracy %.4f, MSE %.5f", mode == .ntk ? "NTK-GP" : "NNGP  ",
+                                t.map { String(format: "%g", $0) } ?? "∞", acc, mse))
+        }
+        tensors.append(Tensor(name: "\(mode.rawValue)_mean_test", shape: [times.count, m, k], values: means))
+        if !vars.isEmpty {
+            tensors.append(Tensor(name: "\(mode.rawValue)_var_test", shape: [times.count, m], values: vars))
+        }
+        tensors.append(Tensor(name: "\(mode.rawValue)_test_accuracy", shape: [times.count], values: accuracies))
+        tensors.append(Tensor(name: "\(mode.rawValue)_test_mse", shape: [times.count], values: errors))
+        metrics[mode.rawValue] = .array(rows)
+    }
+
+    /// On a process grid, from distributed kernels (`DistributedKernelsArtifact`): the NTK-GP and NNGP means and
+    /// variances by ScaLAPACK (`DistributedPredict`: Cholesky solves for t = ∞ alone, eigendecompositions otherwise,
+    /// with `max_learning_rate` in the metadata); each process reads only its own tile; process 0 writes the (small)
+    /// predictions artifact, the same tensors and metrics as a single-process run.
+    func runDistributed(_ ctx: StageContext, _ grid: ProcessGrid) throws -> [ArtifactFile] {
+        let (dpath, dfile) = try ctx.artifact(.dataset)
+        let ds = try DatasetArtifact(file: dfile, path: dpath)
+        let (kpath, kfile) = try ctx.artifact(.kernels)
+        guard DistributedKernelsArtifact.processes(kfile) != nil else {
+            throw NTKError("a distributed predict reads distributed kernels; these are whole", at: kpath,
+                           hint: "run the kernels stage under mpirun too (ntk run --ranks P)")
+        }
+        var tiles = try DistributedKernelsArtifact.readTiles(kfile, path: kpath, grid: grid)
+        let (n, m) = (ds.nTrain, ds.nTest)
+        func take(_ name: String, _ shape: [Int]) throws -> BlockCyclicMatrix {
+            guard let t = tiles.removeValue(forKey: name), [t.globalRows, t.globalCols] == shape else {
+                throw NTKError("the distributed kernels have no \(name) of shape \(shape) — made from another dataset?",
+                               at: kpath)
+            }
+            return t
+        }
+        var kXX = try take("nngp_train_train", [n, n]), thetaXX = try take("ntk_train_train", [n, n])
+        let kXT = try take("nngp_train_test", [n, m]), thetaXT = try take("ntk_train_test", [n, m])
+        guard let diagonal = kfile.tensor("nngp_test_test_diagonal")?.doubles(), diagonal.count == m else {
+            throw NTKError("the manifest has no nngp_test_test_diagonal [\(m)]", at: kpath)
+        }
+        let y = Matrix(rows: n, cols: ds.outputs, data: ds.yTrain)
+        var ntk: [(mean: [Double], variance: [Double]?)], nngp: [(mean: [Double], variance: [Double]?)]
+        var lambdaMax: Double?
+        if times == [nil] {  // Cholesky solves only
+            let r = try DistributedPredict.infinite(grid: grid, kXX: &kXX, thetaXX: &thetaXX, kXT: kXT,
+                                                    thetaXT: thetaXT, y: y, kTTDiagonal: diagonal, diagReg: diagReg)
+            (ntk, nngp) = ([(r.ntkMean.data, r.ntkVariance)], [(r.nngpMean.data, r.nngpVariance)])
+        } else {  // eigendecompositions
+            let r = try DistributedPredict.atTimes(times, learningRate: learningRate, grid: grid, kXX: &kXX,
+                                                   thetaXX: &thetaXX, kXT: kXT, thetaXT: thetaXT, y: y,
+                                                   kTTDiagonal: diagonal, diagReg: diagReg)
+            ntk = r.ntk.map { ($0.mean.data, $0.variance) }
+            nngp = r.nngp.map { ($0.mean.data, $0.variance) }
+            lambdaMax = r.lambdaMax
+        }
+        guard grid.rank == 0 else { return [] }
+        var tensors = [Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity })]
+        var metrics: [String: JSONValue] = [:], summary: [String: JSONValue] = [:]
+        try record(.ntk, ntk, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
+        try record(.nngp, nngp, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
+        var meta = ctx.metadata(kind: Self.name)
+        if let lambdaMax {  // neural-tangents' max_learning_rate: 2·n·k/λ_max of the (regularised) NTK
+            meta["max_learning_rate"] = .double(2 * Double(n * ds.outputs) / max(lambdaMax, 1e-300))
+        }
+        meta["metrics"] = .object(metrics)
+        meta["summary"] = .object(summary)
+        meta["repairs"] = .array([])
+        meta["learning_rate"] = .double(learningRate)
+        meta["processes"] = .int(grid.size)
         return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
     }
 

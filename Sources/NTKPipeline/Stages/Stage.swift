@@ -1,4 +1,5 @@
 import Foundation
+import NTK
 
 /// A built-in stage kind: reads its declared params and deps, computes, and returns its outs.
 ///
@@ -19,6 +20,13 @@ public protocol StageKind {
     /// change to them reruns the stage. Artifact inputs are found among the deps by kind instead.
     var requiredDeps: [String] { get }
     func run(_ ctx: StageContext) throws -> [ArtifactFile]
+    /// True for kinds that run on every process of a distributed run (`ctx.grid`), each computing its part; the
+    /// others run on process 0 alone while the rest wait.
+    static var distributed: Bool { get }
+}
+
+extension StageKind {
+    public static var distributed: Bool { false }
 }
 
 /// All stage kinds ntk knows.
@@ -129,6 +137,11 @@ public struct StageContext {
     public let reporter: Reporter
     /// Where partial results survive a killed run (nil outside a pipeline).
     public var checkpoints: Checkpoints? = nil
+    /// The processes of a distributed run (`mpirun -np P ntk run`), for kinds that are `distributed`; nil otherwise.
+    public var grid: ProcessGrid? = nil
+    /// The stage's outs, resolved to paths on disk: where a distributed stage writes its tiles beside them (the
+    /// runner writes the artifacts the stage returns).
+    public var outs: [String] = []
     let artifactCache = ArtifactCache()
 
     /// The canonical spelling of a path as the pipeline writes it (`Files.canonical` relative to the pipeline's

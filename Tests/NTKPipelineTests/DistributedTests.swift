@@ -1,0 +1,201 @@
+import Foundation
+import NTK
+import XCTest
+
+@testable import NTKPipeline
+
+/// Distributed runs (`ntk run --ranks P`: Open MPI + ScaLAPACK, which scripts/setup installs): the kernels, put
+/// back together from the processes' tiles, and the t = ∞ predictions equal a single-process run's.
+final class DistributedTests: XCTestCase {
+    static let cnn =
+        "{layers: [{avg_pool: {window: 4, strides: 4}}, {conv: {channels: 1, filter: 3, padding: SAME}},"
+        + " relu, {avg_pool: {window: 2, strides: 2}}, {conv: {channels: 1, filter: 2}}, erf, global_avg_pool,"
+        + " {dense: {out: 10}}], w_std: 1.3, b_std: 0.2}"
+
+    static func yaml(model: String, n: Int, m: Int, times: String = "[inf]") -> String {
+        """
+        schema: 1
+        params:
+          seed: 0
+          data: {format: idx, path: \(TestSupport.embeddedMNIST), n_train: \(n), n_test: \(m), scale: true,
+                 standardize: global, targets: one_hot}
+          model: \(model)
+          kernel: {test_test: true}
+          predict: {times: \(times), diag_reg: 1e-4}
+        stages:
+          load:
+            deps: [\(TestSupport.embeddedMNIST)]
+            params: [seed, data]
+            outs: [artifacts/dataset.npz]
+          kernels:
+            kind: analytic_kernels
+            deps: [artifacts/dataset.npz]
+            params: [model, kernel]
+            outs: [artifacts/kernels.npz]
+          predict:
+            deps: [artifacts/dataset.npz, artifacts/kernels.npz]
+            params: [predict]
+            outs: [artifacts/predictions.npz]
+        """
+    }
+
+    func project(_ yaml: String, _ name: String = #function) -> String {
+        let d = TestSupport.tempDir(name)
+        try! yaml.write(toFile: d + "/pipeline.yaml", atomically: true, encoding: .utf8)
+        return d
+    }
+
+    /// The global matrices of a distributed kernels artifact, from its tiles (numpy's K[np.ix_(rows, cols)] = tile).
+    func assemble(_ manifest: String) throws -> [String: Matrix] {
+        let f = try ArtifactFile.read(manifest)
+        guard case .object(let d)? = f.metadata["distributed"], case .object(let shapes)? = d["shapes"],
+            case .array(let tiles)? = d["tiles"]
+        else { throw NTKError("no distributed record", at: manifest) }
+        var out: [String: Matrix] = [:]
+        for (name, s) in shapes {
+            guard case .array(let dims) = s else { continue }
+            out[name] = Matrix(rows: Int(dims[0].number!), cols: Int(dims[1].number!))
+        }
+        for case .object(let t) in tiles {
+            let tile = try ArtifactFile.read((manifest as NSString).deletingLastPathComponent + "/" + t["file"]!.text!)
+            for name in out.keys {
+                guard let v = tile.tensor(name)?.doubles() else { continue }
+                let rows = tile.tensor(name.hasSuffix("test_test") ? "rows_test" : "rows")!.integers()!
+                let cols = tile.tensor(name.hasSuffix("train_train") ? "cols" : "cols_test")!.integers()!
+                for (i, r) in rows.enumerated() {
+                    for (j, c) in cols.enumerated() { out[name]![r, c] = v[i * cols.count + j] }
+                }
+            }
+        }
+        return out
+    }
+
+    /// max |a − b| / max |b| over the entries where `keep(i, j)`.
+    func relativeError(_ a: Matrix, _ b: Matrix, _ keep: (Int, Int) -> Bool = { _, _ in true }) -> Double {
+        var err = 0.0
+        var scale = 0.0
+        for i in 0..<b.rows {
+            for j in 0..<b.cols where keep(i, j) {
+                err = max(err, abs(a[i, j] - b[i, j]))
+                scale = max(scale, abs(b[i, j]))
+            }
+        }
+        return err / scale
+    }
+
+    func testTwoProcessesGiveTheSingleProcessKernelsAndPredictions() throws {
+        // finite times through the eigendecompositions (pdsyevd), t = ∞ alone through Cholesky solves (pdpotrf)
+        for (label, model, n, m, times) in [
+            (
+                "fully-connected", "{depth: 2, width: 64, activation: relu, w_std: 1.4, b_std: 0.3}", 150, 50,
+                "[1, 100, inf]"
+            ),
+            ("CNN with pooling", Self.cnn, 24, 8, "[inf]"),
+        ] {
+            let yaml = Self.yaml(model: model, n: n, m: m, times: times)
+            let single = project(yaml)
+            let dist = project(yaml)
+            var r = try TestSupport.ntk(["run"], in: single)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            r = try TestSupport.ntk(["run", "--ranks", "2"], in: dist)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("distributed run: 2 processes on a 1×2 grid"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("kernels: running (never run) on 2 processes"), r.stderr)
+
+            // kernels: tiles on and below the block diagonal, K(train, test) = K(test, train)ᵀ
+            let k = try ArtifactFile.read(single + "/artifacts/kernels.npz")
+            func whole(_ name: String) -> Matrix {
+                let t = k.tensor(name)!
+                return Matrix(rows: t.shape[0], cols: t.shape[1], data: t.doubles())
+            }
+            let tiles = try assemble(dist + "/artifacts/kernels.npz")
+            XCTAssertEqual(
+                Set(tiles.keys),
+                [
+                    "nngp_train_train", "ntk_train_train", "nngp_train_test", "ntk_train_test",
+                    "nngp_test_test",
+                ])
+            let block = try XCTUnwrap(
+                ArtifactFile.read(dist + "/artifacts/kernels.npz").metadata["distributed"]?["block"]?.number)
+            let lower = { (i: Int, j: Int) in j / Int(block) <= i / Int(block) }
+            for name in ["nngp_train_train", "ntk_train_train", "nngp_test_test"] {
+                XCTAssertLessThan(relativeError(tiles[name]!, whole(name), lower), 1e-12, "\(label) \(name)")
+            }
+            for name in ["nngp", "ntk"] {
+                XCTAssertLessThan(
+                    relativeError(tiles[name + "_train_test"]!, whole(name + "_test_train").transposed), 1e-12,
+                    "\(label) \(name)_train_test")
+            }
+            // predictions: means and variances of the NTK-GP and the NNGP at each time (diag_reg 1e-4)
+            let a = try ArtifactFile.read(single + "/artifacts/predictions.npz")
+            let b = try ArtifactFile.read(dist + "/artifacts/predictions.npz")
+            for name in ["ntk_mean_test", "nngp_mean_test", "ntk_var_test", "nngp_var_test"] {
+                let x = try XCTUnwrap(a.tensor(name)).doubles()
+                let y = try XCTUnwrap(b.tensor(name)).doubles()
+                XCTAssertEqual(x.count, y.count, name)
+                let err = zip(x, y).map { abs($0 - $1) }.max()! / x.map(abs).max()!
+                print("\(label): \(name) relative difference, 2 processes vs 1: \(err)")
+                XCTAssertLessThan(err, 1e-10, "\(label) \(name)")
+            }
+            XCTAssertEqual(b.metadata["processes"], .int(2))
+            if times != "[inf]" { XCTAssertNotNil(b.metadata["max_learning_rate"]?.number, label) }
+        }
+    }
+
+    /// Distributed kernels in a single-process predict, ScaLAPACK missing: each an error that says what to do;
+    /// nothing is written. A single-process `ntk run` after a distributed one recomputes
+    /// the distributed stages (their lock entries record the process count).
+    func testMisuseIsNamed() throws {
+        let d = project(Self.yaml(model: "{depth: 1, width: 8}", n: 40, m: 10))
+        XCTAssertEqual(try TestSupport.ntk(["run", "--ranks", "2", "kernels"], in: d).status, 0)
+        var r = try TestSupport.ntk(
+            [
+                "exec", "predict", "--in", "artifacts/dataset.npz", "--in", "artifacts/kernels.npz",
+                "--out", "p.npz",
+            ], in: d)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("distributed over 2 processes") && r.stderr.contains("ntk run --ranks 2"), r.stderr)
+        XCTAssertFalse(Files.exists(d + "/p.npz"))
+        r = try TestSupport.ntk(["status"], in: d)
+        XCTAssertTrue(r.stdout.contains("kernels: stale — param mpi_ranks removed"), r.stdout)
+        try FileManager.default.removeItem(atPath: d + "/artifacts/kernels.tiles/tile-0-1.npz")
+        r = try TestSupport.ntk(["status"], in: d)
+        XCTAssertTrue(r.stdout.contains("out artifacts/kernels.npz: tile kernels.tiles/tile-0-1.npz missing"), r.stdout)
+        r = try TestSupport.ntk(["run", "predict"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNil(DistributedKernelsArtifact.processes(try ArtifactFile.read(d + "/artifacts/kernels.npz")))
+        XCTAssertFalse(Files.exists(d + "/artifacts/kernels.tiles"), "a whole kernel leaves no stale tiles beside it")
+
+        let g = project(Self.yaml(model: "{depth: 1, width: 8}", n: 40, m: 10))
+        r = try TestSupport.ntk(
+            ["run", "--ranks", "1"], in: g, env: ["NTK_SCALAPACK_LIB": "/nonexistent/libscalapack.so"])
+        XCTAssertNotEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("libscalapack-openmpi2.2"), r.stderr)
+        XCTAssertFalse(Files.exists(g + "/artifacts/kernels.npz"))
+    }
+
+    /// A killed distributed run resumes from each process's finished bands; the result is the uninterrupted one.
+    func testKilledRunResumesFromBands() throws {
+        let yaml = Self.yaml(model: Self.cnn, n: 32, m: 4).replacingOccurrences(
+            of: "test_test: true",
+            with: "test_test: false")
+        let d = project(yaml)
+        let reference = project(yaml)
+        XCTAssertEqual(try TestSupport.ntk(["run", "--ranks", "2", "kernels"], in: reference).status, 0)
+        XCTAssertEqual(try TestSupport.ntk(["run", "load"], in: d).status, 0)
+        let seen = try TestSupport.killAfterCheckpoints(
+            ["run", "--ranks", "2", "kernels"], in: d, count: 4,
+            matching: "band")
+        XCTAssertGreaterThanOrEqual(seen, 4, "bands should have been checkpointed before the kill")
+        XCTAssertFalse(Files.exists(d + "/artifacts/kernels.npz"))
+        let r = try TestSupport.ntk(["run", "--ranks", "2", "kernels"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("resumed"), r.stderr)
+        for tile in ["tile-0-0.npz", "tile-0-1.npz"] {
+            XCTAssertEqual(
+                try ArtifactFile.read(d + "/artifacts/kernels.tiles/" + tile).tensors.map(\.bytes),
+                try ArtifactFile.read(reference + "/artifacts/kernels.tiles/" + tile).tensors.map(\.bytes), tile)
+        }
+    }
+}
