@@ -4,6 +4,7 @@
 #include "vec_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,4 +124,12 @@ void ntk_cov_axis_map(double *out, const double *in, size_t outer, size_t n_in, 
 void ntk_cov_axis_map_f32(float *out, const float *in, size_t outer, size_t n_in, size_t n_out, size_t inner,
                           const uint32_t *offsets, const uint32_t *src, const float *weights) {
     active()->kern.axis_map_f32(out, in, outer, n_in, n_out, inner, offsets, src, weights);
+}
+
+int ntk_cpus_allowed(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+#endif
+    return 0;
 }

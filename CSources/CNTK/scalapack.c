@@ -25,9 +25,6 @@ typedef void (*blacs_barrier_fn)(int, char *);
 typedef void (*blacs_abort_fn)(int, int);
 typedef void (*dgsum_fn)(int, char *, char *, int, int, double *, int, int, int);
 typedef void (*igsum_fn)(int, char *, char *, int, int, int *, int, int, int);
-typedef int (*numroc_fn)(const int *, const int *, const int *, const int *, const int *);
-typedef void (*descinit_fn)(int *, const int *, const int *, const int *, const int *, const int *, const int *,
-                            const int *, const int *, int *);
 typedef void (*pdpotrf_fn)(const char *, const int *, double *, const int *, const int *, const int *, int *, size_t);
 typedef void (*pdpotrs_fn)(const char *, const int *, const int *, const double *, const int *, const int *,
                            const int *, double *, const int *, const int *, const int *, int *, size_t);
@@ -53,8 +50,6 @@ static struct {
     blacs_abort_fn abort_;
     dgsum_fn dgsum;
     igsum_fn igsum;
-    numroc_fn numroc;
-    descinit_fn descinit;
     pdpotrf_fn pdpotrf;
     pdpotrs_fn pdpotrs;
     pdgemm_fn pdgemm;
@@ -72,7 +67,7 @@ int ntk_dist_load(char *error, size_t error_size) {
     for (size_t i = 0; i < sizeof mpi / sizeof *mpi && !S.mpi; ++i)
         if (mpi[i] && *mpi[i]) S.mpi = dlopen(mpi[i], RTLD_NOW | RTLD_GLOBAL);
     if (!S.mpi) {
-        snprintf(error, error_size, "cannot load Open MPI's libmpi.so.40 (%s)", dlerror());
+        snprintf(error, error_size, "cannot load Open MPI's %s (%s)", mpi[0], dlerror());
         return 1;
     }
     for (size_t i = 0; i < sizeof lib / sizeof *lib && !S.lib; ++i)
@@ -87,7 +82,6 @@ int ntk_dist_load(char *error, size_t error_size) {
         {(void **)&S.gridexit, "Cblacs_gridexit"}, {(void **)&S.exit_, "Cblacs_exit"},
         {(void **)&S.barrier, "Cblacs_barrier"}, {(void **)&S.abort_, "Cblacs_abort"},
         {(void **)&S.dgsum, "Cdgsum2d"},         {(void **)&S.igsum, "Cigsum2d"},
-        {(void **)&S.numroc, "numroc_"},         {(void **)&S.descinit, "descinit_"},
         {(void **)&S.pdpotrf, "pdpotrf_"},       {(void **)&S.pdpotrs, "pdpotrs_"},
         {(void **)&S.pdgemm, "pdgemm_"},         {(void **)&S.pdsymm, "pdsymm_"},
         {(void **)&S.pdsyevd, "pdsyevd_"},
@@ -144,18 +138,6 @@ void ntk_blacs_exit(void) {
     if (S.lib) S.exit_(0);
 }
 
-int ntk_numroc(int n, int nb, int iproc, int nprocs) {
-    const int zero = 0;
-    return S.numroc(&n, &nb, &iproc, &zero, &nprocs);
-}
-
-int ntk_descinit(int desc[9], int m, int n, int mb, int nb, int ctxt, int lld) {
-    int info = 0;
-    const int zero = 0;
-    S.descinit(desc, &m, &n, &mb, &nb, &zero, &zero, &ctxt, &lld, &info);
-    return info;
-}
-
 int ntk_pdpotrf(double *a, const int desca[9], int n) {
     int info = 0;
     const int one = 1;
@@ -183,13 +165,13 @@ void ntk_pdsymm_lower(int m, int n, double alpha, const double *a, const int des
     S.pdsymm("L", "L", &m, &n, &alpha, a, &one, &one, desca, b, &one, &one, descb, &beta, c, &one, &one, descc, 1, 1);
 }
 
-void ntk_pdsyevd_workspace(int *lwork, int *liwork, double *a, const int desca[9], double *z, const int descz[9],
-                           int n) {
+void ntk_pdsyevd_workspace(int *lwork, int *liwork, double *w, double *a, const int desca[9], double *z,
+                           const int descz[9], int n) {
     int info = 0, lw = -1, liw = -1, iq = 0;
     const int one = 1;
-    double wq = 0, w = 0;
-    S.pdsyevd("V", "L", &n, a, &one, &one, desca, &w, z, &one, &one, descz, &wq, &lw, &iq, &liw, &info, 1, 1);
-    *lwork = (int)wq + 1;
+    double wq = 0;
+    S.pdsyevd("V", "L", &n, a, &one, &one, desca, w, z, &one, &one, descz, &wq, &lw, &iq, &liw, &info, 1, 1);
+    *lwork = wq + 1 < 2147483647.0 ? (int)wq + 1 : -1; /* -1: more than ScaLAPACK's 32-bit sizes */
     *liwork = iq > 1 ? iq : 1;
 }
 

@@ -16,6 +16,12 @@ struct NTKCommand: ParsableCommand {
     /// Every command: OpenBLAS on the kernels the CPU allows (`Platform.restartWithBetterBLASCore`), freed memory
     /// stays mapped for reuse (`Platform.keepFreedMemory`), then the arguments are parsed.
     static func main() {
+        // under mpirun only `ntk run` knows how to share the work; any other command would run P times over
+        if ProcessGrid.launchedByMPI, let command = CommandLine.arguments.dropFirst().first, command != "run" {
+            let message = "error: `ntk \(command)` does not run under mpirun; only `ntk run` does\n"
+            FileHandle.standardError.write(Data(message.utf8))
+            Foundation.exit(1)
+        }
         Platform.restartWithBetterBLASCore()
         Platform.keepFreedMemory()
         handleInterrupts()
@@ -112,6 +118,7 @@ extension NTKCommand {
                 let runner = try Runner(pipeline: options.pipeline, overrides: options.overrides, reporter: reporter,
                                         verify: verify)
                 runner.grid = grid
+                runner.leaderThreads = threads
                 if let grid, leader {
                     reporter.log("distributed run: \(grid.size) process\(grid.size == 1 ? "" : "es") on a "
                                  + "\(grid.rows)×\(grid.cols) grid, "

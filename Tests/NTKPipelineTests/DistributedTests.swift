@@ -5,7 +5,7 @@ import XCTest
 @testable import NTKPipeline
 
 /// Distributed runs (`ntk run --ranks P`: Open MPI + ScaLAPACK, which scripts/setup installs): the kernels, put
-/// back together from the processes' tiles, and the t = ∞ predictions equal a single-process run's.
+/// back together from the processes' tiles, and the predictions equal a single-process run's.
 final class DistributedTests: XCTestCase {
     static let cnn =
         "{layers: [{avg_pool: {window: 4, strides: 4}}, {conv: {channels: 1, filter: 3, padding: SAME}},"
@@ -83,62 +83,60 @@ final class DistributedTests: XCTestCase {
         return err / scale
     }
 
-    func testTwoProcessesGiveTheSingleProcessKernelsAndPredictions() throws {
-        // finite times through the eigendecompositions (pdsyevd), t = ∞ alone through Cholesky solves (pdpotrf)
-        for (label, model, n, m, times) in [
-            (
-                "fully-connected", "{depth: 2, width: 64, activation: relu, w_std: 1.4, b_std: 0.3}", 150, 50,
-                "[1, 100, inf]"
-            ),
-            ("CNN with pooling", Self.cnn, 24, 8, "[inf]"),
+    /// 2, 4 (a 2×2 grid: rows split too) and 3 processes (1×3: with 8 test samples, two of them hold no test column)
+    /// against one; finite times through the eigendecompositions (pdsyevd), t = ∞ alone through Cholesky solves.
+    func testProcessesGiveTheSingleProcessKernelsAndPredictions() throws {
+        let fc = "{depth: 2, width: 64, activation: relu, w_std: 1.4, b_std: 0.3}"
+        for (label, model, n, m, times, counts) in [
+            ("fully-connected", fc, 150, 8, "[1, 100, inf]", [2, 4, 3]), ("CNN with pooling", Self.cnn, 24, 8, "[inf]", [2]),
         ] {
             let yaml = Self.yaml(model: model, n: n, m: m, times: times)
             let single = project(yaml)
-            let dist = project(yaml)
-            var r = try TestSupport.ntk(["run"], in: single)
+            let r = try TestSupport.ntk(["run"], in: single)
             XCTAssertEqual(r.status, 0, r.stderr)
-            r = try TestSupport.ntk(["run", "--ranks", "2"], in: dist)
-            XCTAssertEqual(r.status, 0, r.stderr)
-            XCTAssertTrue(r.stderr.contains("distributed run: 2 processes on a 1×2 grid"), r.stderr)
-            XCTAssertTrue(r.stderr.contains("kernels: running (never run) on 2 processes"), r.stderr)
-
-            // kernels: tiles on and below the block diagonal, K(train, test) = K(test, train)ᵀ
             let k = try ArtifactFile.read(single + "/artifacts/kernels.npz")
             func whole(_ name: String) -> Matrix {
                 let t = k.tensor(name)!
                 return Matrix(rows: t.shape[0], cols: t.shape[1], data: t.doubles())
             }
-            let tiles = try assemble(dist + "/artifacts/kernels.npz")
-            XCTAssertEqual(
-                Set(tiles.keys),
-                [
-                    "nngp_train_train", "ntk_train_train", "nngp_train_test", "ntk_train_test",
-                    "nngp_test_test",
-                ])
-            let block = try XCTUnwrap(
-                ArtifactFile.read(dist + "/artifacts/kernels.npz").metadata["distributed"]?["block"]?.number)
-            let lower = { (i: Int, j: Int) in j / Int(block) <= i / Int(block) }
-            for name in ["nngp_train_train", "ntk_train_train", "nngp_test_test"] {
-                XCTAssertLessThan(relativeError(tiles[name]!, whole(name), lower), 1e-12, "\(label) \(name)")
-            }
-            for name in ["nngp", "ntk"] {
-                XCTAssertLessThan(
-                    relativeError(tiles[name + "_train_test"]!, whole(name + "_test_train").transposed), 1e-12,
-                    "\(label) \(name)_train_test")
-            }
-            // predictions: means and variances of the NTK-GP and the NNGP at each time (diag_reg 1e-4)
             let a = try ArtifactFile.read(single + "/artifacts/predictions.npz")
-            let b = try ArtifactFile.read(dist + "/artifacts/predictions.npz")
-            for name in ["ntk_mean_test", "nngp_mean_test", "ntk_var_test", "nngp_var_test"] {
-                let x = try XCTUnwrap(a.tensor(name)).doubles()
-                let y = try XCTUnwrap(b.tensor(name)).doubles()
-                XCTAssertEqual(x.count, y.count, name)
-                let err = zip(x, y).map { abs($0 - $1) }.max()! / x.map(abs).max()!
-                print("\(label): \(name) relative difference, 2 processes vs 1: \(err)")
-                XCTAssertLessThan(err, 1e-10, "\(label) \(name)")
+            for p in counts {
+                let what = "\(label), \(p) processes"
+                let dist = project(yaml)
+                let r = try TestSupport.ntk(["run", "--ranks", String(p)], in: dist)
+                XCTAssertEqual(r.status, 0, r.stderr)
+                let (rows, cols) = ProcessGrid.shape(p)
+                XCTAssertTrue(r.stderr.contains("distributed run: \(p) processes on a \(rows)×\(cols) grid"), r.stderr)
+                XCTAssertTrue(r.stderr.contains("kernels: running (never run) on \(p) processes"), r.stderr)
+
+                // kernels: tiles on and below the block diagonal, K(train, test) = K(test, train)ᵀ
+                let tiles = try assemble(dist + "/artifacts/kernels.npz")
+                XCTAssertEqual(Set(tiles.keys), ["nngp_train_train", "ntk_train_train", "nngp_train_test",
+                                                 "ntk_train_test", "nngp_test_test"])
+                let block = try XCTUnwrap(
+                    ArtifactFile.read(dist + "/artifacts/kernels.npz").metadata["distributed"]?["block"]?.number)
+                let lower = { (i: Int, j: Int) in j / Int(block) <= i / Int(block) }
+                for name in ["nngp_train_train", "ntk_train_train", "nngp_test_test"] {
+                    XCTAssertLessThan(relativeError(tiles[name]!, whole(name), lower), 1e-12, "\(what) \(name)")
+                }
+                for name in ["nngp", "ntk"] {
+                    XCTAssertLessThan(
+                        relativeError(tiles[name + "_train_test"]!, whole(name + "_test_train").transposed), 1e-12,
+                        "\(what) \(name)_train_test")
+                }
+                // predictions: means and variances of the NTK-GP and the NNGP at each time (diag_reg 1e-4)
+                let b = try ArtifactFile.read(dist + "/artifacts/predictions.npz")
+                for name in ["ntk_mean_test", "nngp_mean_test", "ntk_var_test", "nngp_var_test"] {
+                    let x = try XCTUnwrap(a.tensor(name)).doubles()
+                    let y = try XCTUnwrap(b.tensor(name)).doubles()
+                    XCTAssertEqual(x.count, y.count, name)
+                    let err = zip(x, y).map { abs($0 - $1) }.max()! / x.map(abs).max()!
+                    print("\(what): \(name) relative difference from one process: \(err)")
+                    XCTAssertLessThan(err, 1e-10, "\(what) \(name)")
+                }
+                XCTAssertEqual(b.metadata["processes"], .int(p))
+                if times != "[inf]" { XCTAssertNotNil(b.metadata["max_learning_rate"]?.number, what) }
             }
-            XCTAssertEqual(b.metadata["processes"], .int(2))
-            if times != "[inf]" { XCTAssertNotNil(b.metadata["max_learning_rate"]?.number, label) }
         }
     }
 

@@ -104,6 +104,8 @@ const ntk_vec_table *ntk_vec_table_active(void);
 const char *ntk_simd_name(void);
 /* CPU features found by cpuid/xgetbv (independent of NTK_SIMD). */
 int ntk_cpu_has_avx2(void);
+/* CPUs this process may run on (its affinity mask, e.g. as mpirun bound it); 0 if unknown. */
+int ntk_cpus_allowed(void);
 int ntk_cpu_has_fma(void);
 /* AVX-512 F, DQ, CD, BW and VL with OS support (for OpenBLAS's kernels, and our AVX-512 kernel rows). */
 int ntk_cpu_has_avx512(void);
@@ -314,7 +316,8 @@ int ntk_cpu_has_sha(void);
  * BLACS contexts; descriptors are ScaLAPACK's 9 integers (source process 0, 0); matrices are the column-major local
  * arrays of a 2-D block-cyclic layout. The p* wrappers work on whole matrices (IA = JA = 1), uplo "L" (the lower
  * triangle is read), and return ScaLAPACK's INFO. The sums add an array over every process of the grid and leave
- * the result on all of them. pdsyevd's workspace comes from ntk_pdsyevd_workspace (a query, no allocation). */
+ * the result on all of them. pdsyevd's workspace comes from ntk_pdsyevd_workspace (a query, no allocation; lwork
+ * −1 when it exceeds ScaLAPACK's 32-bit sizes). */
 int ntk_dist_load(char *error, size_t error_size);
 int ntk_dist_loaded(void);
 void ntk_blacs_pinfo(int *rank, int *size);
@@ -325,16 +328,14 @@ void ntk_blacs_dsum(int ctxt, double *a, size_t n);
 void ntk_blacs_isum(int ctxt, int *a, size_t n);
 void ntk_blacs_abort(int ctxt, int code);
 void ntk_blacs_exit(void);
-int ntk_numroc(int n, int nb, int iproc, int nprocs);
-int ntk_descinit(int desc[9], int m, int n, int mb, int nb, int ctxt, int lld);
 int ntk_pdpotrf(double *a, const int desca[9], int n);
 int ntk_pdpotrs(double *b, const int descb[9], const double *a, const int desca[9], int n, int nrhs);
 void ntk_pdgemm(char transa, char transb, int m, int n, int k, double alpha, const double *a, const int desca[9],
                 const double *b, const int descb[9], double beta, double *c, const int descc[9]);
 void ntk_pdsymm_lower(int m, int n, double alpha, const double *a, const int desca[9], const double *b,
                       const int descb[9], double beta, double *c, const int descc[9]);
-void ntk_pdsyevd_workspace(int *lwork, int *liwork, double *a, const int desca[9], double *z, const int descz[9],
-                           int n);
+void ntk_pdsyevd_workspace(int *lwork, int *liwork, double *w, double *a, const int desca[9], double *z,
+                           const int descz[9], int n);
 int ntk_pdsyevd(double *w, double *z, const int descz[9], double *a, const int desca[9], int n, double *work,
                 int lwork, int *iwork, int liwork);
 

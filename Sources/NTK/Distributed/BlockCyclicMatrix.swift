@@ -63,17 +63,27 @@ public struct BlockCyclicMatrix {
     /// The local row where global block I starts (I must be one of `rowBlocks`).
     public func localRow(ofBlock i: Int) -> Int { (i / gridRows) * block }
 
-    /// The local array as a row-major [localRows, localCols] matrix (what a tile file stores).
-    public var rowMajor: [Double] {
-        var out = [Double](repeating: 0, count: local.count)
-        for j in 0..<localCols { for i in 0..<localRows { out[i * localCols + j] = local[j * localRows + i] } }
-        return out
+    /// The local array as row-major [localRows, localCols] float64 bytes (what a tile file stores): one copy.
+    public var rowMajorBytes: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: local.count * 8) { raw, count in
+            raw.withMemoryRebound(to: Double.self) { out in
+                local.withUnsafeBufferPointer { a in
+                    for i in 0..<localRows { for j in 0..<localCols { out[i * localCols + j] = a[j * localRows + i] } }
+                }
+            }
+            count = local.count * 8
+        }
     }
 
-    /// Sets the local array from a row-major [localRows, localCols] one.
-    public mutating func setRowMajor(_ a: [Double]) {
-        precondition(a.count == localRows * localCols)
-        for j in 0..<localCols { for i in 0..<localRows { local[j * localRows + i] = a[i * localCols + j] } }
+    /// Sets the local array from row-major [localRows, localCols] float64 bytes.
+    public mutating func setRowMajor(bytes: [UInt8]) {
+        precondition(bytes.count == localRows * localCols * 8)
+        let (r, c) = (localRows, localCols)
+        bytes.withUnsafeBytes { raw in
+            local.withUnsafeMutableBufferPointer { out in
+                for i in 0..<r { for j in 0..<c { out[j * r + i] = raw.load(fromByteOffset: (i * c + j) * 8, as: Double.self) } }
+            }
+        }
     }
 
     /// Writes a row-major [r, localCols] band into local rows r0 ..< r0 + r.

@@ -1,9 +1,10 @@
 internal import CNTK
 import Foundation
 
-/// The t = ∞ predictions of `EnsemblePredictor` (PAPER Eqs. 13–16) with the kernels spread over a process grid:
-/// Cholesky factorizations and solves by ScaLAPACK (pdpotrf/pdpotrs), products by pdgemm/pdsymm; only the test
-/// outputs [m, k] and variances [m] — small — are summed onto every process. With X the training and T the test set:
+/// The predictions of `EnsemblePredictor` (PAPER Eqs. 13–16) with the kernels spread over a process grid, by
+/// ScaLAPACK; only the test outputs [m, k] and variances [m] — small — are summed onto every process. `infinite`:
+/// t = ∞ by Cholesky factorizations and solves (pdpotrf/pdpotrs) and products (pdgemm/pdsymm); `atTimes`: any
+/// times through the eigendecompositions (pdsyevd). With X the training and T the test set, at t = ∞:
 ///
 ///     NNGP posterior:  mean = K_XTᵀ·K_XX⁻¹·Y        var_j = K_TT(j, j) − Σ_i K_XT(i, j)·(K_XX⁻¹·K_XT)(i, j)
 ///     NTK-GP (t = ∞):  mean = Θ_XTᵀ·Θ_XX⁻¹·Y        var_j = K_TT(j, j) + (Wᵀ·K_XX·W)_jj − 2·(Wᵀ·K_XT)_jj,
@@ -11,9 +12,9 @@ import Foundation
 ///
 /// Inputs: K_XX, Θ_XX [n, n] (lower triangle read), K_XT, Θ_XT [n, m], all in one block-cyclic layout; Y [n, k]
 /// and K_TT's diagonal [m] on every process. `diagReg` as neural-tangents' (relative to the mean diagonal). The
-/// kernel matrices are overwritten (factored in place): per process the memory is the four kernels plus two
-/// [n, m] work arrays. A kernel that is not positive definite is an error (the single-process path escalates a
-/// regulariser instead; here that would need a second copy of the kernel).
+/// kernel matrices are overwritten (factored in place): per process the memory of `infinite` is the four kernels
+/// plus three [n, m] work arrays. A kernel that is not positive definite is an error (the single-process path
+/// escalates a regulariser instead; here that would need a second copy of the kernel): raise diag_reg.
 public enum DistributedPredict {
     public struct Result {
         /// [m, k] and [m] for the NTK-GP and the NNGP.
@@ -82,7 +83,8 @@ public enum DistributedPredict {
         kXX: inout BlockCyclicMatrix, thetaXX: inout BlockCyclicMatrix, kXT: BlockCyclicMatrix,
         thetaXT: BlockCyclicMatrix, y: Matrix, kTTDiagonal: [Double], diagReg: Double
     ) throws
-        -> (ntk: [(mean: Matrix, variance: [Double])], nngp: [(mean: Matrix, variance: [Double])], lambdaMax: Double)
+        -> (ntk: [(mean: Matrix, variance: [Double])], nngp: [(mean: Matrix, variance: [Double])], lambdaMax: Double,
+            repairs: [String])
     {
         let n = kXX.globalRows
         let m = kXT.globalCols
@@ -99,28 +101,51 @@ public enum DistributedPredict {
             return -expm1(-lambda * c * t * factor) / lambda
         }
 
-        // Θ: its eigenvectors V, then everything needed from them; K_XX is still whole here (B needs it).
+        let empty = BlockCyclicMatrix(grid: grid, rows: 0, cols: 0, block: nb)
+        var repairs: [String] = []
+        // Θ: its eigenvectors V, then everything needed from them; K_XX is still whole here (B needs it). Each
+        // factored kernel is released at once (it was pdsyevd's scratch).
         regularize(&thetaXX, grid, diagReg)
-        let (lambda, v) = try eigh(&thetaXX, grid, "ntk_train_train")
-        var kv = BlockCyclicMatrix(grid: grid, rows: n, cols: n, block: nb)
-        product(symmetric: kXX, v, into: &kv)
-        var b = BlockCyclicMatrix(grid: grid, rows: n, cols: n, block: nb)
-        product(v, transposed: true, kv, into: &b)
-        kv = BlockCyclicMatrix(grid: grid, rows: 0, cols: 0, block: nb)
-        var r = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
-        var sv = r
-        var yv = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
-        product(v, transposed: true, thetaXT, into: &r)
-        product(v, transposed: true, kXT, into: &sv)
-        product(v, transposed: true, yd, into: &yv)
-
+        let lambda: [Double]
+        var b = empty, r = empty, sv = empty, yv = empty
+        do {
+            let (l, v) = try eigh(&thetaXX, grid, "ntk_train_train")
+            thetaXX = empty
+            lambda = l
+            var kv = BlockCyclicMatrix(grid: grid, rows: n, cols: n, block: nb)
+            product(symmetric: kXX, v, into: &kv)
+            b = BlockCyclicMatrix(grid: grid, rows: n, cols: n, block: nb)
+            product(v, transposed: true, kv, into: &b)
+            kv = empty
+            r = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
+            sv = r
+            yv = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
+            product(v, transposed: true, thetaXT, into: &r)
+            product(v, transposed: true, kXT, into: &sv)
+            product(v, transposed: true, yd, into: &yv)
+        }
         // K: its eigenvectors U.
         regularize(&kXX, grid, diagReg)
-        let (mu, u) = try eigh(&kXX, grid, "nngp_train_train")
-        var q = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
-        var yu = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
-        product(u, transposed: true, kXT, into: &q)
-        product(u, transposed: true, yd, into: &yu)
+        let mu: [Double]
+        var q = empty, yu = empty
+        do {
+            let (e, u) = try eigh(&kXX, grid, "nngp_train_train")
+            kXX = empty
+            mu = e
+            q = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
+            yu = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
+            product(u, transposed: true, kXT, into: &q)
+            product(u, transposed: true, yd, into: &yu)
+        }
+        // negative eigenvalues are clipped to 0 (as neural-tangents and `PreparedKernel` do), and said so
+        for (name, values) in [("ntk_train_train", lambda), ("nngp_train_train", mu)] {
+            let top = values.last ?? 0
+            let negative = values.filter { $0 < -1e-12 * max(abs(top), 1e-300) }
+            if let low = negative.min() {
+                repairs.append(String(format: "%@ is not positive semi-definite: %d negative eigenvalue(s), most "
+                                      + "negative %.3g (λ_max %.3g); clipped to 0", name, negative.count, low, top))
+            }
+        }
 
         var ntk: [(Matrix, [Double])] = []
         var nngp: [(Matrix, [Double])] = []
@@ -148,7 +173,7 @@ public enum DistributedPredict {
             let reduce = columnDots(fq, nil, grid)
             nngp.append((gmean.gathered(grid), (0..<m).map { kTTDiagonal[$0] - reduce[$0] }))
         }
-        return (ntk, nngp, lambda.last ?? 0)
+        return (ntk, nngp, lambda.last ?? 0, repairs)
     }
 
     /// Eigenvalues (ascending, on every process) and eigenvectors of a symmetric matrix (lower triangle read;
@@ -165,8 +190,11 @@ public enum DistributedPredict {
         let dz = z.descriptor
         a.local.withUnsafeMutableBufferPointer { ap in
             z.local.withUnsafeMutableBufferPointer { zp in
-                ntk_pdsyevd_workspace(&lwork, &liwork, ap.baseAddress, da, zp.baseAddress, dz, Int32(n))
+                ntk_pdsyevd_workspace(&lwork, &liwork, &w, ap.baseAddress, da, zp.baseAddress, dz, Int32(n))
             }
+        }
+        guard lwork > 0 else {
+            throw DistributedError.scalapack("pdsyevd on \(name): its workspace exceeds 32-bit sizes; use more processes", -1)
         }
         var work = [Double](repeating: 0, count: Int(max(lwork, 1)))
         var iwork = [Int32](repeating: 0, count: Int(max(liwork, 1)))
@@ -306,7 +334,7 @@ public enum DistributedPredict {
 
     /// ScaLAPACK's local BLAS on this process's share of the machine's cores.
     static func withThreads<R>(_ body: () throws -> R) rethrows -> R {
-        let n = ProcessGrid.current?.threadsPerProcess ?? 1
+        let n = OwnThreads.workers
         Platform.setBLASThreads(n)
         defer { Platform.setBLASThreads(1) }
         return try body()

@@ -5,7 +5,7 @@ import Foundation
 /// square as P allows, rows ≤ cols), through Open MPI + ScaLAPACK loaded at run time (`CSources/CNTK/scalapack.c`):
 /// nothing here is touched, and no MPI library is loaded, in a single-process run.
 ///
-/// Collectives (`barrier`, `sum`, `broadcast`) involve every process and must be called by all of them in the same
+/// Collectives (`barrier`, `sum`, `broadcast`, `gather`) involve every process and must be called by all of them in the same
 /// order. A process that fails ends the whole run (`abort`): the others would wait for it forever.
 public final class ProcessGrid: @unchecked Sendable {
     /// This process's number (0 is the one that reads and writes the pipeline's lock and shared artifacts) and the
@@ -17,8 +17,17 @@ public final class ProcessGrid: @unchecked Sendable {
     public let localSize: Int
     let context: Int32
 
-    /// This process's share of the machine's cores (our threads and ScaLAPACK's local BLAS).
-    public var threadsPerProcess: Int { max(1, ProcessInfo.processInfo.activeProcessorCount / localSize) }
+    /// This process's share of the machine's cores (our threads and ScaLAPACK's local BLAS): the cores over the
+    /// processes on this machine, and no more than the cores mpirun let it run on (its binding).
+    public var threadsPerProcess: Int {
+        min(Self.coresAllowed, max(1, ProcessInfo.processInfo.activeProcessorCount / localSize))
+    }
+
+    /// The cores this process may run on: the machine's, or fewer if it is bound to some.
+    public static var coresAllowed: Int {
+        let all = ProcessInfo.processInfo.activeProcessorCount, allowed = Int(ntk_cpus_allowed())
+        return allowed > 0 ? min(all, allowed) : all
+    }
 
     /// True when this process was started by mpirun (Open MPI's or a PMIx launcher's environment is set).
     public static var launchedByMPI: Bool {
@@ -112,13 +121,6 @@ public final class ProcessGrid: @unchecked Sendable {
         return (0..<size).map { r in words[offsets[r]..<offsets[r + 1]].map { UInt8(truncatingIfNeeded: $0) } }
     }
 
-    /// The same decision everywhere: true when any process passes true.
-    public func any(_ flag: Bool) -> Bool {
-        var v: [Int32] = [flag ? 1 : 0]
-        sum(&v)
-        return v[0] > 0
-    }
-
     /// Ends every process of the run with `code` (MPI_Abort through BLACS).
     public func abort(code: Int32) -> Never {
         ntk_blacs_abort(context, code)
@@ -127,7 +129,10 @@ public final class ProcessGrid: @unchecked Sendable {
 
     /// Finishes MPI (MPI_Finalize through BLACS) if a grid was started; call once, at the end of the process.
     public static func finish() {
-        if current != nil { ntk_blacs_exit() }
+        lock.lock()
+        defer { lock.unlock() }
+        if started != nil { ntk_blacs_exit() }
+        started = nil  // an error after this exits plainly (MPI_Abort after MPI_Finalize is not allowed)
     }
 }
 

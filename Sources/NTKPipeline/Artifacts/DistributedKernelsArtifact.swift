@@ -33,8 +33,10 @@ public enum DistributedKernelsArtifact {
 
     /// Writes this process's tile of `matrices` (one layout per pair of names) beside `out` and returns its manifest
     /// entry, gathered onto every process in rank order.
+    /// The matrices are taken (emptied) one by one as their bytes are made: the tile costs no memory beyond the
+    /// kernels themselves.
     static func writeTiles(
-        _ matrices: [String: BlockCyclicMatrix], out: String, grid: ProcessGrid,
+        _ matrices: inout [String: BlockCyclicMatrix], out: String, grid: ProcessGrid,
         metadata: [String: JSONValue]
     ) throws -> [JSONValue] {
         let dir = tilesDirectory(out)
@@ -43,8 +45,9 @@ public enum DistributedKernelsArtifact {
         var tensors: [Tensor] = []
         var indexTensors: [String: Tensor] = [:]
         for (name, colsName) in Self.matrices {
-            guard let m = matrices[name] else { continue }
-            tensors.append(Tensor(name: name, shape: [m.localRows, m.localCols], values: m.rowMajor))
+            guard let m = matrices.removeValue(forKey: name) else { continue }
+            tensors.append(
+                Tensor(name: name, dtype: .float64, shape: [m.localRows, m.localCols], bytes: m.rowMajorBytes))
             let rowsName = name.hasSuffix("test_test") ? "rows_test" : "rows"
             indexTensors[rowsName] = Tensor(
                 name: rowsName, shape: [m.localRows],
@@ -58,7 +61,7 @@ public enum DistributedKernelsArtifact {
         meta["grid"] = .array([.int(grid.rows), .int(grid.cols)])
         meta["position"] = .array([.int(grid.row), .int(grid.col)])
         let path = dir + "/" + tileName(row: grid.row, col: grid.col)
-        try ArtifactFile(kind: .tile, metadata: meta, tensors: tensors).write(to: path)
+        try ArtifactFile(kind: .tile, metadata: meta, tensors: tensors).write(to: path, level: 0)
         let sha = try ContentHasher.hashFile(path)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         let mine = JSONValue.object([
@@ -89,8 +92,8 @@ public enum DistributedKernelsArtifact {
     /// What is wrong with the tiles a manifest at `path` lists (missing, or another size than recorded), or nil —
     /// a cheap check for `ntk status` and the runner (a reader also checks each tile's hash).
     static func tileProblem(_ path: String) -> String? {
-        guard Files.isDirectory(tilesDirectory(path)), let f = try? ArtifactFile.read(path),
-            case .object(let d)? = f.metadata["distributed"], case .array(let tiles)? = d["tiles"]
+        guard let f = try? ArtifactFile.read(path), case .object(let d)? = f.metadata["distributed"],
+            case .array(let tiles)? = d["tiles"]
         else { return nil }
         let base = (path as NSString).deletingLastPathComponent
         for t in tiles {
@@ -119,10 +122,10 @@ public enum DistributedKernelsArtifact {
         return Int(r) * Int(c)
     }
 
-    /// This process's blocks of every matrix of the manifest at `path`, checked against the grid (same shape) and
+    /// This process's blocks of the matrices `names` of the manifest at `path`, checked against the grid (same shape) and
     /// the manifest's hash of the tile.
-    static func readTiles(_ manifest: ArtifactFile, path: String, grid: ProcessGrid) throws -> [String:
-        BlockCyclicMatrix]
+    static func readTiles(_ manifest: ArtifactFile, path: String, grid: ProcessGrid, names: Set<String>) throws
+        -> [String: BlockCyclicMatrix]
     {
         guard case .object(let d)? = manifest.metadata["distributed"], case .array(let g)? = d["grid"], g.count == 2,
             let block = d["block"]?.number, case .object(let shapes)? = d["shapes"],
@@ -154,10 +157,14 @@ public enum DistributedKernelsArtifact {
                 "tile differs from the hash its manifest records (changed or damaged)", at: tilePath,
                 hint: "rerun the kernels stage (ntk run --force <stage>)")
         }
-        let tile = try ArtifactFile.read(tilePath)
+        var tile = try ArtifactFile.read(tilePath)
         var out: [String: BlockCyclicMatrix] = [:]
-        for (name, _) in matrices {
-            guard case .array(let s)? = shapes[name], s.count == 2, let t = tile.tensor(name) else { continue }
+        for (name, _) in matrices where names.contains(name) {
+            guard case .array(let s)? = shapes[name], s.count == 2,
+                let index = tile.tensors.firstIndex(where: { $0.name == name })
+            else { continue }
+            let t = tile.tensors.remove(at: index)  // its bytes go once they are copied
+            guard t.dtype == .float64 else { throw NTKError("\(name) is not float64", at: tilePath) }
             var m = BlockCyclicMatrix(
                 grid: grid, rows: Int(s[0].number ?? 0), cols: Int(s[1].number ?? 0),
                 block: Int(block))
@@ -166,7 +173,7 @@ public enum DistributedKernelsArtifact {
                     "\(name) is \(t.shape) in the tile, the layout needs [\(m.localRows), \(m.localCols)]",
                     at: tilePath)
             }
-            m.setRowMajor(t.doubles())
+            m.setRowMajor(bytes: t.bytes)
             out[name] = m
         }
         return out

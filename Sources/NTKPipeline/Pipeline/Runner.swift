@@ -21,6 +21,8 @@ public final class Runner {
     /// The processes of a distributed run (`mpirun -np P ntk run`; nil: one process). `distributed` stage kinds
     /// then run on every process, and their lock entries record `mpi_ranks` (a run with another P reruns them).
     public var grid: ProcessGrid? = nil
+    /// Threads process 0 takes for the stages it runs alone on a grid (the others wait); nil: as many as it has.
+    public var leaderThreads: Int? = nil
     private var producer: [String: String] = [:]  // normalised out path → stage name
 
     public struct StageStatus: Equatable {
@@ -208,7 +210,11 @@ public final class Runner {
         for o in s.outs {
             guard let h = try hasher.hash(resolve(o)) else { r.append("out \(o) missing"); continue }
             if let l = lockedOuts[o], l.sha256 != h.sha256 { r.append("out \(o) changed") }
-            if let problem = DistributedKernelsArtifact.tileProblem(resolve(o)) { r.append("out \(o): \(problem)") }
+            // a distributed stage's manifest (small) lists its tiles: each must be there
+            if case .object(let p) = e.params, p["mpi_ranks"] != nil,
+               let problem = DistributedKernelsArtifact.tileProblem(resolve(o)) {
+                r.append("out \(o): \(problem)")
+            }
         }
         return r
     }
@@ -324,6 +330,9 @@ public final class Runner {
             }
             let started = Date()
             if everywhere || leader {
+                let saved = OwnThreads.workers
+                if !everywhere { OwnThreads.workers = leaderThreads ?? ProcessGrid.coresAllowed }
+                defer { OwnThreads.workers = saved }
                 let entry = try execute(s, checkpointDirectory: decision, onGrid: everywhere)
                 if leader { lock.stages[s.name] = entry }
             }

@@ -58,6 +58,7 @@ public struct AnalyticKernelsStage: StageKind {
         meta["source"] = .string("analytic")
         meta["dtype"] = .string(dtype.rawValue)
         if let plain = try Self.plainInputs(ctx) {
+            if let grid = ctx.grid, grid.rank != 0 { return [] }  // explicit files: one process computes them whole
             let (net, program) = try model.kernelNetwork(input: DatasetArtifact.shape(of: plain.sample,
                                                                                        features: plain.x1.cols))
             var flops = 0.0
@@ -74,7 +75,7 @@ public struct AnalyticKernelsStage: StageKind {
         let (net, program) = try model.kernelNetwork(input: ds.inputShape)
         meta["spatial"] = .string(program.form.rawValue)
         meta["model"] = model.json
-        if let grid = ctx.grid { return try runDistributed(ctx, grid, ds, net, meta) }
+        if let grid = ctx.grid { return try runDistributed(ctx, grid, ds, net, program, meta) }
         let (n, m) = (ds.nTrain, ds.nTest)
         // NNGP and NTK of train×train and test×train (and test×test), float64, each held as a matrix and a tensor.
         if let excess = MemoryBudget.excess([2, 2 * n * (n + m) + (testTest ? m * m : 0), 8]) {
@@ -102,12 +103,14 @@ public struct AnalyticKernelsStage: StageKind {
         return [ArtifactFile(kind: .kernels, metadata: meta, tensors: tensors)]
     }
 
-    /// The kernels over the processes of a distributed run: K(train, train) (blocks on and below the diagonal)
-    /// and K(train, test), [n, n] and [n, m], block-cyclic; each process computes only its own blocks, band by
-    /// band (each band checkpointed: a killed run resumes from the finished bands) and writes its tile; process 0
-    /// writes the manifest (`DistributedKernelsArtifact`) with K(x, x) of the test samples. Memory per process:
-    /// 2·n·(n + m)·8/P bytes of kernels, plus the engine's workspace (`max_memory`) per band.
+    /// The kernels over the processes of a distributed run: K(train, train) and, with `test_test`, K(test, test)
+    /// (blocks on and below the diagonal), and K(train, test), [n, n], [m, m] and [n, m], block-cyclic; each
+    /// process computes only its own blocks, band by band (each band checkpointed: a killed run resumes from the
+    /// finished bands) and writes its tile; process 0 writes the manifest (`DistributedKernelsArtifact`) with
+    /// K(x, x) of the test samples. Memory per process: (2·n·(n + m) + m²)·8/P bytes of kernels, plus one band and
+    /// the engine's workspace (`max_memory`), plus one kernel's tile bytes while the tile is written.
     func runDistributed(_ ctx: StageContext, _ grid: ProcessGrid, _ ds: DatasetArtifact, _ net: Network,
+                        _ program: KernelProgram,
                         _ metadata: [String: JSONValue]) throws -> [ArtifactFile] {
         guard dtype == .float64 else {
             throw NTKError("a distributed run keeps its kernels in float64 (ScaLAPACK's solves are float64)",
@@ -125,12 +128,14 @@ public struct AnalyticKernelsStage: StageKind {
         var o = options
         o.threads = grid.threadsPerProcess
         var mats: [String: BlockCyclicMatrix] = [:]
+        var flops = [0.0]  // this process's pairs, then summed over all
         var pairs: [(String, Matrix, Matrix?)] = [("train_train", xtr, nil), ("train_test", xtr, xte)]
         if testTest { pairs.append(("test_test", xte, nil)) }
         for (name, x1, x2) in pairs {
             var k = BlockCyclicMatrix(grid: grid, rows: x1.rows, cols: (x2 ?? x1).rows, block: block), t = k
             o.computeNTK = name != "test_test"
             let plan = AnalyticKernels.DistributedPlan(x1: x1, x2: x2, network: net, options: o, layout: k)
+            flops[0] += Double(plan.pairs) * program.flopsPerPair(ntk: o.computeNTK, quadratureNodes: o.quadratureNodes)
             let task = ctx.reporter.begin("\(Self.name) \(name) (\(k.globalRows)×\(k.globalCols)), process 0's "
                                           + "\(plan.bands.count) bands of \(grid.size) processes"
 , total: plan.bands.count,
@@ -144,6 +149,10 @@ public struct AnalyticKernelsStage: StageKind {
                     resumed += 1
                 } else {
                     values = try plan.band(band)
+                    guard values.nngp.allSatisfy(\.isFinite), values.ntk.allSatisfy(\.isFinite) else {
+                        throw NTKError("\(name) band \(band) (rows \(k.rows(ofBlock: band))) contains NaN or Inf",
+                                       hint: "check the inputs and the model's σ's")
+                    }
                     try ctx.checkpoints?.save(key, [
                         Tensor(name: "nngp", shape: [values.nngp.count], values: values.nngp),
                         Tensor(name: "ntk", shape: [values.ntk.count], values: values.ntk),
@@ -160,13 +169,20 @@ public struct AnalyticKernelsStage: StageKind {
             mats["nngp_" + name] = k
             if o.computeNTK { mats["ntk_" + name] = t }
         }
-        let tiles = try DistributedKernelsArtifact.writeTiles(mats, out: ctx.outs[0], grid: grid, metadata: [
+        let shapes = mats.mapValues { [$0.globalRows, $0.globalCols] }
+        let tiles = try DistributedKernelsArtifact.writeTiles(&mats, out: ctx.outs[0], grid: grid, metadata: [
             "stage": .string(ctx.stage), "block": .int(block),
         ])
+        grid.sum(&flops)
         guard grid.rank == 0 else { return [] }
         DistributedKernelsArtifact.removeUnlisted(out: ctx.outs[0], entries: tiles)
         var meta = metadata
-        let shapes = mats.mapValues { [$0.globalRows, $0.globalCols] }
+        meta["flops"] = .double(flops[0])
+        if program.needsQuadrature {  // as the single-process path: m vs 1.5·m nodes on a few entries
+            let few = xtr.rows(0..<min(6, n))
+            let e = try AnalyticKernels.compute(x1: few, x2: few, network: net, options: options).quadratureError
+            if let e { meta["quadrature_error"] = .double(e) }
+        }
         meta["distributed"] = DistributedKernelsArtifact.record(grid: grid, block: block, shapes: shapes, tiles: tiles)
         var d = options
         d.computeNTK = false
@@ -176,8 +192,8 @@ public struct AnalyticKernelsStage: StageKind {
         ])]
     }
 
-    /// The block size of a distributed run: 64 (ScaLAPACK's usual), smaller for small sets so that every process
-    /// row and column holds at least two blocks.
+    /// The block size of a distributed run: 64 (ScaLAPACK's usual), smaller for small sets (n/(2·max(rows, cols)),
+    /// at least 1) so that the blocks of the training set go round the grid's rows and columns at least twice.
     static func block(_ n: Int, _ grid: ProcessGrid) -> Int {
         max(1, min(64, (n + 2 * max(grid.rows, grid.cols) - 1) / (2 * max(grid.rows, grid.cols))))
     }

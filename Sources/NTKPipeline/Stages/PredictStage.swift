@@ -52,14 +52,16 @@ public struct PredictStage: StageKind {
     public var requiredDeps: [String] { [] }
 
     public func run(_ ctx: StageContext) throws -> [ArtifactFile] {
-        if let grid = ctx.grid { return try runDistributed(ctx, grid) }
+        if let grid = ctx.grid {
+            // distributed kernels: every process; whole ones (empirical, full): process 0 alone, as without MPI
+            if DistributedKernelsArtifact.processes(try ctx.artifact(.kernels).file) != nil {
+                return try runDistributed(ctx, grid)
+            }
+            if grid.rank != 0 { return [] }
+        }
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let (kpath, kfile) = try ctx.artifact(.kernels)
-        if let p = DistributedKernelsArtifact.processes(kfile) {
-            throw NTKError("these kernels are distributed over \(p) processes (tiles beside the manifest)", at: kpath,
-                           hint: "run this stage under mpirun with \(p) processes (ntk run --ranks \(p))")
-        }
         func kernel(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
             guard let t = kfile.tensor(name) else { throw NTKError("kernels artifact has no tensor '\(name)'", at: kpath) }
             guard t.shape == [rows, cols] else {
@@ -113,7 +115,7 @@ public struct PredictStage: StageKind {
         var means: [Double] = [], vars: [Double] = [], accuracies: [Double] = [], errors: [Double] = []
         var rows: [JSONValue] = []
         for (t, r) in zip(times, results) {
-            guard r.mean.allSatisfy(\.isFinite) else {
+            guard r.mean.allSatisfy(\.isFinite), r.variance?.allSatisfy(\.isFinite) ?? true else {
                 throw NTKError("\(mode.rawValue) predictions are not finite at t = \(t.map { "\($0)" } ?? "∞")")
             }
             means += r.mean
@@ -143,8 +145,14 @@ public struct PredictStage: StageKind {
     /// On a process grid, from distributed kernels (`DistributedKernelsArtifact`): the NTK-GP and NNGP means and
     /// variances by ScaLAPACK (`DistributedPredict`: Cholesky solves for t = ∞ alone, eigendecompositions otherwise,
     /// with `max_learning_rate` in the metadata); each process reads only its own tile; process 0 writes the (small)
-    /// predictions artifact, the same tensors and metrics as a single-process run.
+    /// predictions artifact: the tensors and metrics of a single-process run, the variances always (the manifest
+    /// carries K(x, x) of the test set). With mixed times, t = ∞ too comes from the eigendecompositions (1/λ,
+    /// negative λ clipped) where one process solves by Cholesky: the two agree to the kernel's conditioning.
     func runDistributed(_ ctx: StageContext, _ grid: ProcessGrid) throws -> [ArtifactFile] {
+        if let (tpath, _) = try ctx.artifacts(.trained).first {
+            throw NTKError("the closed form of a trained network needs whole kernels; these are distributed", at: tpath,
+                           hint: "drop the trained artifact from this stage's deps, or run it without --ranks")
+        }
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
         let (kpath, kfile) = try ctx.artifact(.kernels)
@@ -152,8 +160,16 @@ public struct PredictStage: StageKind {
             throw NTKError("a distributed predict reads distributed kernels; these are whole", at: kpath,
                            hint: "run the kernels stage under mpirun too (ntk run --ranks P)")
         }
-        var tiles = try DistributedKernelsArtifact.readTiles(kfile, path: kpath, grid: grid)
         let (n, m) = (ds.nTrain, ds.nTest)
+        // this process's share: the four kernels, then (finite times) about five [n, n] and four [n, m] blocks
+        let words = times == [nil] ? 2 * n * n + 5 * n * m : 5 * n * n + 6 * n * m
+        let share = (words + grid.size - 1) / grid.size
+        if let excess = MemoryBudget.excess([share, 8]) {
+            throw NTKError("this process's share of the predictions from \(n) training and \(m) test samples \(excess)",
+                           hint: "use more processes (mpirun -np), or times: [inf] (no eigendecompositions)")
+        }
+        var tiles = try DistributedKernelsArtifact.readTiles(
+            kfile, path: kpath, grid: grid, names: ["nngp_train_train", "ntk_train_train", "nngp_train_test", "ntk_train_test"])
         func take(_ name: String, _ shape: [Int]) throws -> BlockCyclicMatrix {
             guard let t = tiles.removeValue(forKey: name), [t.globalRows, t.globalCols] == shape else {
                 throw NTKError("the distributed kernels have no \(name) of shape \(shape) — made from another dataset?",
@@ -168,7 +184,7 @@ public struct PredictStage: StageKind {
         }
         let y = Matrix(rows: n, cols: ds.outputs, data: ds.yTrain)
         var ntk: [(mean: [Double], variance: [Double]?)], nngp: [(mean: [Double], variance: [Double]?)]
-        var lambdaMax: Double?
+        var lambdaMax: Double?, repairs: [String] = []
         if times == [nil] {  // Cholesky solves only
             let r = try DistributedPredict.infinite(grid: grid, kXX: &kXX, thetaXX: &thetaXX, kXT: kXT,
                                                     thetaXT: thetaXT, y: y, kTTDiagonal: diagonal, diagReg: diagReg)
@@ -180,6 +196,7 @@ public struct PredictStage: StageKind {
             ntk = r.ntk.map { ($0.mean.data, $0.variance) }
             nngp = r.nngp.map { ($0.mean.data, $0.variance) }
             lambdaMax = r.lambdaMax
+            repairs = r.repairs
         }
         guard grid.rank == 0 else { return [] }
         var tensors = [Tensor(name: "times", shape: [times.count], values: times.map { $0 ?? .infinity })]
@@ -192,7 +209,8 @@ public struct PredictStage: StageKind {
         }
         meta["metrics"] = .object(metrics)
         meta["summary"] = .object(summary)
-        meta["repairs"] = .array([])
+        for r in repairs { ctx.reporter.log("repair: " + r) }
+        meta["repairs"] = .array(repairs.map { .string($0) })
         meta["learning_rate"] = .double(learningRate)
         meta["processes"] = .int(grid.size)
         return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]

@@ -170,14 +170,29 @@ public struct StageContext {
     }
 
     /// Every dep that is an artifact of `kind`, in the order of the deps.
+    /// Distributed kernels (a manifest of tiles) only reach a stage running on the grid they were made for.
     public func artifacts(_ kind: ArtifactKind) throws -> [(path: String, file: ArtifactFile)] {
-        try artifactDeps().filter { $0.file.kind == kind }.map { ($0.resolved, $0.file) }
+        let found = try artifactDeps().filter { $0.file.kind == kind }.map { ($0.resolved, $0.file) }
+        for (path, file) in found { try checkWhole(path, file) }
+        return found
+    }
+
+    /// A stage off the grid given distributed kernels: an error that says how to run it.
+    func checkWhole(_ path: String, _ file: ArtifactFile) throws {
+        guard grid == nil, let p = DistributedKernelsArtifact.processes(file) else { return }
+        throw NTKError("these kernels are distributed over \(p) processes (tiles beside the manifest); stage "
+                       + "\(stage) reads whole kernels", at: path,
+                       hint: "run predict under mpirun with \(p) processes (ntk run --ranks \(p)); for other stages "
+                           + "rerun the kernels stage without --ranks")
     }
 
     /// The one dep that is an artifact of `kind`; an error if none is, naming what each dep is.
     public func artifact(_ kind: ArtifactKind) throws -> (path: String, file: ArtifactFile) {
         let all = try artifactDeps()
-        if let a = all.first(where: { $0.file.kind == kind }) { return (a.resolved, a.file) }
+        if let a = all.first(where: { $0.file.kind == kind }) {
+            try checkWhole(a.resolved, a.file)
+            return (a.resolved, a.file)
+        }
         let seen = all.map { "\($0.path) is a '\($0.file.kind.rawValue)' artifact" }
         throw NTKError("needs a '\(kind.rawValue)' artifact among its deps" + (seen.isEmpty ? "" : " (\(seen.joined(separator: "; ")))"),
                        key: "stages.\(stage).deps")
