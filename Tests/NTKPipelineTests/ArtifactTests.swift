@@ -146,6 +146,34 @@ final class ArtifactTests: XCTestCase {
         XCTAssertEqual(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), "ok\n")
     }
 
+    /// Fortran-ordered .npy (distributed kernels' tiles are written so, straight from ScaLAPACK's column-major
+    /// arrays): numpy reads ours, and ours reads numpy's (2-D and 3-D), as C-ordered values.
+    func testFortranOrderedNPY() throws {
+        let dir = TestSupport.tempDir()
+        let columnMajor: [Double] = [1, 4, 2, 5, 3, 6]  // [[1, 2, 3], [4, 5, 6]]
+        try Files.writeAtomically(dir + "/ours.npy", bytes: NPY.header(dtype: .float64, shape: [2, 3], fortranOrder: true)
+                                      + columnMajor.withUnsafeBytes { Array($0) })
+        XCTAssertEqual(try NPY.parse(try Files.read(dir + "/ours.npy"), name: "ours").doubles(), [1, 2, 3, 4, 5, 6])
+        let script = """
+            import sys, numpy as np
+            a = np.load(sys.argv[1] + '/ours.npy')
+            assert a.tolist() == [[1, 2, 3], [4, 5, 6]], a
+            np.save(sys.argv[1] + '/theirs.npy', np.asfortranarray(np.arange(24, dtype=np.int32).reshape(2, 3, 4)))
+            print('ok')
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, dir]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), "ok\n")
+        let theirs = try NPY.parse(try Files.read(dir + "/theirs.npy"), name: "theirs")
+        XCTAssertEqual(theirs.shape, [2, 3, 4])
+        XCTAssertEqual(theirs.integers(), Array(0..<24))
+    }
+
     func testJSONRoundTrip() throws {
         let v: JSONValue = .object(["a": .int(-3), "b": .double(0.1), "c": .array([.bool(true), .null, .string("x\"\n\\é")]),
                                     "d": .object(["e": .double(1e-300), "f": .double(2.0)])])

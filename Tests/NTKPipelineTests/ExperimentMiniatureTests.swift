@@ -28,13 +28,13 @@ final class ExperimentMiniatureTests: XCTestCase {
 
     /// Runs the miniature in a project laid out like the repository (experiments/ beside data/) and returns its
     /// metrics.json; checks the run succeeded and printed where the report is.
-    func runMetrics(_ name: String, _ yaml: String) throws -> JSONValue {
+    func runMetrics(_ name: String, _ yaml: String, extra: [String] = []) throws -> JSONValue {
         let d = TestSupport.tempDir(name)
         defer { try? FileManager.default.removeItem(atPath: d) }
         try FileManager.default.createDirectory(atPath: d + "/experiments", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: d + "/data", withDestinationPath: TestSupport.root + "/data")
         try yaml.write(toFile: d + "/experiments/\(name).yaml", atomically: true, encoding: .utf8)
-        let r = try TestSupport.ntk(["run", "--pipeline", "experiments/\(name).yaml"], in: d)
+        let r = try TestSupport.ntk(["run", "--pipeline", "experiments/\(name).yaml"] + extra, in: d)
         XCTAssertEqual(r.status, 0, r.stderr)
         // the page's path as printed is where it is (outs are relative to the pipeline file, not the working dir)
         let page = Files.canonical(d + "/experiments/artifacts/\(name)/report.html")
@@ -150,6 +150,23 @@ final class ExperimentMiniatureTests: XCTestCase {
                 print("myrtle-fashion miniature, \(sec["from"]?.text ?? "?"): \(key) = \(v)")
                 XCTAssertTrue((0.3...1).contains(v), "\(sec["from"]?.text ?? "?"): \(key) = \(v) (chance is 0.1)")
             }
+        }
+    }
+
+    /// The distributed kernel regression (experiments/kernel-regression-distributed.yaml) on 2 processes, with 200
+    /// training and 50 test digits: both GPs well above chance.
+    func testDistributedKernelRegressionRunsInMiniature() throws {
+        let yaml = try shrunk("kernel-regression-distributed", [("/usr/share/datasets/fashion-mnist", "../data/mnist"),
+                                                                ("n_train: [0-9]+", "n_train: 200"),
+                                                                ("n_test: [0-9a-z]+", "n_test: 50")])
+        let metrics = try runMetrics("kernel-regression-distributed", yaml, extra: ["--ranks", "2"])
+        guard case .array(let sections)? = metrics["sections"], let sec = sections.first else {
+            return XCTFail("no sections")
+        }
+        for key in ["nngp_infinite_test_accuracy", "ntkgp_infinite_test_accuracy"] {
+            let v = sec["headline"]?[key]?.number ?? -1
+            print("kernel-regression-distributed miniature: \(key) = \(v)")
+            XCTAssertTrue((0.6...1).contains(v), "\(key) = \(v) (chance is 0.1)")
         }
     }
 }

@@ -38,8 +38,13 @@ enum TestSupport {
     /// Runs `ntk` with arguments in a directory and waits.
     @discardableResult
     static func ntk(_ args: [String], in dir: String, env: [String: String] = [:]) throws -> Result {
+        try run(ntkBinary, args, in: dir, env: env)
+    }
+
+    /// Runs a program (ntk, or a script that starts it) with arguments in a directory and waits.
+    static func run(_ program: String, _ args: [String], in dir: String, env: [String: String] = [:]) throws -> Result {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: ntkBinary)
+        p.executableURL = URL(fileURLWithPath: program)
         p.arguments = args
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
         // The binary uses the same OpenBLAS kernels as this process (it would otherwise switch to AVX-512 ones where

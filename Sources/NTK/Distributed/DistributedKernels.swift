@@ -31,6 +31,26 @@ extension AnalyticKernels {
             }
         }
 
+        /// The bands in groups for checkpoints, in order: consecutive bands of about `Plan.blockWork` covariance
+        /// entries of work each (about a second), or of `options.blockRows` rows — so a fully-connected kernel, whose
+        /// bands take milliseconds, is not written to disk band by band.
+        public var checkpointGroups: [[Int]] {
+            let program = try? KernelProgram(network)
+            var groups: [[Int]] = [], current: [Int] = [], work = 0, rows = 0
+            for i in bands {
+                let r = layout.rows(ofBlock: i).count
+                rows += r
+                work += r * columns(of: i).reduce(0) { $0 + $1.cols.count } * max(program?.workPerPair ?? 1, 1)
+                current.append(i)
+                if options.blockRows.map({ rows >= $0 }) ?? (work >= Plan.blockWork) {
+                    groups.append(current)
+                    (current, work, rows) = ([], 0, 0)
+                }
+            }
+            if !current.isEmpty { groups.append(current) }
+            return groups
+        }
+
         /// This process's column blocks that band I computes: (local column of the block's start, its global
         /// columns, whether it is the diagonal block of a symmetric kernel).
         func columns(of i: Int) -> [(local: Int, cols: Range<Int>, diagonal: Bool)] {

@@ -12,8 +12,8 @@ import Foundation
 ///
 /// Inputs: K_XX, Θ_XX [n, n] (lower triangle read), K_XT, Θ_XT [n, m], all in one block-cyclic layout; Y [n, k]
 /// and K_TT's diagonal [m] on every process. `diagReg` as neural-tangents' (relative to the mean diagonal). The
-/// kernel matrices are overwritten (factored in place): per process the memory of `infinite` is the four kernels
-/// plus three [n, m] work arrays. A kernel that is not positive definite is an error (the single-process path
+/// kernel matrices are overwritten (factored or solved in place): per process the memory of `infinite` is the four
+/// kernels plus two [n, m] work arrays. A kernel that is not positive definite is an error (the single-process path
 /// escalates a regulariser instead; here that would need a second copy of the kernel): raise diag_reg.
 public enum DistributedPredict {
     public struct Result {
@@ -23,7 +23,7 @@ public enum DistributedPredict {
 
     public static func infinite(
         grid: ProcessGrid, kXX: inout BlockCyclicMatrix, thetaXX: inout BlockCyclicMatrix,
-        kXT: BlockCyclicMatrix, thetaXT: BlockCyclicMatrix, y: Matrix, kTTDiagonal: [Double],
+        kXT: BlockCyclicMatrix, thetaXT: inout BlockCyclicMatrix, y: Matrix, kTTDiagonal: [Double],
         diagReg: Double
     ) throws -> Result {
         let n = kXX.globalRows
@@ -40,8 +40,8 @@ public enum DistributedPredict {
         regularize(&thetaXX, grid, diagReg)
         try factor(&thetaXX, "ntk_train_train")
         let ntkMean = try solveAndProject(grid, factor: thetaXX, rhs: yd, cross: thetaXT, k: k)
-        var w = thetaXT
-        try solve(thetaXX, &w, "ntk_train_train")
+        try solve(thetaXX, &thetaXT, "ntk_train_train")  // W = Θ_XX⁻¹·Θ_XT, in place
+        let w = thetaXT
         var kw = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
         // the NTK-GP's covariance uses K_XX as it is (without the regulariser)
         kXX.local.withUnsafeBufferPointer { a in

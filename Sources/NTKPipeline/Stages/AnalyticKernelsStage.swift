@@ -108,7 +108,7 @@ public struct AnalyticKernelsStage: StageKind {
     /// process computes only its own blocks, band by band (each band checkpointed: a killed run resumes from the
     /// finished bands) and writes its tile; process 0 writes the manifest (`DistributedKernelsArtifact`) with
     /// K(x, x) of the test samples. Memory per process: (2·n·(n + m) + m²)·8/P bytes of kernels, plus one band and
-    /// the engine's workspace (`max_memory`), plus one kernel's tile bytes while the tile is written.
+    /// the engine's workspace (`max_memory`); tiles are written straight from the local arrays.
     func runDistributed(_ ctx: StageContext, _ grid: ProcessGrid, _ ds: DatasetArtifact, _ net: Network,
                         _ program: KernelProgram,
                         _ metadata: [String: JSONValue]) throws -> [ArtifactFile] {
@@ -140,27 +140,42 @@ public struct AnalyticKernelsStage: StageKind {
                                           + "\(plan.bands.count) bands of \(grid.size) processes"
 , total: plan.bands.count,
                                           unit: "bands")
-            var resumed = 0
-            for (done, band) in plan.bands.enumerated() {
-                let key = "\(name)-process\(grid.rank)-band\(band)"
-                let values: (nngp: [Double], ntk: [Double])
-                if let f = ctx.checkpoints?.load(key), let a = f.tensor("nngp"), let b = f.tensor("ntk") {
-                    values = (a.doubles(), b.doubles())
-                    resumed += 1
-                } else {
-                    values = try plan.band(band)
-                    guard values.nngp.allSatisfy(\.isFinite), values.ntk.allSatisfy(\.isFinite) else {
-                        throw NTKError("\(name) band \(band) (rows \(k.rows(ofBlock: band))) contains NaN or Inf",
-                                       hint: "check the inputs and the model's σ's")
+            var resumed = 0, done = 0
+            for group in plan.checkpointGroups {
+                // one checkpoint per group of bands: their row-major values one after the other
+                let key = "\(name)-process\(grid.rank)-bands\(group.first!)-\(group.last!)"
+                var values: [(nngp: [Double], ntk: [Double])] = []
+                if let f = ctx.checkpoints?.load(key), let a = f.tensor("nngp")?.doubles(),
+                    let b = f.tensor("ntk")?.doubles()
+                {
+                    var (ka, kb) = (0, 0)
+                    for band in group {
+                        let r = k.rows(ofBlock: band).count
+                        let (na, nb) = (r * k.localCols, o.computeNTK ? r * k.localCols : 0)
+                        values.append((Array(a[ka..<ka + na]), Array(b[kb..<kb + nb])))
+                        (ka, kb) = (ka + na, kb + nb)
                     }
-                    try ctx.checkpoints?.save(key, [
-                        Tensor(name: "nngp", shape: [values.nngp.count], values: values.nngp),
-                        Tensor(name: "ntk", shape: [values.ntk.count], values: values.ntk),
-                    ])
+                    resumed += group.count
+                } else {
+                    for band in group {
+                        let v = try plan.band(band)
+                        guard v.nngp.allSatisfy(\.isFinite), v.ntk.allSatisfy(\.isFinite) else {
+                            throw NTKError("\(name) band \(band) (rows \(k.rows(ofBlock: band))) contains NaN or Inf",
+                                           hint: "check the inputs and the model's σ's")
+                        }
+                        values.append(v)
+                        task.update(done + values.count)
+                    }
+                    let a = values.flatMap(\.nngp), b = values.flatMap(\.ntk)
+                    try ctx.checkpoints?.save(key, [Tensor(name: "nngp", shape: [a.count], values: a),
+                                                    Tensor(name: "ntk", shape: [b.count], values: b)])
                 }
-                k.setRows(k.localRow(ofBlock: band), values.nngp)
-                if o.computeNTK { t.setRows(t.localRow(ofBlock: band), values.ntk) }
-                task.update(done + 1)
+                for (band, v) in zip(group, values) {
+                    k.setRows(k.localRow(ofBlock: band), v.nngp)
+                    if o.computeNTK { t.setRows(t.localRow(ofBlock: band), v.ntk) }
+                }
+                done += group.count
+                task.update(done)
             }
             task.finish()
             var all: [Int32] = [Int32(resumed)]
@@ -170,9 +185,7 @@ public struct AnalyticKernelsStage: StageKind {
             if o.computeNTK { mats["ntk_" + name] = t }
         }
         let shapes = mats.mapValues { [$0.globalRows, $0.globalCols] }
-        let tiles = try DistributedKernelsArtifact.writeTiles(&mats, out: ctx.outs[0], grid: grid, metadata: [
-            "stage": .string(ctx.stage), "block": .int(block),
-        ])
+        let tiles = try DistributedKernelsArtifact.writeTiles(&mats, out: ctx.outs[0], grid: grid)
         grid.sum(&flops)
         guard grid.rank == 0 else { return [] }
         DistributedKernelsArtifact.removeUnlisted(out: ctx.outs[0], entries: tiles)

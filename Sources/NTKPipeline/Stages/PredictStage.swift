@@ -162,7 +162,7 @@ public struct PredictStage: StageKind {
         }
         let (n, m) = (ds.nTrain, ds.nTest)
         // this process's share: the four kernels, then (finite times) about five [n, n] and four [n, m] blocks
-        let words = times == [nil] ? 2 * n * n + 5 * n * m : 5 * n * n + 6 * n * m
+        let words = times == [nil] ? 2 * n * n + 4 * n * m : 5 * n * n + 6 * n * m
         let share = (words + grid.size - 1) / grid.size
         if let excess = MemoryBudget.excess([share, 8]) {
             throw NTKError("this process's share of the predictions from \(n) training and \(m) test samples \(excess)",
@@ -178,7 +178,8 @@ public struct PredictStage: StageKind {
             return t
         }
         var kXX = try take("nngp_train_train", [n, n]), thetaXX = try take("ntk_train_train", [n, n])
-        let kXT = try take("nngp_train_test", [n, m]), thetaXT = try take("ntk_train_test", [n, m])
+        let kXT = try take("nngp_train_test", [n, m])
+        var thetaXT = try take("ntk_train_test", [n, m])
         guard let diagonal = kfile.tensor("nngp_test_test_diagonal")?.doubles(), diagonal.count == m else {
             throw NTKError("the manifest has no nngp_test_test_diagonal [\(m)]", at: kpath)
         }
@@ -187,7 +188,7 @@ public struct PredictStage: StageKind {
         var lambdaMax: Double?, repairs: [String] = []
         if times == [nil] {  // Cholesky solves only
             let r = try DistributedPredict.infinite(grid: grid, kXX: &kXX, thetaXX: &thetaXX, kXT: kXT,
-                                                    thetaXT: thetaXT, y: y, kTTDiagonal: diagonal, diagReg: diagReg)
+                                                    thetaXT: &thetaXT, y: y, kTTDiagonal: diagonal, diagReg: diagReg)
             (ntk, nngp) = ([(r.ntkMean.data, r.ntkVariance)], [(r.nngpMean.data, r.nngpVariance)])
         } else {  // eigendecompositions
             let r = try DistributedPredict.atTimes(times, learningRate: learningRate, grid: grid, kXX: &kXX,
