@@ -21,6 +21,9 @@ extension AnalyticKernels {
             (self.x1, self.x2, self.network, self.options, self.layout) = (x1, x2, network, options, layout)
         }
 
+        /// The most bytes of results one checkpoint group holds (256 MiB).
+        public static let groupBytes = 1 << 28
+
         /// Global row blocks of this process: the bands, in order.
         public var bands: [Int] { layout.rowBlocks }
 
@@ -32,13 +35,19 @@ extension AnalyticKernels {
         }
 
         /// The bands in groups for checkpoints, in order: consecutive bands of about `Plan.blockWork` covariance
-        /// entries of work each (about a second), or of `options.blockRows` rows — so a fully-connected kernel, whose
-        /// bands take milliseconds, is not written to disk band by band.
+        /// entries of work each (about a second) and at most `groupBytes` of results, or of `options.blockRows`
+        /// rows — so a fully-connected kernel, whose bands take milliseconds, is not written to disk band by band,
+        /// and a group's checkpoint stays small beside the kernels.
         public var checkpointGroups: [[Int]] {
             let program = try? KernelProgram(network)
+            let perRow = layout.localCols * 8 * (options.computeNTK ? 2 : 1)
             var groups: [[Int]] = [], current: [Int] = [], work = 0, rows = 0
             for i in bands {
                 let r = layout.rows(ofBlock: i).count
+                if options.blockRows == nil && !current.isEmpty && (rows + r) * perRow > Self.groupBytes {
+                    groups.append(current)
+                    (current, work, rows) = ([], 0, 0)
+                }
                 rows += r
                 work += r * columns(of: i).reduce(0) { $0 + $1.cols.count } * max(program?.workPerPair ?? 1, 1)
                 current.append(i)

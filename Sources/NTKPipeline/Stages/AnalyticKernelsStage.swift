@@ -144,7 +144,6 @@ public struct AnalyticKernelsStage: StageKind {
             for group in plan.checkpointGroups {
                 // one checkpoint per group of bands: their row-major values one after the other
                 let key = "\(name)-process\(grid.rank)-bands\(group.first!)-\(group.last!)"
-                var values: [(nngp: [Double], ntk: [Double])] = []
                 if let f = ctx.checkpoints?.load(key), let a = f.tensor("nngp")?.doubles(),
                     let b = f.tensor("ntk")?.doubles()
                 {
@@ -152,27 +151,31 @@ public struct AnalyticKernelsStage: StageKind {
                     for band in group {
                         let r = k.rows(ofBlock: band).count
                         let (na, nb) = (r * k.localCols, o.computeNTK ? r * k.localCols : 0)
-                        values.append((Array(a[ka..<ka + na]), Array(b[kb..<kb + nb])))
+                        k.setRows(k.localRow(ofBlock: band), Array(a[ka..<ka + na]))
+                        if o.computeNTK { t.setRows(t.localRow(ofBlock: band), Array(b[kb..<kb + nb])) }
                         (ka, kb) = (ka + na, kb + nb)
                     }
                     resumed += group.count
                 } else {
-                    for band in group {
+                    var a: [UInt8] = [], b: [UInt8] = []  // the group's bands one after the other, as saved
+                    for (i, band) in group.enumerated() {
                         let v = try plan.band(band)
                         guard v.nngp.allSatisfy(\.isFinite), v.ntk.allSatisfy(\.isFinite) else {
                             throw NTKError("\(name) band \(band) (rows \(k.rows(ofBlock: band))) contains NaN or Inf",
                                            hint: "check the inputs and the model's σ's")
                         }
-                        values.append(v)
-                        task.update(done + values.count)
+                        k.setRows(k.localRow(ofBlock: band), v.nngp)
+                        if o.computeNTK { t.setRows(t.localRow(ofBlock: band), v.ntk) }
+                        if ctx.checkpoints != nil {
+                            v.nngp.withUnsafeBytes { a += $0 }
+                            v.ntk.withUnsafeBytes { b += $0 }
+                        }
+                        task.update(done + i + 1)
                     }
-                    let a = values.flatMap(\.nngp), b = values.flatMap(\.ntk)
-                    try ctx.checkpoints?.save(key, [Tensor(name: "nngp", shape: [a.count], values: a),
-                                                    Tensor(name: "ntk", shape: [b.count], values: b)])
-                }
-                for (band, v) in zip(group, values) {
-                    k.setRows(k.localRow(ofBlock: band), v.nngp)
-                    if o.computeNTK { t.setRows(t.localRow(ofBlock: band), v.ntk) }
+                    try ctx.checkpoints?.save(key, [
+                        Tensor(name: "nngp", dtype: .float64, shape: [a.count / 8], bytes: a),
+                        Tensor(name: "ntk", dtype: .float64, shape: [b.count / 8], bytes: b),
+                    ])
                 }
                 done += group.count
                 task.update(done)
