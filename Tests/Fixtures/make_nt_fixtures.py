@@ -3,6 +3,7 @@
 
 Needs the peers harness (../shared/peers: setup.sh makes a venv with neural-tangents 0.6.5, jax 0.4.25):
     PEERS=/path/to/peers python3 make_nt_fixtures.py
+    PEERS=/path/to/peers ONLY=diag_reg python3 make_nt_fixtures.py     # only the outputs named so
 Writes nt/*.npz: each holds the inputs (x1, x2 / x_train, x_test, y_train, fx_*_0, kernels) and NT's outputs,
 as produced by `reference.py analytic|predict` in float64.
 
@@ -25,7 +26,12 @@ def f32(a):
     return np.asarray(a, dtype=np.float32)
 
 
+ONLY = os.environ.get("ONLY")  # regenerate only the outputs whose name contains this (the inputs are drawn anyway)
+
+
 def run(cmd, inp, out, args):
+    if ONLY and ONLY not in out:
+        return
     np.savez(os.path.join(OUT, "_in.npz"), **inp)
     subprocess.run([PY, os.path.join(PEERS, "reference.py"), cmd, "--in", os.path.join(OUT, "_in.npz"),
                     "--out", os.path.join(OUT, out)] + args, check=True)
@@ -60,6 +66,10 @@ inp = {"x_train": xtr, "x_test": xte, "y_train": ytr,
 run("predict", inp, "predict_relu.npz",
     ["--depth", "2", "--activation", "relu", "--W_std", "1.4", "--b_std", "0.3", "--learning_rate", "0.5",
      "--t", "0,1,10,100,1000"])
+# The same with diag_reg = 0.1 (of the mean diagonal): the solves are regularised, the NTK-GP covariance's K_dd is not.
+run("predict", inp, "predict_relu_diag_reg.npz",
+    ["--depth", "2", "--activation", "relu", "--W_std", "1.4", "--b_std", "0.3", "--learning_rate", "0.5",
+     "--t", "0,1,10,100,1000", "--diag_reg", "0.1"])
 # Training: full-batch GD on MSE of the finite network (and nt.linearize of it), 100 steps, float64, from
 # given weights W0, b0, ... (standard normal, the NTK-parameterization trainables), relu and erf.
 for act in ("relu", "erf"):
