@@ -20,8 +20,10 @@ enum Distributed {
         let selfPath = FileManager.default.isExecutableFile(atPath: me) ? me : (which(CommandLine.arguments[0]) ?? me)
         // not bound to a core each (our threads use the process's share of them: ProcessGrid.threadsPerProcess);
         // waiting processes yield their core (process 0 runs the single-process stages on all of them)
-        var argv = [mpirun, "-np", String(ranks), "--oversubscribe", "--bind-to", "none", "--mca",
-                    "mpi_yield_when_idle", "1"]
+        var argv = [
+            mpirun, "-np", String(ranks), "--oversubscribe", "--bind-to", "none", "--mca",
+            "mpi_yield_when_idle", "1",
+        ]
         if getuid() == 0 { argv.append("--allow-run-as-root") }
         argv += [selfPath] + args
         let cargs = argv.map { strdup($0) } + [nil]

@@ -151,8 +151,8 @@ final class ArtifactTests: XCTestCase {
     func testFortranOrderedNPY() throws {
         let dir = TestSupport.tempDir()
         let columnMajor: [Double] = [1, 4, 2, 5, 3, 6]  // [[1, 2, 3], [4, 5, 6]]
-        try Files.writeAtomically(dir + "/ours.npy", bytes: NPY.header(dtype: .float64, shape: [2, 3], fortranOrder: true)
-                                      + columnMajor.withUnsafeBytes { Array($0) })
+        let header = NPY.header(dtype: .float64, shape: [2, 3], fortranOrder: true)
+        try Files.writeAtomically(dir + "/ours.npy", bytes: header + columnMajor.withUnsafeBytes { Array($0) })
         XCTAssertEqual(try NPY.parse(try Files.read(dir + "/ours.npy"), name: "ours").doubles(), [1, 2, 3, 4, 5, 6])
         let script = """
             import sys, numpy as np

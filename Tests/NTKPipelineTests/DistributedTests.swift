@@ -89,7 +89,8 @@ final class DistributedTests: XCTestCase {
     func testProcessesGiveTheSingleProcessKernelsAndPredictions() throws {
         let fc = "{depth: 2, width: 64, activation: relu, w_std: 1.4, b_std: 0.3}"
         for (label, model, n, m, times, counts) in [
-            ("fully-connected", fc, 150, 8, "[1, 100, inf]", [2, 4, 3]), ("CNN with pooling", Self.cnn, 24, 8, "[inf]", [2]),
+            ("fully-connected", fc, 150, 8, "[1, 100, inf]", [2, 4, 3]),
+            ("CNN with pooling", Self.cnn, 24, 8, "[inf]", [2]),
         ] {
             let yaml = Self.yaml(model: model, n: n, m: m, times: times)
             let single = project(yaml)
@@ -112,8 +113,12 @@ final class DistributedTests: XCTestCase {
 
                 // kernels: tiles on and below the block diagonal, K(train, test) = K(test, train)ᵀ
                 let tiles = try assemble(dist + "/artifacts/kernels.npz")
-                XCTAssertEqual(Set(tiles.keys), ["nngp_train_train", "ntk_train_train", "nngp_train_test",
-                                                 "ntk_train_test", "nngp_test_test"])
+                XCTAssertEqual(
+                    Set(tiles.keys),
+                    [
+                        "nngp_train_train", "ntk_train_train", "nngp_train_test",
+                        "ntk_train_test", "nngp_test_test",
+                    ])
                 let block = try XCTUnwrap(
                     ArtifactFile.read(dist + "/artifacts/kernels.npz").metadata["distributed"]?["block"]?.number)
                 let lower = { (i: Int, j: Int) in j / Int(block) <= i / Int(block) }
@@ -181,9 +186,11 @@ final class DistributedTests: XCTestCase {
     /// as ssh would on a cluster) give the same kernels and predictions as one process. Needs root (CI runs as root).
     func testTwoHostsOverTCP() throws {
         guard getuid() == 0 else { throw XCTSkip("network namespaces need root") }
-        let yaml = Self.yaml(model: "{depth: 2, width: 64, activation: erf, w_std: 1.4, b_std: 0.3}", n: 60, m: 12,
-                             times: "[10, inf]")
-        let single = project(yaml), hosts = project(yaml)
+        let yaml = Self.yaml(
+            model: "{depth: 2, width: 64, activation: erf, w_std: 1.4, b_std: 0.3}", n: 60, m: 12,
+            times: "[10, inf]")
+        let single = project(yaml)
+        let hosts = project(yaml)
         XCTAssertEqual(try TestSupport.ntk(["run"], in: single).status, 0)
         let r = try TestSupport.run(TestSupport.root + "/scripts/two_hosts", [TestSupport.ntkBinary, "run"], in: hosts)
         let stderr = r.stderr
@@ -191,12 +198,15 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(stderr.contains("distributed run: 2 processes on a 1×2 grid"), stderr)
         XCTAssertTrue(stderr.contains("daemons started through ip netns exec on: 10.77.0.2"), stderr)
         // the kernels' blocks and the solves' messages crossed the veth (more than Open MPI's own start-up)
-        let sent = stderr.components(separatedBy: "10.77.0.1 sent ").last?.split(separator: " ").first.flatMap { Int($0) }
+        let sent = stderr.components(separatedBy: "10.77.0.1 sent ").last?.split(separator: " ").first.flatMap {
+            Int($0)
+        }
         XCTAssertGreaterThan(sent ?? 0, 10_000, stderr)
         let a = try ArtifactFile.read(single + "/artifacts/predictions.npz")
         let b = try ArtifactFile.read(hosts + "/artifacts/predictions.npz")
         for name in ["ntk_mean_test", "nngp_mean_test", "ntk_var_test", "nngp_var_test"] {
-            let x = try XCTUnwrap(a.tensor(name)).doubles(), y = try XCTUnwrap(b.tensor(name)).doubles()
+            let x = try XCTUnwrap(a.tensor(name)).doubles()
+            let y = try XCTUnwrap(b.tensor(name)).doubles()
             let err = zip(x, y).map { abs($0 - $1) }.max()! / x.map(abs).max()!
             print("two hosts: \(name) relative difference from one process: \(err)")
             XCTAssertLessThan(err, 1e-10, name)
@@ -224,7 +234,9 @@ final class DistributedTests: XCTestCase {
             let dir = "/artifacts/kernels.tiles/" + tile
             let files = try FileManager.default.contentsOfDirectory(atPath: reference + dir).sorted()
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: d + dir).sorted(), files, tile)
-            for f in files { XCTAssertEqual(TestSupport.read(d + dir + "/" + f), TestSupport.read(reference + dir + "/" + f), f) }
+            for f in files {
+                XCTAssertEqual(TestSupport.read(d + dir + "/" + f), TestSupport.read(reference + dir + "/" + f), f)
+            }
         }
     }
 }

@@ -177,7 +177,8 @@ final class LayerPipelineTests: XCTestCase {
     /// Downstream of CNN kernels, unchanged: `evaluate` puts a trained CNN beside the closed form with its CNTK and
     /// the NTK-GP / NNGP of its CNN-GP, and `predict` takes the same kernels.
     func testEvaluateAndPredictTakeCNNKernels() throws {
-        let cnn = "{layers: [{conv: {channels: 8, filter: 3, padding: SAME}}, relu, {avg_pool: {window: 2, strides: 2}},"
+        let cnn = "{layers: [{conv: {channels: 8, filter: 3, padding: SAME}}, relu, "
+            + "{avg_pool: {window: 2, strides: 2}},"
             + " {conv: {channels: 8, filter: 1}}, erf, global_avg_pool, {dense: {out: 3}}], w_std: 1.3, b_std: 0.2}"
         let d = project((Self.yaml(model: cnn) + """
 

@@ -124,27 +124,33 @@ final class NeuralTangentsTests: XCTestCase {
         for file in ["predict_relu.npz", "predict_relu_diag_reg.npz"] {
             let z = try load(file)
             let y = try matrix(z["in_y_train"])
-            let e = try EnsemblePredictor(nngpTrainTrain: try matrix(z["analytic_nngp_train_train"]), ntkTrainTrain: try matrix(z["analytic_ntk_train_train"]),
-                                          yTrain: y, learningRate: try scalar(z["cfg_learning_rate"]),
+            let e = try EnsemblePredictor(nngpTrainTrain: try matrix(z["analytic_nngp_train_train"]),
+                                          ntkTrainTrain: try matrix(z["analytic_ntk_train_train"]), yTrain: y,
+                                          learningRate: try scalar(z["cfg_learning_rate"]),
                                           diagReg: try scalar(z["cfg_diag_reg"]))
-            let ntd = try matrix(z["analytic_ntk_test_train"]), gtd = try matrix(z["analytic_nngp_test_train"]), gtt = try matrix(z["analytic_nngp_test_test"])
+            let ntd = try matrix(z["analytic_ntk_test_train"]), gtd = try matrix(z["analytic_nngp_test_train"])
+            let gtt = try matrix(z["analytic_nngp_test_test"])
             let times = try XCTUnwrap(z["cfg_t"]).doubles()
-            let m = gtd.rows
+            let (m, k) = (gtd.rows, y.cols)
+            func close(_ a: Matrix, _ b: Matrix, _ what: String) {
+                XCTAssertLessThan(a.maxRelativeError(to: b, floor: 1e-2), 1e-10, "\(file) \(what)")
+            }
             for mode in EnsemblePredictor.Mode.allCases {
-                let means = try XCTUnwrap(z["ens_\(mode.rawValue)_mean"]).doubles(), covs = try XCTUnwrap(z["ens_\(mode.rawValue)_cov"]).doubles()
-                let trainMeans = try XCTUnwrap(z["ens_\(mode.rawValue)_mean_train"]).doubles()
+                let name = "ens_" + mode.rawValue
+                let means = try XCTUnwrap(z[name + "_mean"]).doubles(), covs = try XCTUnwrap(z[name + "_cov"]).doubles()
+                let trainMeans = try XCTUnwrap(z[name + "_mean_train"]).doubles()
                 for (i, t) in times.enumerated() {
                     let g = try e.predict(mode, t: t, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: gtt)
-                    let mean = Matrix(rows: m, cols: y.cols, data: Array(means[i * m * y.cols..<(i + 1) * m * y.cols]))
-                    let cov = Matrix(rows: m, cols: m, data: Array(covs[i * m * m..<(i + 1) * m * m]))
-                    XCTAssertLessThan(g.mean.maxRelativeError(to: mean, floor: 1e-2), 1e-10, "\(file) \(mode) mean t=\(t)")
-                    XCTAssertLessThan(try XCTUnwrap(g.covariance).maxRelativeError(to: cov, floor: 1e-2), 1e-10, "\(file) \(mode) cov t=\(t)")
-                    let tm = Matrix(rows: y.rows, cols: y.cols, data: Array(trainMeans[i * y.count..<(i + 1) * y.count]))
-                    XCTAssertLessThan(try e.trainMean(mode, t: t).maxRelativeError(to: tm, floor: 1e-2), 1e-10, "\(file) \(mode) train mean t=\(t)")
+                    close(g.mean, Matrix(rows: m, cols: k, data: Array(means[i * m * k..<(i + 1) * m * k])),
+                          "\(mode) mean t=\(t)")
+                    close(try XCTUnwrap(g.covariance), Matrix(rows: m, cols: m, data: Array(covs[i * m * m..<(i + 1) * m * m])),
+                          "\(mode) cov t=\(t)")
+                    let train = Array(trainMeans[i * y.count..<(i + 1) * y.count])
+                    close(try e.trainMean(mode, t: t), Matrix(rows: y.rows, cols: k, data: train), "\(mode) train mean t=\(t)")
                 }
                 let g = try e.predict(mode, t: nil, ntkTestTrain: ntd, nngpTestTrain: gtd, nngpTestTest: gtt)
-                XCTAssertLessThan(g.mean.maxRelativeError(to: try matrix(z["ens_\(mode.rawValue)_mean_inf"]), floor: 1e-2), 1e-10, "\(file) \(mode) mean ∞")
-                XCTAssertLessThan(try XCTUnwrap(g.covariance).maxRelativeError(to: try matrix(z["ens_\(mode.rawValue)_cov_inf"]), floor: 1e-2), 1e-10, "\(file) \(mode) cov ∞")
+                close(g.mean, try matrix(z[name + "_mean_inf"]), "\(mode) mean ∞")
+                close(try XCTUnwrap(g.covariance), try matrix(z[name + "_cov_inf"]), "\(mode) cov ∞")
             }
         }
     }

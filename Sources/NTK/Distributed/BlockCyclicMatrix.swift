@@ -81,7 +81,9 @@ public struct BlockCyclicMatrix {
         let (r, c) = (localRows, localCols)
         bytes.withUnsafeBytes { raw in
             local.withUnsafeMutableBufferPointer { out in
-                for i in 0..<r { for j in 0..<c { out[j * r + i] = raw.load(fromByteOffset: (i * c + j) * 8, as: Double.self) } }
+                for i in 0..<r {
+                    for j in 0..<c { out[j * r + i] = raw.load(fromByteOffset: (i * c + j) * 8, as: Double.self) }
+                }
             }
         }
     }

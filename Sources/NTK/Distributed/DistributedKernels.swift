@@ -41,7 +41,10 @@ extension AnalyticKernels {
         public var checkpointGroups: [[Int]] {
             let program = try? KernelProgram(network)
             let perRow = layout.localCols * 8 * (options.computeNTK ? 2 : 1)
-            var groups: [[Int]] = [], current: [Int] = [], work = 0, rows = 0
+            var groups: [[Int]] = []
+            var current: [Int] = []
+            var work = 0
+            var rows = 0
             for i in bands {
                 let r = layout.rows(ofBlock: i).count
                 if options.blockRows == nil && !current.isEmpty && (rows + r) * perRow > Self.groupBytes {

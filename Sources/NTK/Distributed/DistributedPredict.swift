@@ -83,8 +83,10 @@ public enum DistributedPredict {
         kXX: inout BlockCyclicMatrix, thetaXX: inout BlockCyclicMatrix, kXT: BlockCyclicMatrix,
         thetaXT: BlockCyclicMatrix, y: Matrix, kTTDiagonal: [Double], diagReg: Double
     ) throws
-        -> (ntk: [(mean: Matrix, variance: [Double])], nngp: [(mean: Matrix, variance: [Double])], lambdaMax: Double,
-            repairs: [String])
+        -> (
+            ntk: [(mean: Matrix, variance: [Double])], nngp: [(mean: Matrix, variance: [Double])], lambdaMax: Double,
+            repairs: [String]
+        )
     {
         let n = kXX.globalRows
         let m = kXT.globalCols
@@ -107,7 +109,10 @@ public enum DistributedPredict {
         // factored kernel is released at once (it was pdsyevd's scratch).
         regularize(&thetaXX, grid, diagReg)
         let lambda: [Double]
-        var b = empty, r = empty, sv = empty, yv = empty
+        var b = empty
+        var r = empty
+        var sv = empty
+        var yv = empty
         do {
             let (l, v) = try eigh(&thetaXX, grid, "ntk_train_train")
             thetaXX = empty
@@ -127,7 +132,8 @@ public enum DistributedPredict {
         // K: its eigenvectors U.
         regularize(&kXX, grid, diagReg)
         let mu: [Double]
-        var q = empty, yu = empty
+        var q = empty
+        var yu = empty
         do {
             let (e, u) = try eigh(&kXX, grid, "nngp_train_train")
             kXX = empty
@@ -142,8 +148,10 @@ public enum DistributedPredict {
             let top = values.last ?? 0
             let negative = values.filter { $0 < -1e-12 * max(abs(top), 1e-300) }
             if let low = negative.min() {
-                repairs.append(String(format: "%@ is not positive semi-definite: %d negative eigenvalue(s), most "
-                                      + "negative %.3g (λ_max %.3g); clipped to 0", name, negative.count, low, top))
+                repairs.append(
+                    String(
+                        format: "%@ is not positive semi-definite: %d negative eigenvalue(s), most "
+                            + "negative %.3g (λ_max %.3g); clipped to 0", name, negative.count, low, top))
             }
         }
 
@@ -194,7 +202,8 @@ public enum DistributedPredict {
             }
         }
         guard lwork > 0 else {
-            throw DistributedError.scalapack("pdsyevd on \(name): its workspace exceeds 32-bit sizes; use more processes", -1)
+            throw DistributedError.scalapack(
+                "pdsyevd on \(name): its workspace exceeds 32-bit sizes; use more processes", -1)
         }
         var work = [Double](repeating: 0, count: Int(max(lwork, 1)))
         var iwork = [Int32](repeating: 0, count: Int(max(liwork, 1)))

@@ -25,7 +25,8 @@ public final class ProcessGrid: @unchecked Sendable {
 
     /// The cores this process may run on: the machine's, or fewer if it is bound to some.
     public static var coresAllowed: Int {
-        let all = ProcessInfo.processInfo.activeProcessorCount, allowed = Int(ntk_cpus_allowed())
+        let all = ProcessInfo.processInfo.activeProcessorCount
+        let allowed = Int(ntk_cpus_allowed())
         return allowed > 0 ? min(all, allowed) : all
     }
 

@@ -65,8 +65,10 @@ public enum DistributedKernelsArtifact {
             indices[colsName] = (0..<m.localCols).map { Int32(m.globalCol($0)) }
         }
         for (file, values) in indices {
-            try Files.writeAtomically(dir + "/" + file + ".npy", bytes: NPY.header(dtype: .int32, shape: [values.count])
-                                          + values.withUnsafeBytes { Array($0) })
+            try Files.writeAtomically(
+                dir + "/" + file + ".npy",
+                bytes: NPY.header(dtype: .int32, shape: [values.count])
+                    + values.withUnsafeBytes { Array($0) })
             try record(file + ".npy")
         }
         let mine = JSONValue.object([
@@ -88,7 +90,9 @@ public enum DistributedKernelsArtifact {
     /// Beside a kernels out just written whole (by a single-process run): the tiles of an earlier distributed run are
     /// stale and go.
     static func removeStaleTiles(out: String, written: ArtifactFile) {
-        guard written.kind == .kernels, processes(written) == nil, Files.isDirectory(tilesDirectory(out)) else { return }
+        guard written.kind == .kernels, processes(written) == nil, Files.isDirectory(tilesDirectory(out)) else {
+            return
+        }
         try? FileManager.default.removeItem(atPath: tilesDirectory(out))
     }
 
@@ -156,11 +160,13 @@ public enum DistributedKernelsArtifact {
             let file = base + "/" + name + ".npy"
             guard Files.exists(file) else { throw NTKError("tile listed by \(path) is missing", at: file) }
             guard let sha = files[name + ".npy"]?["sha256"]?.text, try ContentHasher.hashFile(file) == sha else {
-                throw NTKError("tile differs from the hash its manifest records (changed or damaged)", at: file,
-                               hint: "rerun the kernels stage (ntk run --force <stage>)")
+                throw NTKError(
+                    "tile differs from the hash its manifest records (changed or damaged)", at: file,
+                    hint: "rerun the kernels stage (ntk run --force <stage>)")
             }
-            var m = BlockCyclicMatrix(grid: grid, rows: Int(s[0].number ?? 0), cols: Int(s[1].number ?? 0),
-                                      block: Int(block))
+            var m = BlockCyclicMatrix(
+                grid: grid, rows: Int(s[0].number ?? 0), cols: Int(s[1].number ?? 0),
+                block: Int(block))
             try readLocal(file, into: &m)
             out[name] = m
         }
@@ -177,8 +183,9 @@ public enum DistributedKernelsArtifact {
             throw e.located(file)
         }
         guard header.dtype == .float64, header.fortranOrder, header.shape == [m.localRows, m.localCols] else {
-            throw NTKError("holds \(header.dtype.rawValue) \(header.shape) (Fortran order: \(header.fortranOrder)); "
-                           + "the layout needs float64 [\(m.localRows), \(m.localCols)] in Fortran order", at: file)
+            throw NTKError(
+                "holds \(header.dtype.rawValue) \(header.shape) (Fortran order: \(header.fortranOrder)); "
+                    + "the layout needs float64 [\(m.localRows), \(m.localCols)] in Fortran order", at: file)
         }
         try h.seek(toOffset: UInt64(header.dataStart))
         let fd = h.fileDescriptor

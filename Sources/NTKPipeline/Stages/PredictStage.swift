@@ -168,8 +168,8 @@ public struct PredictStage: StageKind {
             throw NTKError("this process's share of the predictions from \(n) training and \(m) test samples \(excess)",
                            hint: "use more processes (mpirun -np), or times: [inf] (no eigendecompositions)")
         }
-        var tiles = try DistributedKernelsArtifact.readTiles(
-            kfile, path: kpath, grid: grid, names: ["nngp_train_train", "ntk_train_train", "nngp_train_test", "ntk_train_test"])
+        let names: Set<String> = ["nngp_train_train", "ntk_train_train", "nngp_train_test", "ntk_train_test"]
+        var tiles = try DistributedKernelsArtifact.readTiles(kfile, path: kpath, grid: grid, names: names)
         func take(_ name: String, _ shape: [Int]) throws -> BlockCyclicMatrix {
             guard let t = tiles.removeValue(forKey: name), [t.globalRows, t.globalCols] == shape else {
                 throw NTKError("the distributed kernels have no \(name) of shape \(shape) — made from another dataset?",
