@@ -141,7 +141,11 @@ final class DistributedTests: XCTestCase {
                     XCTAssertLessThan(err, 1e-10, "\(what) \(name)")
                 }
                 XCTAssertEqual(b.metadata["processes"], .int(p))
-                if times != "[inf]" { XCTAssertNotNil(b.metadata["max_learning_rate"]?.number, what) }
+                if times != "[inf]" {  // the same largest stable learning rate, from pdsyevd and dsyevd
+                    let lr = try XCTUnwrap(a.metadata["max_learning_rate"]?.number, what)
+                    let dlr = try XCTUnwrap(b.metadata["max_learning_rate"]?.number, what)
+                    XCTAssertEqual(dlr, lr, accuracy: 1e-10 * lr, what)
+                }
             }
         }
     }

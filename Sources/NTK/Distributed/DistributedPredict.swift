@@ -76,8 +76,9 @@ public enum DistributedPredict {
     ///              R = Vᵀ·Θ_XT, S = Vᵀ·K_XT, B = Vᵀ·K_XX·V (K_XX without the regulariser)
     ///     NNGP:    mean = Qᵀ·diag(f_K)·UᵀY, var_j = K_TT(j, j) − Σ_i f_K,2t(μ_i)·Q(i, j)²,  Q = Uᵀ·K_XT
     ///
-    /// Per process: about five [n, n] and four [n, m] blocks at the peak. Also returns λ_max(Θ) (for the largest
-    /// stable learning rate, 2·n·k/λ_max).
+    /// Per process: about five [n, n] and four [n, m] blocks at the peak. Also returns λ_max(Θ) of Θ as given,
+    /// without the regulariser (for the largest stable learning rate, 2·n·k/λ_max: neural-tangents'
+    /// `max_learning_rate`).
     public static func atTimes(
         _ times: [Double?], learningRate: Double, grid: ProcessGrid,
         kXX: inout BlockCyclicMatrix, thetaXX: inout BlockCyclicMatrix, kXT: BlockCyclicMatrix,
@@ -107,7 +108,7 @@ public enum DistributedPredict {
         var repairs: [String] = []
         // Θ: its eigenvectors V, then everything needed from them; K_XX is still whole here (B needs it). Each
         // factored kernel is released at once (it was pdsyevd's scratch).
-        regularize(&thetaXX, grid, diagReg)
+        let thetaReg = regularize(&thetaXX, grid, diagReg)
         let lambda: [Double]
         var b = empty
         var r = empty
@@ -181,7 +182,7 @@ public enum DistributedPredict {
             let reduce = columnDots(fq, nil, grid)
             nngp.append((gmean.gathered(grid), (0..<m).map { kTTDiagonal[$0] - reduce[$0] }))
         }
-        return (ntk, nngp, lambda.last ?? 0, repairs)
+        return (ntk, nngp, (lambda.last ?? 0) - thetaReg, repairs)  // λ_max of Θ as given, without ε
     }
 
     /// Eigenvalues (ascending, on every process) and eigenvectors of a symmetric matrix (lower triangle read;
@@ -262,8 +263,9 @@ public enum DistributedPredict {
     }
 
     /// A ← A + ε·I with ε = diagReg·trace(A)/n (neural-tangents' relative `diag_reg`).
-    static func regularize(_ a: inout BlockCyclicMatrix, _ grid: ProcessGrid, _ diagReg: Double) {
-        guard diagReg != 0 else { return }
+    @discardableResult
+    static func regularize(_ a: inout BlockCyclicMatrix, _ grid: ProcessGrid, _ diagReg: Double) -> Double {
+        guard diagReg != 0 else { return 0 }
         var diagonal: [(Int, Double)] = []  // local flat index, value
         for j in 0..<a.localCols {
             let gj = a.globalCol(j)
@@ -275,6 +277,7 @@ public enum DistributedPredict {
         grid.sum(&trace)
         let eps = diagReg * trace[0] / Double(max(a.globalRows, 1))
         for (p, _) in diagonal { a.local[p] += eps }
+        return eps
     }
 
     static func factor(_ a: inout BlockCyclicMatrix, _ name: String) throws {

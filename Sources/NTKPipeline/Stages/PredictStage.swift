@@ -9,8 +9,8 @@ import NTK
 /// Output (kind `predictions`): `times` [T]; `ntk_mean_test`, `nngp_mean_test` [T, m, k]; `ntk_var_test`,
 /// `nngp_var_test` [T, m] (with nngp_test_test in the kernels), `ntk_test_accuracy`, `ntk_test_mse`,
 /// `nngp_test_accuracy`, `nngp_test_mse` [T]; metadata `metrics`: test accuracy and MSE per mode and time, `summary`
-/// the same as scalars for the report (`ntkgp_infinite_test_accuracy`, `nngp_test_mse_t100`, …), and any kernel
-/// repairs. With a `trained` artifact among the deps (and an empirical kernel at
+/// the same as scalars for the report (`ntkgp_infinite_test_accuracy`, `nngp_test_mse_t100`, …), any kernel
+/// repairs, and with finite times `max_learning_rate` (neural-tangents': 2·n·k/λ_max of the NTK). With a `trained` artifact among the deps (and an empirical kernel at
 /// θ₀, traced or full), also the linearized dynamics in closed form from the trained run's f₀ at its recorded
 /// steps: `closed_steps`, `closed_fx_train` [R, n, k], `closed_fx_test` [R, m, k], and `metrics.closed_form`
 /// (test RMSE against the network and against the trained linearization).
@@ -74,6 +74,7 @@ public struct PredictStage: StageKind {
         var tensors: [Tensor] = []
         var metrics: [String: JSONValue] = [:], summary: [String: JSONValue] = [:]
         var repairs: [String] = []
+        var maxLearningRate: Double?
         let traced = kfile.tensor("ntk_train_train")?.shape == [n, n]
         if traced {
             let ens = try EnsemblePredictor(nngpTrainTrain: try kernel("nngp_train_train", n, n), ntkTrainTrain: try kernel("ntk_train_train", n, n),
@@ -89,6 +90,11 @@ public struct PredictStage: StageKind {
                 try record(mode, results, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
             }
             repairs += ens.repairs
+            if times.contains(where: { $0 != nil }) {  // the eigendecomposition is there: neural-tangents'
+                // max_learning_rate, 2·n·k/λ_max of Θ as given (without the regulariser)
+                let top = (try ens.ntk.eigh().values.last ?? 0) - ens.ntk.regularizer
+                maxLearningRate = 2 * Double(n * k) / max(top, 1e-300)
+            }
         }
         // With a trained artifact among the deps: the linearized dynamics in closed form from the same f₀, at the
         // recorded steps, beside the trained network and its trained linearization (PAPER Figure 3's comparison).
@@ -103,6 +109,7 @@ public struct PredictStage: StageKind {
         meta["summary"] = .object(summary)
         meta["repairs"] = .array(repairs.map { .string($0) })
         meta["learning_rate"] = .double(learningRate)
+        if let maxLearningRate { meta["max_learning_rate"] = .double(maxLearningRate) }
         return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
     }
 
@@ -205,7 +212,7 @@ public struct PredictStage: StageKind {
         try record(.ntk, ntk, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
         try record(.nngp, nngp, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
         var meta = ctx.metadata(kind: Self.name)
-        if let lambdaMax {  // neural-tangents' max_learning_rate: 2·n·k/λ_max of the (regularised) NTK
+        if let lambdaMax {  // neural-tangents' max_learning_rate: 2·n·k/λ_max of the NTK as given
             meta["max_learning_rate"] = .double(2 * Double(n * ds.outputs) / max(lambdaMax, 1e-300))
         }
         meta["metrics"] = .object(metrics)
