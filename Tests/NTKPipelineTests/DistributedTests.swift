@@ -217,6 +217,39 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// A kernels stage that a single-process stage reads (here `evaluate`) keeps its kernels whole on a grid, so the
+    /// default pipeline and the paper's figures run under `--ranks` as they are; `predict` beside it still works.
+    func testKernelsReadByASingleProcessStageStayWhole() throws {
+        let yaml = Self.yaml(model: "{depth: 1, width: 16}", n: 30, m: 10, times: "[1, inf]")
+            .replacingOccurrences(of: "  kernel: {test_test: true}", with: """
+                  kernel: {test_test: true}
+                  train: {learning_rate: 0.5, steps: 5, dtype: float64}
+                """)
+            + """
+
+              init:
+                deps: [artifacts/dataset.npz]
+                params: [seed, model]
+                outs: [artifacts/params.npz]
+              train:
+                deps: [artifacts/dataset.npz, artifacts/params.npz]
+                params: [seed, train]
+                outs: [artifacts/trained.npz]
+              eval:
+                kind: evaluate
+                deps: [artifacts/dataset.npz, artifacts/trained.npz, artifacts/kernels.npz]
+                outs: [artifacts/evaluation.npz]
+            """
+        let d = project(yaml)
+        let r = try TestSupport.ntk(["run", "--ranks", "2"], in: d)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("kernels: running (never run)\n"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("predict: running (never run) on 2 processes"), r.stderr)
+        XCTAssertNil(DistributedKernelsArtifact.processes(try ArtifactFile.read(d + "/artifacts/kernels.npz")))
+        XCTAssertTrue(Files.exists(d + "/artifacts/evaluation.npz"))
+        XCTAssertNotNil(try ArtifactFile.read(d + "/artifacts/predictions.npz").tensor("ntk_mean_test"))
+    }
+
     /// A killed distributed run resumes from each process's finished bands; the result is the uninterrupted one.
     func testKilledRunResumesFromBands() throws {
         // one band (8 rows) per checkpoint

@@ -19,7 +19,8 @@ public final class Runner {
     let hasher: ContentHasher
     private var kinds: [String: any StageKind] = [:]
     /// The processes of a distributed run (`mpirun -np P ntk run`; nil: one process). `distributed` stage kinds
-    /// then run on every process, and their lock entries record `mpi_ranks` (a run with another P reruns them).
+    /// then run on every process (`spreads`), and their lock entries record `mpi_ranks` (a run with another P reruns
+    /// them).
     public var grid: ProcessGrid? = nil
     /// Threads process 0 takes for the stages it runs alone on a grid (the others wait); nil: as many as it has.
     public var leaderThreads: Int? = nil
@@ -223,9 +224,21 @@ public final class Runner {
     /// for a `distributed` kind run on a grid — its outs are laid out for that many processes.
     func locked(_ s: PipelineSpec.Stage) -> JSONValue {
         let params = StageParams(stage: s.name, values: s.values, declared: s.params).locked
-        guard let grid, type(of: kinds[s.name]!).distributed, case .object(var o) = params else { return params }
+        guard let grid, spreads(s), case .object(var o) = params else { return params }
         o["mpi_ranks"] = .int(grid.size)
         return .object(o)
+    }
+
+    /// Whether stage s runs on every process of the grid: a `distributed` kind, and — if it writes kernels, which
+    /// it would then leave as tiles — only read by `distributed` kinds (a kernels stage that feeds `evaluate` keeps
+    /// its kernels whole, on process 0, so that evaluate can read them).
+    func spreads(_ s: PipelineSpec.Stage) -> Bool {
+        let kind = type(of: kinds[s.name]!)
+        guard grid != nil, kind.distributed else { return false }
+        guard kind.outputs.contains(.kernels) else { return true }
+        return spec.stages.allSatisfy { t in
+            !t.deps.contains { producer[normalise($0)] == s.name } || type(of: kinds[t.name]!).distributed
+        }
     }
 
     static func paramDiff(old: JSONValue, new: JSONValue, prefix: String) -> [String] {
@@ -323,7 +336,7 @@ public final class Runner {
                 outcomes.append(Outcome(stage: s.name, ran: false, reasons: [], seconds: 0))
                 continue
             }
-            let everywhere = type(of: kinds[s.name]!).distributed
+            let everywhere = spreads(s)
             if leader {
                 reporter.log("\(s.name): running (\(reasons.joined(separator: "; ")))"
                              + (everywhere ? " on \(grid.size) process\(grid.size == 1 ? "" : "es")" : ""))
