@@ -46,14 +46,19 @@ public final class PreparedKernel {
     public func eigh() throws -> (values: [Double], vectors: Matrix) {
         if let eigen { return eigen }
         let e = try LAPACK.eigh(kernel)
-        let top = e.values.last ?? 0
-        let negative = e.values.filter { $0 < -1e-12 * max(abs(top), 1e-300) }
-        if !negative.isEmpty {
-            repairs.append(String(format: "%@ is not positive semi-definite: %d negative eigenvalue(s), most negative %.3g (λ_max %.3g); clipped to 0",
-                                  name, negative.count, negative.min()!, top))
-        }
+        if let r = Self.negativeEigenvalues(name, e.values) { repairs.append(r) }
         eigen = e
         return e
+    }
+
+    /// The repair note for a kernel's eigenvalues (ascending) below −1e-12·|λ_max|, which the predictors clip to 0;
+    /// nil if there are none.
+    public static func negativeEigenvalues(_ name: String, _ values: [Double]) -> String? {
+        let top = values.last ?? 0
+        let negative = values.filter { $0 < -1e-12 * max(abs(top), 1e-300) }
+        guard let low = negative.min() else { return nil }
+        return String(format: "%@ is not positive semi-definite: %d negative eigenvalue(s), most negative %.3g "
+                      + "(λ_max %.3g); clipped to 0", name, negative.count, low, top)
     }
 
     /// The Cholesky factor of the kernel, adding ε·I with ε escalating ×10 from 1e-12·trace/n when the kernel is
@@ -185,7 +190,12 @@ public struct GradientDescentMSE {
     /// The largest learning rate for which discrete GD (with momentum β) on this kernel is stable:
     /// 2·(1 + β)·n·k/λ_max (neural-tangents' `max_learning_rate`).
     public func maxLearningRate(momentum: Double = 0) throws -> Double {
-        2 * (1 + momentum) * normalization / max(try kernel.eigh().values.last ?? 0, 1e-300)
+        Self.maxLearningRate(lambdaMax: try kernel.eigh().values.last ?? 0, entries: normalization, momentum: momentum)
+    }
+
+    /// 2·(1 + β)·n·k/λ_max, for a kernel's largest eigenvalue and the n·k entries the MSE averages over.
+    public static func maxLearningRate(lambdaMax: Double, entries: Double, momentum: Double = 0) -> Double {
+        2 * (1 + momentum) * entries / max(lambdaMax, 1e-300)
     }
 }
 
@@ -227,7 +237,15 @@ public struct EnsemblePredictor {
     func op(_ k: PreparedKernel, _ t: Double?, _ b: Matrix, timeFactor: Double = 1) throws -> Matrix {
         guard let t else { return try k.solve(b) }
         let c = learningRate / normalization * t * timeFactor
-        return try k.apply({ λ in λ > 0 ? -expm1(-λ * c) / λ : (λ < 0 ? 0 : c) }, to: b)
+        return try k.apply({ Self.flow($0, c) }, to: b)
+    }
+
+    /// op_t's factor on an eigenvalue λ: (1 − e^{−λc})/λ with c = η·t/(n·k) (c = nil: t = ∞, 1/λ); λ < 0 (clipped)
+    /// gives 0, λ = 0 its limit c.
+    public static func flow(_ lambda: Double, _ c: Double?) -> Double {
+        guard lambda > 0 else { return lambda < 0 ? 0 : c ?? 0 }
+        guard let c else { return 1 / lambda }
+        return -expm1(-lambda * c) / lambda
     }
 
     /// Test-set mean (and covariance) at continuous time t (nil: ∞). Kernels: `ntkTestTrain` and

@@ -23,19 +23,7 @@ final class DistributedTests: XCTestCase {
           kernel: {test_test: true}
           predict: {times: \(times), diag_reg: 1e-4}
         stages:
-          load:
-            deps: [\(TestSupport.embeddedMNIST)]
-            params: [seed, data]
-            outs: [artifacts/dataset.npz]
-          kernels:
-            kind: analytic_kernels
-            deps: [artifacts/dataset.npz]
-            params: [model, kernel]
-            outs: [artifacts/kernels.npz]
-          predict:
-            deps: [artifacts/dataset.npz, artifacts/kernels.npz]
-            params: [predict]
-            outs: [artifacts/predictions.npz]
+        \(TestSupport.stages(["load", "kernels", "predict"]))
         """
     }
 
@@ -225,21 +213,7 @@ final class DistributedTests: XCTestCase {
                   kernel: {test_test: true}
                   train: {learning_rate: 0.5, steps: 5, dtype: float64}
                 """)
-            + """
-
-              init:
-                deps: [artifacts/dataset.npz]
-                params: [seed, model]
-                outs: [artifacts/params.npz]
-              train:
-                deps: [artifacts/dataset.npz, artifacts/params.npz]
-                params: [seed, train]
-                outs: [artifacts/trained.npz]
-              eval:
-                kind: evaluate
-                deps: [artifacts/dataset.npz, artifacts/trained.npz, artifacts/kernels.npz]
-                outs: [artifacts/evaluation.npz]
-            """
+            + "\n" + TestSupport.stages(["init", "train", "eval"])
         let d = project(yaml)
         let r = try TestSupport.ntk(["run", "--ranks", "2"], in: d)
         XCTAssertEqual(r.status, 0, r.stderr)

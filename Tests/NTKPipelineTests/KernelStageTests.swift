@@ -16,19 +16,7 @@ final class KernelStageTests: XCTestCase {
           kernel: {max_memory: \(maxMemory)}
           predict: {times: [1, 100, inf]}
         stages:
-          load:
-            deps: ["${data.path}"]
-            params: [seed, data]
-            outs: [artifacts/dataset.npz]
-          kernels:
-            kind: analytic_kernels
-            deps: [artifacts/dataset.npz]
-            params: [model, kernel]
-            outs: [artifacts/kernels.npz]
-          predict:
-            deps: [artifacts/dataset.npz, artifacts/kernels.npz]
-            params: [predict]
-            outs: [artifacts/predictions.npz]
+        \(TestSupport.stages(["load", "kernels", "predict"]))
         """
     }
 

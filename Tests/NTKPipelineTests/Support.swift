@@ -35,6 +35,24 @@ enum TestSupport {
         var stderr: String
     }
 
+    /// The usual stages of a test pipeline over artifacts/, as YAML lines under `stages:` (two-space indent): load
+    /// (from `${data.path}`), init, train, kernels (analytic_kernels), predict, eval (evaluate of trained + kernels).
+    static func stages(_ names: [String]) -> String {
+        let all: [String: String] = [
+            "load": "deps: [\"${data.path}\"]\n    params: [seed, data]\n    outs: [artifacts/dataset.npz]",
+            "init": "deps: [artifacts/dataset.npz]\n    params: [seed, model]\n    outs: [artifacts/params.npz]",
+            "train": "deps: [artifacts/dataset.npz, artifacts/params.npz]\n    params: [seed, train]\n"
+                + "    outs: [artifacts/trained.npz]",
+            "kernels": "kind: analytic_kernels\n    deps: [artifacts/dataset.npz]\n    params: [model, kernel]\n"
+                + "    outs: [artifacts/kernels.npz]",
+            "predict": "deps: [artifacts/dataset.npz, artifacts/kernels.npz]\n    params: [predict]\n"
+                + "    outs: [artifacts/predictions.npz]",
+            "eval": "kind: evaluate\n    deps: [artifacts/dataset.npz, artifacts/trained.npz, artifacts/kernels.npz]\n"
+                + "    outs: [artifacts/evaluation.npz]",
+        ]
+        return names.map { "  \($0):\n    " + all[$0]! }.joined(separator: "\n")
+    }
+
     /// Runs `ntk` with arguments in a directory and waits.
     @discardableResult
     static func ntk(_ args: [String], in dir: String, env: [String: String] = [:]) throws -> Result {

@@ -22,6 +22,15 @@ public struct BlockCyclicMatrix {
             col: grid.col, context: grid.context)
     }
 
+    /// This process's part of a matrix every process holds whole.
+    public init(grid: ProcessGrid, distributing a: Matrix, block: Int) {
+        self.init(grid: grid, rows: a.rows, cols: a.cols, block: block)
+        for j in 0..<localCols {
+            let gj = globalCol(j)
+            for i in 0..<localRows { local[j * localRows + i] = a[globalRow(i), gj] }
+        }
+    }
+
     /// The layout alone (no grid started): for planning and tests.
     init(rows: Int, cols: Int, block: Int, gridRows: Int, gridCols: Int, row: Int, col: Int, context: Int32 = -1) {
         precondition(block > 0 && rows >= 0 && cols >= 0)

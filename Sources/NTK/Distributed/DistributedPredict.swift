@@ -26,41 +26,25 @@ public enum DistributedPredict {
         kXT: BlockCyclicMatrix, thetaXT: inout BlockCyclicMatrix, y: Matrix, kTTDiagonal: [Double],
         diagReg: Double
     ) throws -> Result {
-        let n = kXX.globalRows
-        let m = kXT.globalCols
-        let k = y.cols
-        let nb = kXX.block
+        let (n, m, nb) = (kXX.globalRows, kXT.globalCols, kXX.block)
         precondition(y.rows == n && kTTDiagonal.count == m && kXT.globalRows == n && thetaXT.globalCols == m)
-        var yd = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
-        for j in 0..<yd.localCols {
-            for i in 0..<yd.localRows { yd.local[j * yd.localRows + i] = y[yd.globalRow(i), yd.globalCol(j)] }
-        }
+        let yd = BlockCyclicMatrix(grid: grid, distributing: y, block: nb)
 
         // NTK-GP first: it needs K_XX unfactored (Wᵀ·K_XX·W).
         regularize(&thetaXX, grid, diagReg)
         try factor(&thetaXX, "ntk_train_train")
-        let ntkMean = try solveAndProject(grid, factor: thetaXX, rhs: yd, cross: thetaXT, k: k)
+        let ntkMean = try solveAndProject(grid, factor: thetaXX, rhs: yd, cross: thetaXT)
         try solve(thetaXX, &thetaXT, "ntk_train_train")  // W = Θ_XX⁻¹·Θ_XT, in place
         let w = thetaXT
         var kw = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
-        // the NTK-GP's covariance uses K_XX as it is (without the regulariser)
-        kXX.local.withUnsafeBufferPointer { a in
-            w.local.withUnsafeBufferPointer { b in
-                kw.local.withUnsafeMutableBufferPointer { c in
-                    ntk_pdsymm_lower(
-                        Int32(n), Int32(m), 1, a.baseAddress, kXX.descriptor, b.baseAddress,
-                        w.descriptor, 0, c.baseAddress, kw.descriptor)
-                }
-            }
-        }
-        let quad = columnDots(w, kw, grid)
-        let cross = columnDots(w, kXT, grid)
+        product(symmetric: kXX, w, into: &kw)  // K_XX as it is (without the regulariser)
+        let quad = columnDots(w, kw, grid), cross = columnDots(w, kXT, grid)
         let ntkVariance = (0..<m).map { kTTDiagonal[$0] + quad[$0] - 2 * cross[$0] }
 
         // NNGP: K_XX factored in place.
         regularize(&kXX, grid, diagReg)
         try factor(&kXX, "nngp_train_train")
-        let nngpMean = try solveAndProject(grid, factor: kXX, rhs: yd, cross: kXT, k: k)
+        let nngpMean = try solveAndProject(grid, factor: kXX, rhs: yd, cross: kXT)
         var z = kXT
         try solve(kXX, &z, "nngp_train_train")
         let reduce = columnDots(kXT, z, grid)
@@ -84,105 +68,76 @@ public enum DistributedPredict {
         kXX: inout BlockCyclicMatrix, thetaXX: inout BlockCyclicMatrix, kXT: BlockCyclicMatrix,
         thetaXT: BlockCyclicMatrix, y: Matrix, kTTDiagonal: [Double], diagReg: Double
     ) throws
-        -> (
-            ntk: [(mean: Matrix, variance: [Double])], nngp: [(mean: Matrix, variance: [Double])], lambdaMax: Double,
-            repairs: [String]
-        )
+        -> (ntk: [(mean: Matrix, variance: [Double])], nngp: [(mean: Matrix, variance: [Double])], lambdaMax: Double,
+            repairs: [String])
     {
-        let n = kXX.globalRows
-        let m = kXT.globalCols
-        let k = y.cols
-        let nb = kXX.block
-        var yd = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
-        for j in 0..<yd.localCols {
-            for i in 0..<yd.localRows { yd.local[j * yd.localRows + i] = y[yd.globalRow(i), yd.globalCol(j)] }
-        }
+        let (n, m, k, nb) = (kXX.globalRows, kXT.globalCols, y.cols, kXX.block)
+        let yd = BlockCyclicMatrix(grid: grid, distributing: y, block: nb)
         let c = learningRate / Double(n * k)
         func f(_ lambda: Double, _ t: Double?, _ factor: Double = 1) -> Double {
-            guard lambda > 0 else { return lambda < 0 ? 0 : (t.map { c * $0 * factor } ?? 0) }
-            guard let t else { return 1 / lambda }
-            return -expm1(-lambda * c * t * factor) / lambda
+            EnsemblePredictor.flow(lambda, t.map { c * $0 * factor })
         }
-
-        let empty = BlockCyclicMatrix(grid: grid, rows: 0, cols: 0, block: nb)
-        var repairs: [String] = []
-        // Θ: its eigenvectors V, then everything needed from them; K_XX is still whole here (B needs it). Each
-        // factored kernel is released at once (it was pdsyevd's scratch).
+        // Θ = V·diag(λ)·Vᵀ: R = Vᵀ·Θ_XT, S = Vᵀ·K_XT, VᵀY, and B = Vᵀ·K_XX·V while K_XX is still whole
         let thetaReg = regularize(&thetaXX, grid, diagReg)
-        let lambda: [Double]
-        var b = empty
-        var r = empty
-        var sv = empty
-        var yv = empty
-        do {
-            let (l, v) = try eigh(&thetaXX, grid, "ntk_train_train")
-            thetaXX = empty
-            lambda = l
+        var b = BlockCyclicMatrix(grid: grid, rows: 0, cols: 0, block: nb)
+        let (lambda, fromTheta) = try eigenBasis(&thetaXX, grid, "ntk_train_train", projecting: [thetaXT, kXT, yd]) {
+            v in
             var kv = BlockCyclicMatrix(grid: grid, rows: n, cols: n, block: nb)
             product(symmetric: kXX, v, into: &kv)
             b = BlockCyclicMatrix(grid: grid, rows: n, cols: n, block: nb)
             product(v, transposed: true, kv, into: &b)
-            kv = empty
-            r = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
-            sv = r
-            yv = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
-            product(v, transposed: true, thetaXT, into: &r)
-            product(v, transposed: true, kXT, into: &sv)
-            product(v, transposed: true, yd, into: &yv)
         }
-        // K: its eigenvectors U.
+        let (r, sv, yv) = (fromTheta[0], fromTheta[1], fromTheta[2])
+        // K = U·diag(μ)·Uᵀ: Q = Uᵀ·K_XT, UᵀY
         regularize(&kXX, grid, diagReg)
-        let mu: [Double]
-        var q = empty
-        var yu = empty
-        do {
-            let (e, u) = try eigh(&kXX, grid, "nngp_train_train")
-            kXX = empty
-            mu = e
-            q = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
-            yu = BlockCyclicMatrix(grid: grid, rows: n, cols: k, block: nb)
-            product(u, transposed: true, kXT, into: &q)
-            product(u, transposed: true, yd, into: &yu)
-        }
+        let (mu, fromK) = try eigenBasis(&kXX, grid, "nngp_train_train", projecting: [kXT, yd])
+        let (q, yu) = (fromK[0], fromK[1])
+        var q2 = q  // Q ⊙ Q, for every time's NNGP variance
+        for i in q2.local.indices { q2.local[i] *= q2.local[i] }
         // negative eigenvalues are clipped to 0 (as neural-tangents and `PreparedKernel` do), and said so
-        for (name, values) in [("ntk_train_train", lambda), ("nngp_train_train", mu)] {
-            let top = values.last ?? 0
-            let negative = values.filter { $0 < -1e-12 * max(abs(top), 1e-300) }
-            if let low = negative.min() {
-                repairs.append(
-                    String(
-                        format: "%@ is not positive semi-definite: %d negative eigenvalue(s), most "
-                            + "negative %.3g (λ_max %.3g); clipped to 0", name, negative.count, low, top))
-            }
-        }
+        let repairs = [PreparedKernel.negativeEigenvalues("ntk_train_train", lambda),
+                       PreparedKernel.negativeEigenvalues("nngp_train_train", mu)].compactMap { $0 }
 
-        var ntk: [(Matrix, [Double])] = []
-        var nngp: [(Matrix, [Double])] = []
+        var ntk: [(Matrix, [Double])] = [], nngp: [(Matrix, [Double])] = []
         for t in times {
             // NTK-GP
-            var fr = r
-            var fy = yv
+            var fr = r, fy = yv
             scaleRows(&fr) { f(lambda[$0], t) }
             scaleRows(&fy) { f(lambda[$0], t) }
             var mean = BlockCyclicMatrix(grid: grid, rows: m, cols: k, block: nb)
             product(r, transposed: true, fy, into: &mean)
             var bfr = BlockCyclicMatrix(grid: grid, rows: n, cols: m, block: nb)
             product(b, fr, into: &bfr)
-            let quad = columnDots(fr, bfr, grid)
-            let cross = columnDots(fr, sv, grid)
+            let quad = columnDots(fr, bfr, grid), cross = columnDots(fr, sv, grid)
             ntk.append((mean.gathered(grid), (0..<m).map { kTTDiagonal[$0] + quad[$0] - 2 * cross[$0] }))
             // NNGP
             var gy = yu
             scaleRows(&gy) { f(mu[$0], t) }
             var gmean = BlockCyclicMatrix(grid: grid, rows: m, cols: k, block: nb)
             product(q, transposed: true, gy, into: &gmean)
-            var fq = q
-            for i in fq.local.indices { fq.local[i] *= fq.local[i] }
+            var fq = q2
             scaleRows(&fq) { f(mu[$0], t, 2) }
             let reduce = columnDots(fq, nil, grid)
             nngp.append((gmean.gathered(grid), (0..<m).map { kTTDiagonal[$0] - reduce[$0] }))
         }
         return (ntk, nngp, (lambda.last ?? 0) - thetaReg, repairs)  // λ_max of Θ as given, without ε
+    }
+
+    /// The eigenvalues (ascending) of a symmetric matrix (lower triangle read; its storage is released: it was
+    /// pdsyevd's scratch) and Vᵀ·M for each M of `ms`, V its eigenvectors; `also` sees V before it goes.
+    static func eigenBasis(
+        _ a: inout BlockCyclicMatrix, _ grid: ProcessGrid, _ name: String, projecting ms: [BlockCyclicMatrix],
+        also: (BlockCyclicMatrix) -> Void = { _ in }
+    ) throws -> ([Double], [BlockCyclicMatrix]) {
+        let (values, v) = try eigh(&a, grid, name)
+        a = BlockCyclicMatrix(grid: grid, rows: 0, cols: 0, block: a.block)
+        also(v)
+        let projected = ms.map { m in
+            var out = BlockCyclicMatrix(grid: grid, rows: m.globalRows, cols: m.globalCols, block: m.block)
+            product(v, transposed: true, m, into: &out)
+            return out
+        }
+        return (values, projected)
     }
 
     /// Eigenvalues (ascending, on every process) and eigenvectors of a symmetric matrix (lower triangle read;
@@ -304,25 +259,12 @@ public enum DistributedPredict {
 
     /// crossᵀ·(A⁻¹·rhs) [m, k], on every process.
     static func solveAndProject(
-        _ grid: ProcessGrid, factor: BlockCyclicMatrix, rhs: BlockCyclicMatrix,
-        cross: BlockCyclicMatrix, k: Int
+        _ grid: ProcessGrid, factor: BlockCyclicMatrix, rhs: BlockCyclicMatrix, cross: BlockCyclicMatrix
     ) throws -> Matrix {
         var alpha = rhs
         try solve(factor, &alpha, "train kernel")
-        let m = cross.globalCols
-        var out = BlockCyclicMatrix(grid: grid, rows: m, cols: k, block: factor.block)
-        withThreads {
-            cross.local.withUnsafeBufferPointer { a in
-                alpha.local.withUnsafeBufferPointer { b in
-                    out.local.withUnsafeMutableBufferPointer { c in
-                        ntk_pdgemm(
-                            CChar(UInt8(ascii: "T")), CChar(UInt8(ascii: "N")), Int32(m), Int32(k),
-                            Int32(factor.globalRows), 1, a.baseAddress, cross.descriptor, b.baseAddress,
-                            alpha.descriptor, 0, c.baseAddress, out.descriptor)
-                    }
-                }
-            }
-        }
+        var out = BlockCyclicMatrix(grid: grid, rows: cross.globalCols, cols: rhs.globalCols, block: factor.block)
+        product(cross, transposed: true, alpha, into: &out)
         return out.gathered(grid)
     }
 

@@ -163,6 +163,17 @@ public final class Runner {
 
     /// Where stage s keeps its partial results for these inputs: `.ntk/checkpoints/<stage>/<key>`, the key a hash of
     /// its kind, algorithm version, params and dep hashes.
+    /// The same for the deps as they are now (a missing dep is an error naming it).
+    func checkpointStore(_ s: PipelineSpec.Stage) throws -> Checkpoints {
+        checkpointStore(s, depHashes: try s.deps.map { d in
+            guard let h = try hasher.hash(resolve(d)) else {
+                throw NTKError("dep '\(d)' does not exist", at: spec.locate("stages.\(s.name).deps"),
+                               key: "stages.\(s.name).deps")
+            }
+            return h.sha256
+        })
+    }
+
     func checkpointStore(_ s: PipelineSpec.Stage, depHashes: [String]) -> Checkpoints {
         let key = SHA256.hex(Array((JSONValue.object([
             "kind": .string(s.kind), "version": .int(type(of: kinds[s.name]!).algorithmVersion), "params": locked(s),
@@ -265,47 +276,13 @@ public final class Runner {
     }
 
     /// Runs what is stale among the targets (all stages if none) and what they need, in order.
+    ///
+    /// On a process grid, process 0 does all of this — holds the run lock, decides what is stale, hashes, writes the
+    /// outs and the lock — and tells every process which stage runs next and where its checkpoints are: a stage
+    /// that `spreads` runs on every process (each computing and writing its own tiles), any other on process 0 with
+    /// all its cores while the rest wait. An error on any process ends the whole run (the caller aborts the grid).
     public func run(targets: [String] = [], force: Bool = false) throws -> [Outcome] {
-        if let grid { return try runDistributed(targets: targets, force: force, grid: grid) }
-        let guardFile = try RunGuard(directory: (root.isEmpty ? "." : root) + "/.ntk")
-        defer { guardFile.release() }
-        removeStalePartials()
-        var lock = try Lock.read(lockPath)
-        var outcomes: [Outcome] = []
-        defer { hasher.save() }
-        for s in try order(targets: targets) {
-            var reasons = try self.reasons(s, lock: lock)
-            if force && (targets.isEmpty || targets.contains(s.name) || targets.contains(s.group)) { reasons.insert("forced", at: 0) }
-            if reasons.isEmpty {
-                reporter.log("\(s.name): up to date")
-                outcomes.append(Outcome(stage: s.name, ran: false, reasons: [], seconds: 0))
-                continue
-            }
-            reporter.log("\(s.name): running (\(reasons.joined(separator: "; ")))")
-            let started = Date()
-            do { lock.stages[s.name] = try execute(s) } catch let e as NTKError {
-                // A dep another stage makes is damaged (a flipped byte the stat cache did not see): rebuild it, retry.
-                guard let (dep, up, problem) = damagedDep(s, e), let u = spec.stage(up) else { throw e }
-                reporter.log("\(s.name): dep \(dep) is damaged (\(problem)); rebuilding it with stage \(up)")
-                hasher.forget(resolve(dep))
-                lock.stages[up] = try execute(u)
-                try lock.write(lockPath)
-                lock.stages[s.name] = try execute(s)
-            }
-            try lock.write(lockPath)  // last: the entry describes outs that are already in place
-            let secs = Date().timeIntervalSince(started)
-            reporter.log(String(format: "%@: done in %.2f s", s.name, secs))
-            outcomes.append(Outcome(stage: s.name, ran: true, reasons: reasons, seconds: secs))
-        }
-        return outcomes
-    }
-
-    /// `run` on a process grid. Process 0 does what `run` does — holds the run lock, decides what is stale, hashes,
-    /// writes the outs and the lock — and tells every process which stage runs next and where its checkpoints are;
-    /// a `distributed` kind runs on every process (each computing and writing its own tiles), any other kind on
-    /// process 0 while the rest wait. An error on any process ends the whole run (the caller aborts the grid).
-    func runDistributed(targets: [String], force: Bool, grid: ProcessGrid) throws -> [Outcome] {
-        let leader = grid.rank == 0
+        let leader = (grid?.rank ?? 0) == 0
         let guardFile = leader ? try RunGuard(directory: (root.isEmpty ? "." : root) + "/.ntk") : nil
         defer { guardFile?.release() }
         if leader { removeStalePartials() }
@@ -313,25 +290,13 @@ public final class Runner {
         var outcomes: [Outcome] = []
         defer { if leader { hasher.save() } }
         for s in try order(targets: targets) {
-            var reasons: [String] = [], decision = ""
-            if leader {
-                reasons = try self.reasons(s, lock: lock)
-                if force && (targets.isEmpty || targets.contains(s.name) || targets.contains(s.group)) {
-                    reasons.insert("forced", at: 0)
-                }
-                if !reasons.isEmpty {
-                    let hashes = try s.deps.map { d -> String in
-                        guard let h = try hasher.hash(resolve(d)) else {
-                            throw NTKError("dep '\(d)' does not exist", at: spec.locate("stages.\(s.name).deps"),
-                                           key: "stages.\(s.name).deps")
-                        }
-                        return h.sha256
-                    }
-                    decision = checkpointStore(s, depHashes: hashes).directory
-                }
+            var reasons = leader ? try self.reasons(s, lock: lock) : []
+            if leader && force && (targets.isEmpty || targets.contains(s.name) || targets.contains(s.group)) {
+                reasons.insert("forced", at: 0)
             }
-            decision = grid.broadcast(decision)  // empty: up to date
-            if decision.isEmpty {
+            // on a grid, every process learns from process 0 whether s runs (empty: no) and where it checkpoints
+            let checkpoints = try grid.map { $0.broadcast(reasons.isEmpty ? "" : try checkpointStore(s).directory) }
+            if checkpoints?.isEmpty ?? reasons.isEmpty {
                 if leader { reporter.log("\(s.name): up to date") }
                 outcomes.append(Outcome(stage: s.name, ran: false, reasons: [], seconds: 0))
                 continue
@@ -339,20 +304,34 @@ public final class Runner {
             let everywhere = spreads(s)
             if leader {
                 reporter.log("\(s.name): running (\(reasons.joined(separator: "; ")))"
-                             + (everywhere ? " on \(grid.size) process\(grid.size == 1 ? "" : "es")" : ""))
+                             + (everywhere ? " on \(grid!.size) process\(grid!.size == 1 ? "" : "es")" : ""))
             }
             let started = Date()
             if everywhere || leader {
                 let saved = OwnThreads.workers
-                if !everywhere { OwnThreads.workers = leaderThreads ?? ProcessGrid.coresAllowed }
+                if grid != nil && !everywhere { OwnThreads.workers = leaderThreads ?? ProcessGrid.coresAllowed }
                 defer { OwnThreads.workers = saved }
-                let entry = try execute(s, checkpointDirectory: decision, onGrid: everywhere)
-                if leader { lock.stages[s.name] = entry }
+                do {
+                    if let entry = try execute(s, checkpointDirectory: checkpoints, onGrid: everywhere) {
+                        lock.stages[s.name] = entry
+                    }
+                } catch let e as NTKError {
+                    // A dep another stage makes is damaged (a flipped byte the stat cache did not see): rebuild it,
+                    // retry (one process only: on a grid the others could not follow).
+                    guard grid == nil, let (dep, up, problem) = damagedDep(s, e), let u = spec.stage(up) else {
+                        throw e
+                    }
+                    reporter.log("\(s.name): dep \(dep) is damaged (\(problem)); rebuilding it with stage \(up)")
+                    hasher.forget(resolve(dep))
+                    lock.stages[up] = try execute(u)
+                    try lock.write(lockPath)
+                    lock.stages[s.name] = try execute(s)
+                }
             }
-            grid.barrier()
+            grid?.barrier()
             let secs = Date().timeIntervalSince(started)
             if leader {
-                try lock.write(lockPath)
+                try lock.write(lockPath)  // last: the entry describes outs that are already in place
                 reporter.log(String(format: "%@: done in %.2f s", s.name, secs))
             }
             outcomes.append(Outcome(stage: s.name, ran: true, reasons: reasons, seconds: secs))
@@ -375,9 +354,9 @@ public final class Runner {
 
     /// Runs one stage and writes its outs; returns its new lock entry. On a grid (`onGrid`: the stage runs on every
     /// process, with its checkpoints in `checkpointDirectory`) only process 0 hashes, writes the outs the stage
-    /// returns and makes the entry; the others return an entry without outs.
+    /// returns and makes the entry; the others return nil.
     func execute(_ s: PipelineSpec.Stage, checkpointDirectory: String? = nil, onGrid: Bool = false) throws
-        -> Lock.StageEntry {
+        -> Lock.StageEntry? {
         let kind = kinds[s.name]!
         var deps: [Lock.FileEntry] = []
         let leader = (grid?.rank ?? 0) == 0
@@ -405,10 +384,7 @@ public final class Runner {
         if onGrid { ctx.grid = grid }
         let files: [ArtifactFile]
         do { files = try kind.run(ctx) } catch { throw NTKError(wrapping: error, stage: s.name) }
-        if !leader {
-            return Lock.StageEntry(kind: s.kind, algorithmVersion: type(of: kind).algorithmVersion, params: .null,
-                                   deps: deps, outs: [])
-        }
+        if !leader { return nil }
         precondition(files.count == s.outs.count)
         for (i, (o, f)) in zip(s.outs, files).enumerated() {
             guard f.kind == type(of: kind).outputs[i] else {

@@ -144,39 +144,29 @@ public struct AnalyticKernelsStage: StageKind {
             for group in plan.checkpointGroups {
                 // one checkpoint per group of bands: their row-major values one after the other
                 let key = "\(name)-process\(grid.rank)-bands\(group.first!)-\(group.last!)"
-                if let f = ctx.checkpoints?.load(key), let a = f.tensor("nngp")?.doubles(),
-                    let b = f.tensor("ntk")?.doubles()
-                {
-                    var (ka, kb) = (0, 0)
-                    for band in group {
-                        let r = k.rows(ofBlock: band).count
-                        let (na, nb) = (r * k.localCols, o.computeNTK ? r * k.localCols : 0)
-                        k.setRows(k.localRow(ofBlock: band), Array(a[ka..<ka + na]))
-                        if o.computeNTK { t.setRows(t.localRow(ofBlock: band), Array(b[kb..<kb + nb])) }
-                        (ka, kb) = (ka + na, kb + nb)
-                    }
-                    resumed += group.count
-                } else {
-                    var a: [UInt8] = [], b: [UInt8] = []  // the group's bands one after the other, as saved
+                let (v, was) = try Self.resumable(key, ctx.checkpoints) {
+                    var a: [Double] = [], b: [Double] = []
                     for (i, band) in group.enumerated() {
-                        let v = try plan.band(band)
-                        guard v.nngp.allSatisfy(\.isFinite), v.ntk.allSatisfy(\.isFinite) else {
-                            throw NTKError("\(name) band \(band) (rows \(k.rows(ofBlock: band))) contains NaN or Inf",
-                                           hint: "check the inputs and the model's σ's")
-                        }
-                        k.setRows(k.localRow(ofBlock: band), v.nngp)
-                        if o.computeNTK { t.setRows(t.localRow(ofBlock: band), v.ntk) }
-                        if ctx.checkpoints != nil {
-                            v.nngp.withUnsafeBytes { a += $0 }
-                            v.ntk.withUnsafeBytes { b += $0 }
-                        }
+                        let v = try Self.namingMaxMemory(o) { try plan.band(band) }
+                        a += v.nngp
+                        b += v.ntk
                         task.update(done + i + 1)
                     }
-                    try ctx.checkpoints?.save(key, [
-                        Tensor(name: "nngp", dtype: .float64, shape: [a.count / 8], bytes: a),
-                        Tensor(name: "ntk", dtype: .float64, shape: [b.count / 8], bytes: b),
-                    ])
+                    return (a, b)
                 }
+                guard v.nngp.allSatisfy(\.isFinite), v.ntk.allSatisfy(\.isFinite) else {
+                    throw NTKError("\(name) bands \(group.first!)…\(group.last!) contain NaN or Inf",
+                                   hint: "check the inputs and the model's σ's")
+                }
+                var (ka, kb) = (0, 0)
+                for band in group {
+                    let r = k.rows(ofBlock: band).count
+                    let (na, nb) = (r * k.localCols, o.computeNTK ? r * k.localCols : 0)
+                    k.setRows(k.localRow(ofBlock: band), Array(v.nngp[ka..<ka + na]))
+                    if o.computeNTK { t.setRows(t.localRow(ofBlock: band), Array(v.ntk[kb..<kb + nb])) }
+                    (ka, kb) = (ka + na, kb + nb)
+                }
+                if was { resumed += group.count }
                 done += group.count
                 task.update(done)
             }
@@ -194,10 +184,8 @@ public struct AnalyticKernelsStage: StageKind {
         DistributedKernelsArtifact.removeUnlisted(out: ctx.outs[0], entries: tiles)
         var meta = metadata
         meta["flops"] = .double(flops[0])
-        if program.needsQuadrature {  // as the single-process path: m vs 1.5·m nodes on a few entries
-            let few = xtr.rows(0..<min(6, n))
-            let e = try AnalyticKernels.compute(x1: few, x2: few, network: net, options: options).quadratureError
-            if let e { meta["quadrature_error"] = .double(e) }
+        if program.needsQuadrature, let e = try Self.quadratureError(xtr, xtr, net, options) {
+            meta["quadrature_error"] = .double(e)
         }
         meta["distributed"] = DistributedKernelsArtifact.record(grid: grid, block: block, shapes: shapes, tiles: tiles)
         var d = options
@@ -245,13 +233,8 @@ public struct AnalyticKernelsStage: StageKind {
     func compute(_ name: String, _ x1: Matrix, _ x2: Matrix?, _ net: Network, _ ctx: StageContext,
                  options o: AnalyticKernels.Options? = nil, flops: inout Double) throws -> AnalyticKernels.Result {
         let opts = o ?? options
-        let plan: AnalyticKernels.Plan
-        do {
-            plan = try AnalyticKernels.Plan(x1: x1, x2: x2, network: net, options: opts)
-        } catch let e as AnalyticKernels.Plan.WorkspaceTooSmall {
-            throw NTKError(e.description, key: "params.kernel.max_memory",
-                           hint: "raise kernel.max_memory to at least \(MemoryBudget.size(e.needed))"
-                               + (opts.maxWorkspaceBytes == nil ? " (the default is 1 GiB)" : ""))
+        let plan = try Self.namingMaxMemory(opts) {
+            try AnalyticKernels.Plan(x1: x1, x2: x2, network: net, options: opts)
         }
         flops += plan.flops
         let store = plan.blocks.count > 1 ? ctx.checkpoints : nil
@@ -259,26 +242,50 @@ public struct AnalyticKernelsStage: StageKind {
         var blocks: [AnalyticKernels.Plan.Block] = []
         var resumed = 0
         for rows in plan.blocks {
-            let key = "\(name)-\(rows.lowerBound)-\(rows.upperBound)"
-            if let f = store?.load(key), let k = f.tensor("nngp"), let t = f.tensor("ntk") {
-                blocks.append(.init(rows: rows, nngp: k.doubles(), ntk: t.doubles()))
-                resumed += 1
-            } else {
+            let (v, was) = try Self.resumable("\(name)-\(rows.lowerBound)-\(rows.upperBound)", store) {
                 let b = plan.compute(rows)
-                try store?.save(key, [Tensor(name: "nngp", shape: [b.nngp.count], values: b.nngp), Tensor(name: "ntk", shape: [b.ntk.count], values: b.ntk)])
-                blocks.append(b)
+                return (b.nngp, b.ntk)
             }
+            blocks.append(.init(rows: rows, nngp: v.nngp, ntk: v.ntk))
+            if was { resumed += 1 }
             task.update(rows.upperBound)
         }
         task.finish()
         if resumed > 0 { ctx.reporter.log("\(name): resumed \(resumed) of \(plan.blocks.count) blocks from checkpoints") }
         var r = plan.assemble(&blocks)
         if plan.program.needsQuadrature {
-            r.quadratureError = try AnalyticKernels.compute(x1: x1.rows(0..<min(6, x1.rows)),
-                                                            x2: (x2 ?? x1).rows(0..<min(6, (x2 ?? x1).rows)),
-                                                            network: net, options: opts).quadratureError
+            r.quadratureError = try Self.quadratureError(x1, x2 ?? x1, net, opts)
             ctx.reporter.log(String(format: "%@: quadrature with %d nodes, estimated relative error %.2g", name, opts.quadratureNodes, r.quadratureError ?? 0))
         }
         return r
+    }
+
+    /// Rows of the kernels from the checkpoint `key` a killed run left, or computed by `body` and checkpointed
+    /// (nil store: not checkpointed); whether they were resumed.
+    static func resumable(_ key: String, _ store: Checkpoints?, _ body: () throws -> (nngp: [Double], ntk: [Double]))
+        throws -> (values: (nngp: [Double], ntk: [Double]), resumed: Bool) {
+        if let f = store?.load(key), let k = f.tensor("nngp"), let t = f.tensor("ntk") {
+            return ((k.doubles(), t.doubles()), true)
+        }
+        let v = try body()
+        try store?.save(key, [Tensor(name: "nngp", shape: [v.nngp.count], values: v.nngp),
+                              Tensor(name: "ntk", shape: [v.ntk.count], values: v.ntk)])
+        return (v, false)
+    }
+
+    /// The engine's "workspace too small" as an error naming `kernel.max_memory` and the size it needs.
+    static func namingMaxMemory<R>(_ o: AnalyticKernels.Options, _ body: () throws -> R) throws -> R {
+        do { return try body() } catch let e as AnalyticKernels.Plan.WorkspaceTooSmall {
+            throw NTKError(e.description, key: "params.kernel.max_memory",
+                           hint: "raise kernel.max_memory to at least \(MemoryBudget.size(e.needed))"
+                               + (o.maxWorkspaceBytes == nil ? " (the default is 1 GiB)" : ""))
+        }
+    }
+
+    /// The quadrature's estimated relative error on the first few pairs of x1 and x2 (m vs 1.5·m nodes).
+    static func quadratureError(_ x1: Matrix, _ x2: Matrix, _ net: Network, _ o: AnalyticKernels.Options) throws
+        -> Double? {
+        try AnalyticKernels.compute(x1: x1.rows(0..<min(6, x1.rows)), x2: x2.rows(0..<min(6, x2.rows)), network: net,
+                                    options: o).quadratureError
     }
 }

@@ -93,7 +93,7 @@ public struct PredictStage: StageKind {
             if times.contains(where: { $0 != nil }) {  // the eigendecomposition is there: neural-tangents'
                 // max_learning_rate, 2·n·k/λ_max of Θ as given (without the regulariser)
                 let top = (try ens.ntk.eigh().values.last ?? 0) - ens.ntk.regularizer
-                maxLearningRate = 2 * Double(n * k) / max(top, 1e-300)
+                maxLearningRate = GradientDescentMSE.maxLearningRate(lambdaMax: top, entries: Double(n * k))
             }
         }
         // With a trained artifact among the deps: the linearized dynamics in closed form from the same f₀, at the
@@ -103,14 +103,22 @@ public struct PredictStage: StageKind {
         } else if !traced {
             throw NTKError("full [n·k, n·k] kernels are used for the closed-form dynamics of a trained network: add its trained artifact to the deps", at: kpath)
         }
+        return [artifact(ctx, tensors, metrics, summary, repairs, maxLearningRate: maxLearningRate)]
+    }
+
+    /// The predictions artifact (both paths): tensors, metadata `metrics`, `summary`, `repairs` (also logged),
+    /// `learning_rate` and, when known, `max_learning_rate`.
+    func artifact(_ ctx: StageContext, _ tensors: [Tensor], _ metrics: [String: JSONValue],
+                  _ summary: [String: JSONValue], _ repairs: [String], maxLearningRate: Double?,
+                  extra: [String: JSONValue] = [:]) -> ArtifactFile {
         for r in repairs { ctx.reporter.log("repair: " + r) }
-        var meta = ctx.metadata(kind: Self.name)
+        var meta = ctx.metadata(kind: Self.name).merging(extra) { $1 }
         meta["metrics"] = .object(metrics)
         meta["summary"] = .object(summary)
         meta["repairs"] = .array(repairs.map { .string($0) })
         meta["learning_rate"] = .double(learningRate)
         if let maxLearningRate { meta["max_learning_rate"] = .double(maxLearningRate) }
-        return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
+        return ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)
     }
 
     /// The tensors, metrics and summary numbers of one mode's predictions at each of `times`: means [T, m, k],
@@ -162,11 +170,7 @@ public struct PredictStage: StageKind {
         }
         let (dpath, dfile) = try ctx.artifact(.dataset)
         let ds = try DatasetArtifact(file: dfile, path: dpath)
-        let (kpath, kfile) = try ctx.artifact(.kernels)
-        guard DistributedKernelsArtifact.processes(kfile) != nil else {
-            throw NTKError("a distributed predict reads distributed kernels; these are whole", at: kpath,
-                           hint: "run the kernels stage under mpirun too (ntk run --ranks P)")
-        }
+        let (kpath, kfile) = try ctx.artifact(.kernels)  // a manifest of tiles (`run` checked)
         let (n, m) = (ds.nTrain, ds.nTest)
         // this process's share: the four kernels, then (finite times) about five [n, n] and four [n, m] blocks
         let words = times == [nil] ? 2 * n * n + 4 * n * m : 5 * n * n + 6 * n * m
@@ -211,17 +215,11 @@ public struct PredictStage: StageKind {
         var metrics: [String: JSONValue] = [:], summary: [String: JSONValue] = [:]
         try record(.ntk, ntk, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
         try record(.nngp, nngp, ds, tensors: &tensors, metrics: &metrics, summary: &summary, ctx.reporter)
-        var meta = ctx.metadata(kind: Self.name)
-        if let lambdaMax {  // neural-tangents' max_learning_rate: 2·n·k/λ_max of the NTK as given
-            meta["max_learning_rate"] = .double(2 * Double(n * ds.outputs) / max(lambdaMax, 1e-300))
+        let maxLearningRate = lambdaMax.map {
+            GradientDescentMSE.maxLearningRate(lambdaMax: $0, entries: Double(n * ds.outputs))
         }
-        meta["metrics"] = .object(metrics)
-        meta["summary"] = .object(summary)
-        for r in repairs { ctx.reporter.log("repair: " + r) }
-        meta["repairs"] = .array(repairs.map { .string($0) })
-        meta["learning_rate"] = .double(learningRate)
-        meta["processes"] = .int(grid.size)
-        return [ArtifactFile(kind: .predictions, metadata: meta, tensors: tensors)]
+        return [artifact(ctx, tensors, metrics, summary, repairs, maxLearningRate: maxLearningRate,
+                         extra: ["processes": .int(grid.size)])]
     }
 
     /// f_t = f₀ + (closed form) at each recorded step of a trained artifact: exact discrete gradient descent for MSE
